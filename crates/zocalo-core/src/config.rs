@@ -1,0 +1,233 @@
+//! `config.toml` in the data home, with environment overrides applied by [`Config::load`].
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::CoreError;
+
+/// User configuration. Every field is optional: an empty or missing file is the embedded
+/// default (local model, SQLite in the data home).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Default provider name (`ZOCALO_PROVIDER` overrides).
+    pub provider: Option<String>,
+    /// Default model (`ZOCALO_MODEL` overrides).
+    pub model: Option<String>,
+    /// Providers tried in order on failover-eligible errors.
+    #[serde(default)]
+    pub fallback: Vec<String>,
+    /// Database URL (`--database-url` / `ZOCALO_DATABASE_URL` override).
+    pub database_url: Option<String>,
+    /// User-added OpenAI-compatible vendors.
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Ask loop settings.
+    #[serde(default)]
+    pub ask: AskConfig,
+    /// MCP servers; read by the MCP crate.
+    #[serde(default)]
+    pub mcp: Option<toml::Value>,
+    /// Daemon settings; read by the daemon.
+    #[serde(default)]
+    pub daemon: Option<toml::Value>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub base_url: String,
+    /// Environment variable holding the key; none for keyless local servers.
+    pub key_env: Option<String>,
+    /// Models; the first is the provider's default.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// `openai` (default) or `anthropic` wire format.
+    pub api: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AskConfig {
+    /// Replaces the built-in system prompt.
+    pub system_prompt: Option<String>,
+    /// Token budget for the whole context sent to the model.
+    pub context_tokens: usize,
+    /// Upper bound on model calls per ask (each tool round is one).
+    pub max_steps: usize,
+    /// `max_tokens` asked of the model per call.
+    pub max_output_tokens: u32,
+}
+
+impl Default for AskConfig {
+    fn default() -> Self {
+        Self {
+            system_prompt: None,
+            context_tokens: 8192,
+            max_steps: 8,
+            max_output_tokens: 1024,
+        }
+    }
+}
+
+impl Config {
+    /// Parse TOML text; `path` only names the source in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, CoreError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| CoreError::Config {
+            path: path.to_owned(),
+            message: e.to_string().trim().to_owned(),
+        })?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    /// Read `path` if it exists (a missing file is the default config), then apply
+    /// `ZOCALO_PROVIDER`, `ZOCALO_MODEL` and `ZOCALO_DATABASE_URL`.
+    pub fn load(path: &Path) -> Result<Self, CoreError> {
+        let mut cfg = match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text, path)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Config::default(),
+            Err(source) => {
+                return Err(CoreError::Io {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
+        };
+        cfg.apply_env(|k| std::env::var(k).ok());
+        Ok(cfg)
+    }
+
+    /// Environment overrides, with the lookup injectable for tests.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        let non_empty = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        if let Some(p) = non_empty("ZOCALO_PROVIDER") {
+            self.provider = Some(p);
+        }
+        if let Some(m) = non_empty("ZOCALO_MODEL") {
+            self.model = Some(m);
+        }
+        if let Some(u) = non_empty("ZOCALO_DATABASE_URL") {
+            self.database_url = Some(u);
+        }
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), CoreError> {
+        let err = |message: String| CoreError::Config {
+            path: path.to_owned(),
+            message,
+        };
+        for (name, p) in &self.providers {
+            if !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                || name.is_empty()
+            {
+                return Err(err(format!(
+                    "provider name {name:?} may use only letters, digits, '-' and '_'"
+                )));
+            }
+            if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
+                return Err(err(format!(
+                    "providers.{name}.base_url must start with http:// or https://, got {:?}",
+                    p.base_url
+                )));
+            }
+            if let Some(api) = &p.api {
+                if api != "openai" && api != "anthropic" {
+                    return Err(err(format!(
+                        "providers.{name}.api must be \"openai\" or \"anthropic\", got {api:?}"
+                    )));
+                }
+            }
+        }
+        if self.ask.max_steps == 0 {
+            return Err(err("ask.max_steps must be at least 1".into()));
+        }
+        if self.ask.context_tokens < 256 {
+            return Err(err("ask.context_tokens must be at least 256".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, CoreError> {
+        Config::parse(text, Path::new("config.toml"))
+    }
+
+    #[test]
+    fn empty_is_default() {
+        assert_eq!(parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn full_example_parses() {
+        let cfg = parse(
+            r#"
+            provider = "openai"
+            model = "gpt-4o-mini"
+            fallback = ["groq", "local"]
+            [providers.mine]
+            base_url = "https://llm.example/v1"
+            key_env = "MINE_API_KEY"
+            models = ["m1", "m2"]
+            [ask]
+            max_steps = 3
+            "#,
+        )
+        .unwrap();
+        assert_eq!(cfg.provider.as_deref(), Some("openai"));
+        assert_eq!(cfg.fallback, ["groq", "local"]);
+        assert_eq!(cfg.providers["mine"].models[0], "m1");
+        assert_eq!(cfg.ask.max_steps, 3);
+        assert_eq!(cfg.ask.context_tokens, AskConfig::default().context_tokens);
+    }
+
+    #[test]
+    fn malformed_inputs_name_the_problem() {
+        let cases = [
+            ("provider = ", "string"),
+            ("provider = 3", "provider"),
+            ("nonsense = true", "nonsense"),
+            ("[providers.x]\nbase_url = \"ftp://h\"", "base_url"),
+            ("[providers.x]\nkey_env = \"K\"", "base_url"),
+            ("[providers.\"a b\"]\nbase_url = \"http://h\"", "a b"),
+            (
+                "[providers.x]\nbase_url = \"http://h\"\napi = \"grpc\"",
+                "api",
+            ),
+            ("[ask]\nmax_steps = 0", "max_steps"),
+            ("[ask]\ncontext_tokens = -1", "context_tokens"),
+        ];
+        for (text, needle) in cases {
+            let e = parse(text).expect_err(text).to_string();
+            assert!(e.contains(needle), "{text:?}: {e}");
+            assert!(e.contains("config.toml"), "{e}");
+        }
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let mut cfg = parse("provider = \"openai\"").unwrap();
+        cfg.apply_env(|k| match k {
+            "ZOCALO_PROVIDER" => Some("anthropic".into()),
+            "ZOCALO_MODEL" => Some("  ".into()),
+            _ => None,
+        });
+        assert_eq!(cfg.provider.as_deref(), Some("anthropic"));
+        assert_eq!(cfg.model, None);
+    }
+
+    #[test]
+    fn missing_file_is_default() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = Config::load(&tmp.path().join("none.toml")).unwrap();
+        assert_eq!(cfg.fallback.len(), 0);
+    }
+}

@@ -1,0 +1,21 @@
+//! zocalo-llm: talking to language models.
+//!
+//! - [`Provider`]: the one trait the ask loop uses (`stream`, and `complete` built on it).
+//! - [`LlmError`]: typed failures that say whether failing over / retrying is allowed.
+//! - [`openai`]: OpenAI-compatible Chat Completions (OpenAI, Groq, OpenRouter, Ollama, any URL).
+//! - [`anthropic`]: native Anthropic Messages.
+//! - [`retry`]: bounded retries with `Retry-After` and jittered exponential backoff.
+//! - [`registry`]: provider names → endpoints, keys from flag > environment.
+
+pub mod anthropic;
+pub mod error;
+pub mod openai;
+pub mod provider;
+pub mod registry;
+pub mod retry;
+mod sse;
+
+pub use error::LlmError;
+pub use provider::{collect_stream, EventStream, Provider};
+pub use registry::{ProviderSpec, Registry, ResolveOptions};
+pub use retry::RetryPolicy;

@@ -1,0 +1,1 @@
+//! SSE framing helpers shared by the providers. (Pending.)

@@ -1,0 +1,9 @@
+//! Dev-only test helpers.
+//!
+//! - [`fake`]: a local HTTP server that answers with scripted responses (status, headers, body
+//!   split into chunks, optionally cut) and records every request; recorded real OpenAI and
+//!   Anthropic SSE bodies live in `fixtures/`.
+//! - [`db`]: a fresh SQLite file or a fresh Postgres schema per test.
+
+pub mod db;
+pub mod fake;
