@@ -1,1 +1,21 @@
+//! zocalo-store: the database behind zocalo, SQLite (embedded default) or PostgreSQL.
+//!
+//! - [`Store`]: connect by URL, open the SQLite file, or a Postgres schema; migrations run on
+//!   connect, are idempotent, and a database migrated by a newer zocalo is refused.
+//! - [`conversations`]: conversations and messages; a turn is appended in one transaction.
+//! - [`StoreError`]: what can fail; URLs in errors never carry a password.
+//! - [`with_pool!`]: run the same SQL on whichever backend is configured.
+//!
+//! Migrations live in `migrations/sqlite` and `migrations/postgres` (same versions on both);
+//! longer statements live in `src/sql/*.sql`. The SQL text is shared between backends: sqlx's
+//! SQLite driver maps `$N` to the N-th argument just as Postgres does.
 
+pub mod conversations;
+pub mod error;
+mod store;
+mod ts;
+mod url;
+
+pub use conversations::{Conversation, NewMessage, StoredMessage};
+pub use error::{redact_url, StoreError};
+pub use store::{Backend, Pool, Store};

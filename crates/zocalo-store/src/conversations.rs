@@ -1,0 +1,317 @@
+//! Conversations and their messages.
+//!
+//! A conversation is a row plus an ordered list of messages numbered 1, 2, 3, … (`seq`). The
+//! ask loop appends a whole turn (user message, tool calls and results, final answer) with
+//! [`Store::append_turn`] in one transaction, so a failed call leaves no half answer behind.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use zocalo_core::{ConversationId, Message, MessageId, Role, ToolCall, Usage};
+
+use crate::ts::{self, Ts};
+use crate::{with_pool, Store, StoreError};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conversation {
+    pub id: ConversationId,
+    pub title: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub message_count: i64,
+}
+
+/// A message to append, with what produced it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewMessage {
+    pub message: Message,
+    /// The model that wrote an assistant message.
+    pub model: Option<String>,
+    /// Tokens the call that produced this message used.
+    pub usage: Option<Usage>,
+}
+
+impl NewMessage {
+    /// A message with no model or usage attached (user and tool messages).
+    pub fn plain(message: Message) -> Self {
+        Self {
+            message,
+            model: None,
+            usage: None,
+        }
+    }
+}
+
+impl From<Message> for NewMessage {
+    fn from(message: Message) -> Self {
+        Self::plain(message)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredMessage {
+    pub id: MessageId,
+    pub conversation_id: ConversationId,
+    /// Position in the conversation, from 1.
+    pub seq: i64,
+    pub message: Message,
+    pub model: Option<String>,
+    pub usage: Option<Usage>,
+    pub created_at: DateTime<Utc>,
+}
+
+const CONVERSATION_GET: &str = include_str!("sql/conversation_get.sql");
+const CONVERSATION_LIST: &str = include_str!("sql/conversation_list.sql");
+const CONVERSATION_UPSERT: &str = include_str!("sql/conversation_upsert.sql");
+const CONVERSATION_TOUCH: &str = include_str!("sql/conversation_touch.sql");
+const CONVERSATION_DELETE: &str = "DELETE FROM conversations WHERE id = $1";
+const MESSAGE_INSERT: &str = include_str!("sql/message_insert.sql");
+const MESSAGE_MAX_SEQ: &str =
+    "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conversation_id = $1";
+const MESSAGES_ALL: &str = concat!(
+    include_str!("sql/message_select.sql"),
+    "WHERE conversation_id = $1 ORDER BY seq"
+);
+const MESSAGES_LAST: &str = concat!(
+    include_str!("sql/message_select.sql"),
+    "WHERE conversation_id = $1 ORDER BY seq DESC LIMIT $2"
+);
+
+impl Store {
+    pub async fn get_conversation(
+        &self,
+        id: &ConversationId,
+    ) -> Result<Option<Conversation>, StoreError> {
+        let row: Option<ConversationRow> = with_pool!(self.pool(), |p| {
+            sqlx::query_as(CONVERSATION_GET)
+                .bind(id.as_str())
+                .fetch_optional(p)
+                .await
+        })?;
+        row.map(ConversationRow::decode).transpose()
+    }
+
+    /// The `limit` most recently updated conversations, newest first.
+    pub async fn list_conversations(&self, limit: i64) -> Result<Vec<Conversation>, StoreError> {
+        if limit <= 0 {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<ConversationRow> = with_pool!(self.pool(), |p| {
+            sqlx::query_as(CONVERSATION_LIST)
+                .bind(limit)
+                .fetch_all(p)
+                .await
+        })?;
+        rows.into_iter().map(ConversationRow::decode).collect()
+    }
+
+    /// Deletes a conversation and its messages; false if there was none.
+    pub async fn delete_conversation(&self, id: &ConversationId) -> Result<bool, StoreError> {
+        let affected = with_pool!(self.pool(), |p| {
+            sqlx::query(CONVERSATION_DELETE)
+                .bind(id.as_str())
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        Ok(affected > 0)
+    }
+
+    /// Every message of the conversation in order (empty for an unknown id).
+    pub async fn messages(&self, id: &ConversationId) -> Result<Vec<StoredMessage>, StoreError> {
+        let rows: Vec<MessageRow> = with_pool!(self.pool(), |p| {
+            sqlx::query_as(MESSAGES_ALL)
+                .bind(id.as_str())
+                .fetch_all(p)
+                .await
+        })?;
+        rows.into_iter().map(MessageRow::decode).collect()
+    }
+
+    /// The last `limit` messages, in chronological order.
+    pub async fn recent_messages(
+        &self,
+        id: &ConversationId,
+        limit: i64,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        if limit <= 0 {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<MessageRow> = with_pool!(self.pool(), |p| {
+            sqlx::query_as(MESSAGES_LAST)
+                .bind(id.as_str())
+                .bind(limit)
+                .fetch_all(p)
+                .await
+        })?;
+        let mut messages = rows
+            .into_iter()
+            .map(MessageRow::decode)
+            .collect::<Result<Vec<_>, _>>()?;
+        messages.reverse();
+        Ok(messages)
+    }
+
+    /// In ONE transaction: creates the conversation if it does not exist (with `title`; an
+    /// existing conversation without a title gets it), appends `messages` numbered on from the
+    /// current last `seq`, and bumps `updated_at`. All or nothing.
+    ///
+    /// Concurrent appends to one conversation serialize (SQLite's write lock, a row lock on
+    /// Postgres) and each gets its own consecutive run of `seq` numbers.
+    pub async fn append_turn(
+        &self,
+        id: &ConversationId,
+        title: Option<&str>,
+        messages: &[NewMessage],
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let now = ts::now();
+        let mut stored = Vec::with_capacity(messages.len());
+        for new in messages {
+            stored.push(StoredMessage {
+                id: MessageId::new(),
+                conversation_id: id.clone(),
+                seq: 0,
+                message: new.message.clone(),
+                model: new.model.clone(),
+                usage: new.usage,
+                created_at: now,
+            });
+        }
+        let mut tokens = Vec::with_capacity(messages.len());
+        for m in &stored {
+            tokens.push(match m.usage {
+                Some(u) => (
+                    Some(to_i64(u.input_tokens)?),
+                    Some(to_i64(u.output_tokens)?),
+                ),
+                None => (None, None),
+            });
+        }
+
+        let stored: Vec<StoredMessage> = with_pool!(self.pool(), |p| {
+            async move {
+                let mut tx = p.begin().await?;
+                sqlx::query(CONVERSATION_UPSERT)
+                    .bind(id.as_str())
+                    .bind(title)
+                    .bind(Ts(now))
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(CONVERSATION_TOUCH)
+                    .bind(id.as_str())
+                    .bind(Ts(now))
+                    .bind(title)
+                    .execute(&mut *tx)
+                    .await?;
+                let last: i64 = sqlx::query_scalar(MESSAGE_MAX_SEQ)
+                    .bind(id.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                for (i, (m, (input, output))) in stored.iter_mut().zip(&tokens).enumerate() {
+                    m.seq = last + 1 + i as i64;
+                    let msg = &m.message;
+                    let calls = (!msg.tool_calls.is_empty()).then_some(Json(&msg.tool_calls));
+                    sqlx::query(MESSAGE_INSERT)
+                        .bind(m.id.as_str())
+                        .bind(id.as_str())
+                        .bind(m.seq)
+                        .bind(msg.role.as_str())
+                        .bind(msg.content.as_str())
+                        .bind(calls)
+                        .bind(msg.tool_call_id.as_deref())
+                        .bind(msg.is_error)
+                        .bind(m.model.as_deref())
+                        .bind(*input)
+                        .bind(*output)
+                        .bind(Ts(m.created_at))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok::<_, sqlx::Error>(stored)
+            }
+            .await
+        })?;
+        Ok(stored)
+    }
+}
+
+fn to_i64(n: u64) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| StoreError::Corrupt(format!("token count {n} out of range")))
+}
+
+#[derive(sqlx::FromRow)]
+struct ConversationRow {
+    id: String,
+    title: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    message_count: i64,
+}
+
+impl ConversationRow {
+    fn decode(self) -> Result<Conversation, StoreError> {
+        Ok(Conversation {
+            id: conversation_id(&self.id)?,
+            title: self.title,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            message_count: self.message_count,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct MessageRow {
+    id: String,
+    conversation_id: String,
+    seq: i64,
+    role: String,
+    content: String,
+    tool_calls: Option<Json<Vec<ToolCall>>>,
+    tool_call_id: Option<String>,
+    is_error: bool,
+    model: Option<String>,
+    input_tokens: Option<i64>,
+    output_tokens: Option<i64>,
+    created_at: DateTime<Utc>,
+}
+
+impl MessageRow {
+    fn decode(self) -> Result<StoredMessage, StoreError> {
+        let corrupt = |what: String| StoreError::Corrupt(format!("message {}: {what}", self.id));
+        let role = Role::parse(&self.role)
+            .ok_or_else(|| corrupt(format!("unknown role {:?}", self.role)))?;
+        let tokens = |n: Option<i64>| -> Result<u64, StoreError> {
+            u64::try_from(n.unwrap_or(0))
+                .map_err(|_| corrupt(format!("negative token count {n:?}")))
+        };
+        let usage = match (self.input_tokens, self.output_tokens) {
+            (None, None) => None,
+            (i, o) => Some(Usage {
+                input_tokens: tokens(i)?,
+                output_tokens: tokens(o)?,
+            }),
+        };
+        Ok(StoredMessage {
+            id: MessageId::from_str(&self.id).map_err(|e| corrupt(e.to_string()))?,
+            conversation_id: conversation_id(&self.conversation_id)?,
+            seq: self.seq,
+            message: Message {
+                role,
+                content: self.content,
+                tool_calls: self.tool_calls.map(|j| j.0).unwrap_or_default(),
+                tool_call_id: self.tool_call_id,
+                is_error: self.is_error,
+            },
+            model: self.model,
+            usage,
+            created_at: self.created_at,
+        })
+    }
+}
+
+fn conversation_id(s: &str) -> Result<ConversationId, StoreError> {
+    ConversationId::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}

@@ -1,0 +1,4 @@
+SELECT c.id, c.title, c.created_at, c.updated_at,
+       (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) AS message_count
+FROM conversations c
+WHERE c.id = $1
