@@ -1,0 +1,367 @@
+//! Conversations and messages, on SQLite and on Postgres.
+
+use std::collections::BTreeSet;
+
+use serde_json::json;
+use zocalo_core::{ConversationId, Message, Role, ToolCall, Usage};
+use zocalo_store::{NewMessage, Store, StoreError};
+use zocalo_testkit::both_backends;
+
+fn user(text: &str) -> NewMessage {
+    NewMessage::plain(Message::user(text))
+}
+
+fn assistant(text: &str, model: &str, input: u64, output: u64) -> NewMessage {
+    NewMessage {
+        message: Message::assistant(text),
+        model: Some(model.to_owned()),
+        usage: Some(Usage {
+            input_tokens: input,
+            output_tokens: output,
+        }),
+    }
+}
+
+/// A full tool round trip: the user asks, the assistant calls two tools, one fails, the
+/// assistant answers.
+fn tool_turn() -> Vec<NewMessage> {
+    let calls = vec![
+        ToolCall {
+            id: "call_1".into(),
+            name: "current_time".into(),
+            arguments: json!({"timezone": "Europe/Madrid", "nested": {"n": [1, 2.5, null, true]}}),
+        },
+        ToolCall {
+            id: "toolu_2".into(),
+            name: "lookup".into(),
+            arguments: json!({}),
+        },
+    ];
+    vec![
+        user("what time is it in Madrid? ünïcödé 🦀 'quotes' \"double\""),
+        NewMessage {
+            message: Message {
+                role: Role::Assistant,
+                content: String::new(),
+                tool_calls: calls,
+                tool_call_id: None,
+                is_error: false,
+            },
+            model: Some("gpt-4o-mini".into()),
+            usage: Some(Usage {
+                input_tokens: 120,
+                output_tokens: 30,
+            }),
+        },
+        NewMessage::plain(Message::tool_result("call_1", "07:30 CET", false)),
+        NewMessage::plain(Message::tool_result("toolu_2", "no such thing", true)),
+        assistant("It is 07:30 in Madrid.", "gpt-4o-mini", 200, 12),
+    ]
+}
+
+async fn count_rows(store: &Store, table: &str) -> i64 {
+    let sql = format!("SELECT COUNT(*) FROM {table}");
+    zocalo_store::with_pool!(store.pool(), |p| sqlx::query_scalar::<_, i64>(&sql)
+        .fetch_one(p)
+        .await)
+    .unwrap_or_else(|e| panic!("count {table}: {e}"))
+}
+
+both_backends!(append_turn_round_trips_every_field, |store| async move {
+    let id = ConversationId::new();
+    let turn = tool_turn();
+    let returned = store
+        .append_turn(&id, Some("Madrid time"), &turn)
+        .await
+        .unwrap();
+    assert_eq!(returned.len(), turn.len());
+
+    let read = store.messages(&id).await.unwrap();
+    assert_eq!(read, returned, "what append_turn returns is what is stored");
+    for (i, (stored, sent)) in read.iter().zip(&turn).enumerate() {
+        assert_eq!(stored.seq, i as i64 + 1);
+        assert_eq!(stored.conversation_id, id);
+        assert_eq!(stored.message, sent.message);
+        assert_eq!(stored.model, sent.model);
+        assert_eq!(stored.usage, sent.usage);
+        assert!(stored.id.as_str().starts_with("msg_"));
+    }
+    let ids: BTreeSet<_> = read.iter().map(|m| m.id.clone()).collect();
+    assert_eq!(ids.len(), read.len(), "message ids are unique");
+
+    let conv = store.get_conversation(&id).await.unwrap().unwrap();
+    assert_eq!(conv.id, id);
+    assert_eq!(conv.title.as_deref(), Some("Madrid time"));
+    assert_eq!(conv.message_count, 5);
+    assert_eq!(conv.created_at, conv.updated_at);
+});
+
+both_backends!(append_continues_seq_and_keeps_title, |store| async move {
+    let id = ConversationId::new();
+    store
+        .append_turn(
+            &id,
+            Some("first"),
+            &[user("hi"), assistant("hello", "m", 1, 1)],
+        )
+        .await
+        .unwrap();
+    let created = store.get_conversation(&id).await.unwrap().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+
+    let second = store
+        .append_turn(
+            &id,
+            Some("ignored"),
+            &[user("again"), assistant("yes", "m", 2, 2)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.iter().map(|m| m.seq).collect::<Vec<_>>(), [3, 4]);
+
+    let all = store.messages(&id).await.unwrap();
+    assert_eq!(all.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert_eq!(
+        all.iter()
+            .map(|m| m.message.content.as_str())
+            .collect::<Vec<_>>(),
+        ["hi", "hello", "again", "yes"]
+    );
+
+    let conv = store.get_conversation(&id).await.unwrap().unwrap();
+    assert_eq!(
+        conv.title.as_deref(),
+        Some("first"),
+        "an existing title is kept"
+    );
+    assert_eq!(conv.message_count, 4);
+    assert_eq!(conv.created_at, created.created_at);
+    assert!(conv.updated_at > created.updated_at, "updated_at moves on");
+});
+
+both_backends!(
+    untitled_conversation_gets_a_title_later,
+    |store| async move {
+        let id = ConversationId::new();
+        store.append_turn(&id, None, &[user("a")]).await.unwrap();
+        assert_eq!(
+            store.get_conversation(&id).await.unwrap().unwrap().title,
+            None
+        );
+        store
+            .append_turn(&id, Some("named"), &[user("b")])
+            .await
+            .unwrap();
+        let conv = store.get_conversation(&id).await.unwrap().unwrap();
+        assert_eq!(conv.title.as_deref(), Some("named"));
+    }
+);
+
+both_backends!(
+    recent_messages_are_the_last_n_in_order,
+    |store| async move {
+        let id = ConversationId::new();
+        for i in 0..5 {
+            store
+                .append_turn(
+                    &id,
+                    None,
+                    &[
+                        user(&format!("q{i}")),
+                        assistant(&format!("a{i}"), "m", 1, 1),
+                    ],
+                )
+                .await
+                .unwrap();
+        }
+        let last3 = store.recent_messages(&id, 3).await.unwrap();
+        assert_eq!(
+            last3
+                .iter()
+                .map(|m| m.message.content.as_str())
+                .collect::<Vec<_>>(),
+            ["a3", "q4", "a4"]
+        );
+        assert_eq!(last3.iter().map(|m| m.seq).collect::<Vec<_>>(), [8, 9, 10]);
+        assert_eq!(store.recent_messages(&id, 100).await.unwrap().len(), 10);
+        assert!(store.recent_messages(&id, 0).await.unwrap().is_empty());
+        assert!(store.recent_messages(&id, -1).await.unwrap().is_empty());
+        assert!(store
+            .recent_messages(&ConversationId::new(), 3)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+);
+
+both_backends!(
+    list_conversations_newest_first_with_counts,
+    |store| async move {
+        let a = ConversationId::new();
+        let b = ConversationId::new();
+        let c = ConversationId::new();
+        store
+            .append_turn(&a, Some("a"), &[user("1")])
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        store
+            .append_turn(&b, Some("b"), &[user("1"), user("2")])
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        store.append_turn(&c, None, &[]).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        // Touching `a` again moves it to the front.
+        store
+            .append_turn(&a, None, &[user("2"), user("3")])
+            .await
+            .unwrap();
+
+        let list = store.list_conversations(10).await.unwrap();
+        let summary: Vec<_> = list
+            .iter()
+            .map(|c| (c.id.clone(), c.message_count))
+            .collect();
+        assert_eq!(summary, [(a.clone(), 3), (c.clone(), 0), (b.clone(), 2)]);
+        assert_eq!(list[0].title.as_deref(), Some("a"));
+
+        let top2 = store.list_conversations(2).await.unwrap();
+        assert_eq!(
+            top2.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
+            [a, c]
+        );
+        assert!(store.list_conversations(0).await.unwrap().is_empty());
+    }
+);
+
+both_backends!(unknown_conversation_is_none, |store| async move {
+    let id = ConversationId::new();
+    assert!(store.get_conversation(&id).await.unwrap().is_none());
+    assert!(store.messages(&id).await.unwrap().is_empty());
+    assert!(!store.delete_conversation(&id).await.unwrap());
+});
+
+both_backends!(delete_cascades_to_messages, |store| async move {
+    let keep = ConversationId::new();
+    let gone = ConversationId::new();
+    store.append_turn(&keep, None, &tool_turn()).await.unwrap();
+    store.append_turn(&gone, None, &tool_turn()).await.unwrap();
+    assert!(store.delete_conversation(&gone).await.unwrap());
+    assert!(store.get_conversation(&gone).await.unwrap().is_none());
+    assert_eq!(count_rows(&store, "messages").await, 5);
+    assert_eq!(store.messages(&keep).await.unwrap().len(), 5);
+});
+
+both_backends!(failed_append_leaves_nothing_behind, |store| async move {
+    // A tool result without the id of the call it answers violates a CHECK constraint, and
+    // it is the third row of the turn: the first two must be rolled back with it.
+    let bad_tool = NewMessage::plain(Message {
+        role: Role::Tool,
+        content: "orphan".into(),
+        tool_calls: Vec::new(),
+        tool_call_id: None,
+        is_error: false,
+    });
+    let new_id = ConversationId::new();
+    let err = store
+        .append_turn(
+            &new_id,
+            Some("never"),
+            &[user("q"), assistant("a", "m", 1, 1), bad_tool.clone()],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Db(_)), "{err:?}");
+    assert!(store.get_conversation(&new_id).await.unwrap().is_none());
+    assert_eq!(count_rows(&store, "conversations").await, 0);
+    assert_eq!(count_rows(&store, "messages").await, 0);
+
+    // On an existing conversation: no new messages, no title, updated_at unchanged.
+    let id = ConversationId::new();
+    store
+        .append_turn(&id, None, &[user("first")])
+        .await
+        .unwrap();
+    let before = store.get_conversation(&id).await.unwrap().unwrap();
+    store
+        .append_turn(&id, Some("never"), &[user("second"), bad_tool])
+        .await
+        .unwrap_err();
+    let after = store.get_conversation(&id).await.unwrap().unwrap();
+    assert_eq!(after, before);
+    assert_eq!(store.messages(&id).await.unwrap().len(), 1);
+
+    // And the store still works: the next append continues at seq 2.
+    let next = store
+        .append_turn(&id, None, &[user("third")])
+        .await
+        .unwrap();
+    assert_eq!(next[0].seq, 2);
+});
+
+both_backends!(
+    concurrent_appends_get_distinct_consecutive_seqs,
+    |store| async move {
+        const TURNS: usize = 12;
+        let id = ConversationId::new();
+        let tasks: Vec<_> = (0..TURNS)
+            .map(|i| {
+                let store = store.clone();
+                let id = id.clone();
+                tokio::spawn(async move {
+                    store
+                        .append_turn(
+                            &id,
+                            Some("race"),
+                            &[
+                                user(&format!("q{i}")),
+                                assistant(&format!("a{i}"), "m", 1, 1),
+                            ],
+                        )
+                        .await
+                })
+            })
+            .collect();
+        // All are spawned (and racing) before the first is awaited.
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+
+        let all = store.messages(&id).await.unwrap();
+        assert_eq!(
+            all.iter().map(|m| m.seq).collect::<Vec<_>>(),
+            (1..=2 * TURNS as i64).collect::<Vec<_>>()
+        );
+        // Each turn's two messages are adjacent: q{i} directly followed by a{i}.
+        for pair in all.chunks(2) {
+            let q = pair[0].message.content.strip_prefix('q').unwrap();
+            let a = pair[1].message.content.strip_prefix('a').unwrap();
+            assert_eq!(q, a, "turns interleaved: {pair:?}");
+        }
+        let conv = store.get_conversation(&id).await.unwrap().unwrap();
+        assert_eq!(conv.message_count, 2 * TURNS as i64);
+    }
+);
+
+both_backends!(
+    empty_content_and_large_text_round_trip,
+    |store| async move {
+        let id = ConversationId::new();
+        let big = "x".repeat(200_000);
+        store
+            .append_turn(&id, None, &[user(""), user(&big), assistant("", "m", 0, 0)])
+            .await
+            .unwrap();
+        let read = store.messages(&id).await.unwrap();
+        assert_eq!(read[0].message.content, "");
+        assert_eq!(read[1].message.content, big);
+        assert_eq!(
+            read[2].usage,
+            Some(Usage {
+                input_tokens: 0,
+                output_tokens: 0
+            })
+        );
+    }
+);
