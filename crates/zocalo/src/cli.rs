@@ -1,0 +1,98 @@
+//! The command-line surface (DESIGN.md section 3 is the contract).
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "zocalo",
+    version,
+    about = "A personal AI computer substrate: ask, remember, schedule, run."
+)]
+pub struct Cli {
+    /// Database URL: sqlite://PATH or postgres://USER@HOST:PORT/DB. Default: the SQLite file
+    /// in the data home ($ZOCALO_HOME or ~/.zocalo).
+    #[arg(
+        long,
+        global = true,
+        env = "ZOCALO_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+
+    /// More log output on stderr (-v info, -vv debug). ZOCALO_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Ask one question; the answer streams to stdout.
+    Ask(AskArgs),
+    /// Talk interactively, one conversation, with line editing and history.
+    Chat(ChatArgs),
+    /// List and read stored conversations.
+    #[command(subcommand)]
+    Conversations(ConversationsCmd),
+    /// Check the database, config, providers and tools; say how to fix what is missing.
+    Doctor {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ModelArgs {
+    /// Provider name (openai, anthropic, groq, openrouter, ollama, or one from config.toml).
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Model name; default: ZOCALO_MODEL, config, then the provider's default.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Offer no tools to the model.
+    #[arg(long)]
+    pub no_tools: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AskArgs {
+    /// Continue this conversation (an id printed by an earlier ask).
+    #[arg(long = "conv", value_name = "ID")]
+    pub conversation: Option<String>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Print one JSON document {"conversation_id","text",...} instead of streaming text.
+    #[arg(long)]
+    pub json: bool,
+    /// The message.
+    #[arg(required = true, num_args = 1.., value_name = "MESSAGE")]
+    pub message: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// Continue this conversation.
+    #[arg(long = "conv", value_name = "ID")]
+    pub conversation: Option<String>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConversationsCmd {
+    /// Most recently updated first.
+    List {
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every message of one conversation.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}

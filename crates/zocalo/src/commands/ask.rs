@@ -1,0 +1,86 @@
+//! `zocalo ask`: one message, answer streamed to stdout.
+
+use std::io::{IsTerminal, Write};
+
+use serde_json::json;
+use zocalo_agent::{AskEvent, AskOutcome, AskRequest};
+
+use crate::cli::AskArgs;
+use crate::exit::usage;
+use crate::wiring::{parse_conversation, Ctx};
+
+pub async fn run(ctx: &Ctx, args: AskArgs) -> anyhow::Result<()> {
+    // Validate everything the user typed before touching the database.
+    let message = args.message.join(" ");
+    if message.trim().is_empty() {
+        return Err(usage("the message is empty: say something"));
+    }
+    let conversation = parse_conversation(args.conversation.as_deref())?;
+    let (provider, model) = ctx.provider(&args.model)?;
+    let store = ctx.store().await?;
+    let asker = ctx.asker(store.clone(), provider, !args.model.no_tools);
+
+    let json_out = args.json;
+    let show_tools = std::io::stderr().is_terminal();
+    let mut stdout = std::io::stdout();
+    let mut ends_with_newline = true;
+    let mut on_event = |event: AskEvent| match event {
+        AskEvent::Text(t) if !json_out => {
+            let _ = stdout.write_all(t.as_bytes());
+            let _ = stdout.flush();
+            if !t.is_empty() {
+                ends_with_newline = t.ends_with('\n');
+            }
+        }
+        AskEvent::ToolCall(call) if show_tools => {
+            eprintln!("[tool] {} {}", call.name, call.arguments);
+        }
+        AskEvent::ToolResult {
+            name,
+            is_error: true,
+            content,
+            ..
+        } if show_tools => eprintln!("[tool] {name} failed: {content}"),
+        _ => {}
+    };
+    let outcome = asker
+        .ask(
+            AskRequest {
+                conversation,
+                message,
+                model,
+            },
+            &mut on_event,
+        )
+        .await;
+    store.close().await;
+    let outcome = outcome?;
+    if json_out {
+        super::print_json(&outcome_json(&outcome))?;
+    } else {
+        if !ends_with_newline {
+            println!();
+        }
+        if outcome.new_conversation && show_tools {
+            eprintln!(
+                "(conversation {}; continue with --conv)",
+                outcome.conversation_id
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn outcome_json(o: &AskOutcome) -> serde_json::Value {
+    json!({
+        "conversation_id": o.conversation_id,
+        "text": o.text,
+        "provider": o.provider,
+        "model": o.model,
+        "new_conversation": o.new_conversation,
+        "steps": o.steps,
+        "stop_reason": o.stop_reason,
+        "usage": o.usage,
+        "tool_calls": o.tool_calls,
+    })
+}

@@ -1,0 +1,71 @@
+//! `zocalo conversations list|show`.
+
+use serde_json::json;
+
+use crate::cli::ConversationsCmd;
+use crate::exit::usage;
+use crate::wiring::{parse_conversation, Ctx};
+
+pub async fn run(ctx: &Ctx, cmd: ConversationsCmd) -> anyhow::Result<()> {
+    match cmd {
+        ConversationsCmd::List { limit, json } => {
+            if limit < 1 {
+                return Err(usage("--limit must be at least 1"));
+            }
+            let store = ctx.store().await?;
+            let list = store.list_conversations(limit).await?;
+            store.close().await;
+            if json {
+                let items: Vec<_> = list
+                    .iter()
+                    .map(|c| {
+                        json!({"id": c.id, "title": c.title, "created_at": c.created_at,
+                               "updated_at": c.updated_at, "messages": c.message_count})
+                    })
+                    .collect();
+                return super::print_json(&json!(items));
+            }
+            for c in list {
+                println!(
+                    "{}  {}  {:>3} msgs  {}",
+                    c.id,
+                    c.updated_at.format("%Y-%m-%d %H:%M"),
+                    c.message_count,
+                    c.title.unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        ConversationsCmd::Show { id, json } => {
+            let Some(id) = parse_conversation(Some(&id))? else {
+                return Ok(());
+            };
+            let store = ctx.store().await?;
+            if store.get_conversation(&id).await?.is_none() {
+                store.close().await;
+                return Err(usage(format!("no conversation {id}")));
+            }
+            let messages = store.messages(&id).await?;
+            store.close().await;
+            if json {
+                let items: Vec<_> = messages
+                    .iter()
+                    .map(|m| {
+                        json!({"id": m.id, "seq": m.seq, "created_at": m.created_at,
+                               "model": m.model, "usage": m.usage, "message": m.message})
+                    })
+                    .collect();
+                return super::print_json(&json!({"id": id, "messages": items}));
+            }
+            for m in messages {
+                let msg = &m.message;
+                let mut line = format!("[{}] {}", msg.role.as_str(), msg.content);
+                for c in &msg.tool_calls {
+                    line.push_str(&format!("\n  -> {}({})", c.name, c.arguments));
+                }
+                println!("{line}");
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! `zocalo doctor`: check what zocalo needs and say how to fix what is missing.
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::wiring::Ctx;
+
+#[derive(Serialize)]
+struct Check {
+    name: String,
+    ok: bool,
+    /// A failing required check makes doctor exit 1; optional ones only inform.
+    required: bool,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fix: Option<String>,
+}
+
+pub async fn run(ctx: &Ctx, json_out: bool) -> anyhow::Result<()> {
+    let mut checks = Vec::new();
+    let mut add = |name: &str, ok: bool, required: bool, detail: String, fix: Option<String>| {
+        checks.push(Check {
+            name: name.into(),
+            ok,
+            required,
+            detail,
+            fix,
+        })
+    };
+
+    let home = ctx.home.root().display().to_string();
+    match ctx.home.ensure() {
+        Ok(_) => add("data_home", true, true, home, None),
+        Err(e) => add(
+            "data_home",
+            false,
+            true,
+            e.to_string(),
+            Some("set ZOCALO_HOME to a writable directory".into()),
+        ),
+    }
+    add(
+        "config",
+        true,
+        true,
+        format!("{} (parsed)", ctx.home.config_file().display()),
+        None,
+    );
+
+    match ctx.store().await {
+        Ok(store) => {
+            let version = store.schema_version().await;
+            let backend = format!("{:?}", store.backend()).to_lowercase();
+            match version {
+                Ok(v) => add("database", true, true, format!("{backend}, schema version {v}"), None),
+                Err(e) => add("database", false, true, e.to_string(), None),
+            }
+            store.close().await;
+        }
+        Err(e) => add(
+            "database",
+            false,
+            true,
+            format!("{e:#}"),
+            Some("check --database-url / ZOCALO_DATABASE_URL; for PostgreSQL make sure the server runs".into()),
+        ),
+    }
+
+    match ctx.registry() {
+        Ok(registry) => {
+            let env = |k: &str| std::env::var(k).ok();
+            let mut ready = Vec::new();
+            for name in registry.names() {
+                if registry.endpoint(&name, None, &env).is_ok() {
+                    ready.push(name);
+                }
+            }
+            let default = ctx.config.provider.clone();
+            let has_keyed = ready.iter().any(|n| n != "ollama");
+            add(
+                "providers",
+                has_keyed || default.is_some(),
+                false,
+                format!(
+                    "default: {}; usable (key or keyless): {}",
+                    default.as_deref().unwrap_or("(none)"),
+                    ready.join(", ")
+                ),
+                (!has_keyed).then(|| {
+                    "set OPENAI_API_KEY (+ OPENAI_BASE_URL) or ANTHROPIC_API_KEY, or choose a provider in config.toml".into()
+                }),
+            );
+        }
+        Err(e) => add("providers", false, true, e.to_string(), None),
+    }
+
+    add(
+        "local_models",
+        false,
+        false,
+        "the embedded local chat and embedding models are not built yet".into(),
+        Some("use a provider with a key until the local model lands".into()),
+    );
+
+    let chromium = ["ZOCALO_CHROMIUM"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .chain(
+            [
+                "/usr/bin/chromium",
+                "/usr/bin/chromium-browser",
+                "/usr/bin/google-chrome",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        )
+        .find(|p| std::path::Path::new(p).exists());
+    add(
+        "chromium",
+        chromium.is_some(),
+        false,
+        chromium.clone().unwrap_or_else(|| "not found".into()),
+        chromium
+            .is_none()
+            .then(|| "apt-get install -y chromium (or set ZOCALO_CHROMIUM)".into()),
+    );
+
+    let ok = checks.iter().all(|c| c.ok || !c.required);
+    if json_out {
+        super::print_json(&json!({"ok": ok, "checks": checks}))?;
+    } else {
+        for c in &checks {
+            let mark = if c.ok {
+                "ok  "
+            } else if c.required {
+                "FAIL"
+            } else {
+                "warn"
+            };
+            println!("{mark} {:<13} {}", c.name, c.detail);
+            if let (false, Some(fix)) = (c.ok, &c.fix) {
+                println!("     {:<13} fix: {fix}", "");
+            }
+        }
+    }
+    if ok {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!("doctor found problems (see above)"))
+    }
+}

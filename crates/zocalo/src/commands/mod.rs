@@ -1,0 +1,25 @@
+//! One module per top-level command.
+
+mod ask;
+mod chat;
+mod conversations;
+mod doctor;
+
+use crate::cli::{Cli, Command};
+use crate::wiring::Ctx;
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let ctx = Ctx::load(cli.database_url)?;
+    match cli.command {
+        Command::Ask(args) => ask::run(&ctx, args).await,
+        Command::Chat(args) => chat::run(&ctx, args).await,
+        Command::Conversations(cmd) => conversations::run(&ctx, cmd).await,
+        Command::Doctor { json } => doctor::run(&ctx, json).await,
+    }
+}
+
+/// Print one JSON document on stdout (the `--json` contract).
+pub fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

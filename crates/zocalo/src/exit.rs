@@ -1,0 +1,37 @@
+//! Exit codes: 2 for usage / bad input, 1 for runtime failures. Errors go to stderr.
+
+use std::process::ExitCode;
+
+/// An error in what the user typed; maps to exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+pub fn usage(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(UsageError(msg.into()))
+}
+
+fn is_usage(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause.is::<UsageError>()
+            || cause.is::<zocalo_core::CoreError>()
+            || cause
+                .downcast_ref::<zocalo_agent::AgentError>()
+                .is_some_and(|e| e.is_usage())
+            || cause
+                .downcast_ref::<zocalo_store::StoreError>()
+                .is_some_and(|e| e.is_usage())
+            || cause
+                .downcast_ref::<zocalo_llm::LlmError>()
+                .is_some_and(|e| e.is_usage())
+    })
+}
+
+pub fn report(e: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {e:#}");
+    if is_usage(e) {
+        ExitCode::from(2)
+    } else {
+        ExitCode::from(1)
+    }
+}

@@ -1,0 +1,120 @@
+//! Where the CLI puts the crates together: data home, config, store, provider, tools.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use zocalo_agent::{AskSettings, Asker, ToolRegistry};
+use zocalo_core::paths::DataHome;
+use zocalo_core::{Config, ConversationId};
+use zocalo_llm::{Provider, Registry};
+use zocalo_store::Store;
+
+use crate::cli::ModelArgs;
+use crate::exit::usage;
+
+/// The loaded environment of one command.
+pub struct Ctx {
+    pub home: DataHome,
+    pub config: Config,
+    /// `--database-url` / `ZOCALO_DATABASE_URL`, else config's `database_url`.
+    pub database_url: Option<String>,
+}
+
+impl Ctx {
+    pub fn load(database_url: Option<String>) -> anyhow::Result<Self> {
+        let home = DataHome::from_env()?;
+        let config = Config::load(&home.config_file())?;
+        let database_url = database_url
+            .filter(|u| !u.trim().is_empty())
+            .or_else(|| config.database_url.clone());
+        Ok(Self {
+            home,
+            config,
+            database_url,
+        })
+    }
+
+    /// Open the store (running migrations): the given URL, else the SQLite file in the home.
+    pub async fn store(&self) -> anyhow::Result<Store> {
+        match &self.database_url {
+            Some(url) => Ok(Store::connect(url).await?),
+            None => {
+                self.home.ensure()?;
+                let path = self.home.database();
+                Store::open_sqlite_file(&path)
+                    .await
+                    .with_context(|| format!("opening {}", path.display()))
+            }
+        }
+    }
+
+    pub fn registry(&self) -> anyhow::Result<Registry> {
+        Ok(Registry::from_config(&self.config)?)
+    }
+
+    /// The provider for this command: `--provider`, else `ZOCALO_PROVIDER` / config, else the
+    /// first vendor whose key is in the environment (OpenAI, then Anthropic).
+    pub fn provider(
+        &self,
+        args: &ModelArgs,
+    ) -> anyhow::Result<(Arc<dyn Provider>, Option<String>)> {
+        let registry = self.registry()?;
+        let env = |k: &str| std::env::var(k).ok();
+        let name = match args
+            .provider
+            .clone()
+            .or_else(|| self.config.provider.clone())
+        {
+            Some(name) => name,
+            None => detect_provider(&env).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no provider configured, and the built-in local model is not available yet. \
+                     Set one: `--provider openai` with OPENAI_API_KEY (and OPENAI_BASE_URL for \
+                     any compatible server), `--provider anthropic` with ANTHROPIC_API_KEY, or \
+                     ZOCALO_PROVIDER / `provider = \"...\"` in {}",
+                    self.home.config_file().display()
+                )
+            })?,
+        };
+        let provider = registry.build(&name, None, &env)?;
+        let model = args.model.clone().or_else(|| self.config.model.clone());
+        Ok((provider, model))
+    }
+
+    pub fn asker(&self, store: Store, provider: Arc<dyn Provider>, tools: bool) -> Asker {
+        let tools = if tools {
+            ToolRegistry::builtin()
+        } else {
+            ToolRegistry::new()
+        };
+        Asker::new(
+            store,
+            provider,
+            tools,
+            AskSettings::from_config(&self.config.ask),
+        )
+    }
+}
+
+fn detect_provider(env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let set = |k: &str| env(k).is_some_and(|v| !v.trim().is_empty());
+    if set("OPENAI_API_KEY") {
+        Some("openai".into())
+    } else if set("ANTHROPIC_API_KEY") {
+        Some("anthropic".into())
+    } else {
+        None
+    }
+}
+
+/// Parse a `--conv` value, as a usage error when malformed.
+pub fn parse_conversation(id: Option<&str>) -> anyhow::Result<Option<ConversationId>> {
+    id.map(|s| {
+        s.parse::<ConversationId>().map_err(|_| {
+            usage(format!(
+                "invalid conversation id {s:?}: ids look like conv_0192f…"
+            ))
+        })
+    })
+    .transpose()
+}

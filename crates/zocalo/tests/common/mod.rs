@@ -1,0 +1,62 @@
+//! Running the real `zocalo` binary against local fake providers.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::Output;
+
+/// The variables a developer's shell might have set that would change what the binary does.
+const SCRUB: &[&str] = &[
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "GROQ_API_KEY",
+    "OPENROUTER_API_KEY",
+    "OLLAMA_HOST",
+    "ZOCALO_PROVIDER",
+    "ZOCALO_MODEL",
+    "ZOCALO_DATABASE_URL",
+    "ZOCALO_LOG",
+];
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {}", self.stdout))
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// Run `zocalo ARGS` with a clean environment plus `env`, data home `home`.
+pub async fn zocalo(home: &Path, env: &[(&str, &str)], args: &[&str]) -> Run {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_zocalo"));
+    for k in SCRUB {
+        cmd.env_remove(k);
+    }
+    cmd.env("ZOCALO_HOME", home)
+        .args(args)
+        .stdin(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output())
+        .await
+        .expect("zocalo did not finish within 60 s")
+        .expect("zocalo could not be started");
+    out.into()
+}
