@@ -83,6 +83,20 @@ impl TestDb {
         }
     }
 
+    /// A database URL that reaches this same database from another process (for example
+    /// `zocalo --database-url`): the SQLite file, or the Postgres URL with `search_path`
+    /// pinned to this test's schema.
+    pub fn url(&self) -> String {
+        match &self.keep {
+            Keep::Sqlite(dir) => format!("sqlite://{}", dir.path().join("zocalo.db").display()),
+            Keep::Postgres { schema, .. } => {
+                let base = pg_url();
+                let sep = if base.contains('?') { '&' } else { '?' };
+                format!("{base}{sep}options=-c%20search_path%3D{schema}")
+            }
+        }
+    }
+
     /// Closes the store and removes the database, waiting for it.
     pub async fn cleanup(mut self) {
         self.store.close().await;
