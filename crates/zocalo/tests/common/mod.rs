@@ -1,5 +1,5 @@
 //! Running the real `zocalo` binary against local fake providers.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
 use std::path::Path;
 use std::process::Output;
