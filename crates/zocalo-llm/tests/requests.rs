@@ -63,6 +63,10 @@ async fn openai_tool_call_round_trip_on_the_wire() {
         &["It is 08:30", " in Paris."],
     )));
     let p = openai(&server);
+    assert!(
+        !format!("{p:?}").contains(OPENAI_KEY),
+        "Debug must redact the key"
+    );
 
     // Turn 1: the model asks for the tool; the call comes back whole.
     let mut first = round_trip_request("call_abc");
@@ -159,6 +163,10 @@ async fn anthropic_tool_use_round_trip_on_the_wire() {
         &["It is 08:30 ", "in Paris."],
     )));
     let p = anthropic(&server);
+    assert!(
+        !format!("{p:?}").contains(ANTHROPIC_KEY),
+        "Debug must redact the key"
+    );
 
     let mut first = round_trip_request("toolu_01A");
     first.messages.truncate(1);
