@@ -172,7 +172,7 @@ impl Store {
                 id: MessageId::new(),
                 conversation_id: id.clone(),
                 seq: 0,
-                message: new.message.clone(),
+                message: without_nul(&new.message),
                 model: new.model.clone(),
                 usage: new.usage,
                 created_at: now,
@@ -235,6 +235,36 @@ impl Store {
         })?;
         Ok(stored)
     }
+}
+
+/// PostgreSQL `text` and `jsonb` cannot hold U+0000, so one NUL from a model or a tool would
+/// fail the whole turn there. Store it as U+FFFD on both backends, so they keep the same data.
+fn without_nul(m: &Message) -> Message {
+    fn clean(s: &str) -> String {
+        s.replace('\0', "\u{FFFD}")
+    }
+    fn clean_json(v: &serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match v {
+            Value::String(s) => Value::String(clean(s)),
+            Value::Array(a) => Value::Array(a.iter().map(clean_json).collect()),
+            Value::Object(o) => {
+                Value::Object(o.iter().map(|(k, v)| (clean(k), clean_json(v))).collect())
+            }
+            other => other.clone(),
+        }
+    }
+    let mut m = m.clone();
+    if m.content.contains('\0') {
+        m.content = clean(&m.content);
+    }
+    m.tool_call_id = m.tool_call_id.as_deref().map(clean);
+    for call in &mut m.tool_calls {
+        call.id = clean(&call.id);
+        call.name = clean(&call.name);
+        call.arguments = clean_json(&call.arguments);
+    }
+    m
 }
 
 fn to_i64(n: u64) -> Result<i64, StoreError> {
