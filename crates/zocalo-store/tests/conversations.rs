@@ -372,25 +372,25 @@ both_backends!(
         let id = ConversationId::new();
         let mut call = Message::assistant("a\0b");
         call.tool_calls.push(ToolCall {
-            id: "c\01".into(),
+            id: "c\0-1".into(),
             name: "t".into(),
             arguments: json!({"k\0": ["v\0", 1]}),
         });
         let turn = [
             user("x\0y"),
             NewMessage::plain(call),
-            NewMessage::plain(Message::tool_result("c\01", "out\0", false)),
+            NewMessage::plain(Message::tool_result("c\0-1", "out\0", false)),
         ];
         store.append_turn(&id, None, &turn).await.unwrap();
         let read = store.messages(&id).await.unwrap();
         assert_eq!(read[0].message.content, "x\u{FFFD}y");
         assert_eq!(read[1].message.content, "a\u{FFFD}b");
-        assert_eq!(read[1].message.tool_calls[0].id, "c\u{FFFD}1");
+        assert_eq!(read[1].message.tool_calls[0].id, "c\u{FFFD}-1");
         assert_eq!(
             read[1].message.tool_calls[0].arguments,
             json!({"k\u{FFFD}": ["v\u{FFFD}", 1]})
         );
-        assert_eq!(read[2].message.tool_call_id.as_deref(), Some("c\u{FFFD}1"));
+        assert_eq!(read[2].message.tool_call_id.as_deref(), Some("c\u{FFFD}-1"));
         assert_eq!(read[2].message.content, "out\u{FFFD}");
     }
 );
