@@ -30,6 +30,9 @@ pub struct NewMessage {
     pub model: Option<String>,
     /// Tokens the call that produced this message used.
     pub usage: Option<Usage>,
+    /// The provider that wrote an assistant message (the one that answered, when a fallback
+    /// chain moved past the first choice).
+    pub provider: Option<String>,
 }
 
 impl NewMessage {
@@ -39,6 +42,7 @@ impl NewMessage {
             message,
             model: None,
             usage: None,
+            provider: None,
         }
     }
 }
@@ -58,6 +62,8 @@ pub struct StoredMessage {
     pub message: Message,
     pub model: Option<String>,
     pub usage: Option<Usage>,
+    /// The provider that wrote an assistant message; `None` for other roles and old rows.
+    pub provider: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -175,6 +181,7 @@ impl Store {
                 message: without_nul(&new.message),
                 model: new.model.clone(),
                 usage: new.usage,
+                provider: new.provider.clone(),
                 created_at: now,
             });
         }
@@ -225,6 +232,7 @@ impl Store {
                         .bind(*input)
                         .bind(*output)
                         .bind(Ts(m.created_at))
+                        .bind(m.provider.as_deref())
                         .execute(&mut *tx)
                         .await?;
                 }
@@ -306,6 +314,7 @@ struct MessageRow {
     input_tokens: Option<i64>,
     output_tokens: Option<i64>,
     created_at: DateTime<Utc>,
+    provider: Option<String>,
 }
 
 impl MessageRow {
@@ -337,6 +346,7 @@ impl MessageRow {
             },
             model: self.model,
             usage,
+            provider: self.provider,
             created_at: self.created_at,
         })
     }

@@ -19,6 +19,7 @@ fn assistant(text: &str, model: &str, input: u64, output: u64) -> NewMessage {
             input_tokens: input,
             output_tokens: output,
         }),
+        provider: Some("openai".to_owned()),
     }
 }
 
@@ -52,6 +53,7 @@ fn tool_turn() -> Vec<NewMessage> {
                 input_tokens: 120,
                 output_tokens: 30,
             }),
+            provider: Some("groq".into()),
         },
         NewMessage::plain(Message::tool_result("call_1", "07:30 CET", false)),
         NewMessage::plain(Message::tool_result("toolu_2", "no such thing", true)),
@@ -83,6 +85,7 @@ both_backends!(append_turn_round_trips_every_field, |store| async move {
         assert_eq!(stored.conversation_id, id);
         assert_eq!(stored.message, sent.message);
         assert_eq!(stored.model, sent.model);
+        assert_eq!(stored.provider, sent.provider);
         assert_eq!(stored.usage, sent.usage);
         assert!(stored.id.as_str().starts_with("msg_"));
     }

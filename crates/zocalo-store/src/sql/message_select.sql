@@ -1,3 +1,3 @@
 SELECT id, conversation_id, seq, role, content, tool_calls, tool_call_id, is_error, model,
-       input_tokens, output_tokens, created_at
+       input_tokens, output_tokens, created_at, provider
 FROM messages
