@@ -158,11 +158,12 @@ impl Asker {
             message: turn[0].clone(),
             model: None,
             usage: None,
+            provider: None,
         }];
         let mut usage = Usage::default();
         let mut all_calls = Vec::new();
         let mut steps = 0;
-        let (text, stop_reason, answered_model) = loop {
+        let (text, stop_reason, answered_model, answered_by) = loop {
             if steps == self.settings.max_steps {
                 return Err(AgentError::MaxSteps(steps));
             }
@@ -187,9 +188,11 @@ impl Asker {
                 max_tokens: self.settings.max_output_tokens,
                 temperature: self.settings.temperature,
             };
-            let stream = self.provider.stream(call).await?;
+            let named = self.provider.stream_named(call).await?;
+            // Which provider answered: a fallback chain may move past its first choice.
+            let answered_by = named.provider;
             let response =
-                collect_stream(stream, |t| on_event(AskEvent::Text(t.to_owned()))).await?;
+                collect_stream(named.stream, |t| on_event(AskEvent::Text(t.to_owned()))).await?;
             usage.add(response.usage);
             let calls = response.message.tool_calls.clone();
             turn.push(response.message.clone());
@@ -197,12 +200,14 @@ impl Asker {
                 message: response.message.clone(),
                 model: Some(response.model.clone()),
                 usage: Some(response.usage),
+                provider: Some(answered_by.clone()),
             });
             if calls.is_empty() {
                 break (
                     response.message.content,
                     response.stop_reason,
                     response.model,
+                    answered_by,
                 );
             }
             for call in calls {
@@ -230,6 +235,7 @@ impl Asker {
                     message: result,
                     model: None,
                     usage: None,
+                    provider: None,
                 });
                 all_calls.push(call);
             }
@@ -243,7 +249,7 @@ impl Asker {
             new_conversation,
             text,
             model: answered_model,
-            provider: self.provider.name().to_owned(),
+            provider: answered_by,
             usage,
             steps,
             tool_calls: all_calls,

@@ -44,6 +44,15 @@ pub enum LlmError {
     MissingKey { provider: String, key_env: String },
     #[error("unknown provider {name:?}; known providers: {}", known.join(", "))]
     UnknownProvider { name: String, known: Vec<String> },
+    #[error("every provider in the fallback chain failed: {}", attempts.join("; "))]
+    AllFailed {
+        /// `provider: error` per member tried, in order.
+        attempts: Vec<String>,
+        /// The last member's error.
+        last: Box<LlmError>,
+    },
+    #[error(transparent)]
+    Vault(#[from] crate::vault::VaultError),
     #[error("{0}")]
     Other(String),
 }
@@ -74,6 +83,10 @@ impl LlmError {
     /// True for errors the user must fix (bad input / configuration), as opposed to runtime
     /// failures; the CLI maps these to exit code 2.
     pub fn is_usage(&self) -> bool {
-        matches!(self, LlmError::UnknownProvider { .. })
+        match self {
+            LlmError::UnknownProvider { .. } => true,
+            LlmError::Vault(v) => v.is_usage(),
+            _ => false,
+        }
     }
 }

@@ -18,6 +18,8 @@ use crate::LlmError;
 
 /// How much of an error body we read: enough for any JSON error, not a whole HTML page.
 const MAX_ERROR_BODY: usize = 64 * 1024;
+/// How much of a JSON answer to a GET we read.
+const MAX_JSON_BODY: usize = 16 * 1024 * 1024;
 /// How much of a non-JSON error body we show.
 const MAX_SHOWN: usize = 300;
 
@@ -82,6 +84,38 @@ async fn post_once(
     Err(status_error(endpoint, status, &headers, &text))
 }
 
+/// One GET that should answer with JSON (model lists, key checks): no retries, the idle
+/// timeout bounds the whole exchange, failures mapped like a model call's.
+pub(crate) async fn get_json(
+    client: &reqwest::Client,
+    endpoint: &Endpoint,
+    url: &str,
+    headers: HeaderMap,
+) -> Result<serde_json::Value, LlmError> {
+    let send = client.get(url).headers(headers).send();
+    let response = match tokio::time::timeout(endpoint.idle_timeout, send).await {
+        Err(_) => {
+            return Err(LlmError::Timeout {
+                provider: endpoint.name.clone(),
+                after: endpoint.idle_timeout,
+            })
+        }
+        Ok(Err(e)) => return Err(transport_error(endpoint, url, &e)),
+        Ok(Ok(r)) => r,
+    };
+    let status = response.status();
+    let headers = response.headers().clone();
+    // Model lists run to hundreds of kilobytes (OpenRouter); error bodies stay small.
+    let text = read_body_capped(response, endpoint.idle_timeout, MAX_JSON_BODY).await;
+    if !status.is_success() {
+        return Err(status_error(endpoint, status, &headers, &text));
+    }
+    serde_json::from_str(&text).map_err(|e| LlmError::Protocol {
+        provider: endpoint.name.clone(),
+        message: format!("GET {url} did not answer JSON: {e}"),
+    })
+}
+
 /// Map a reqwest failure before any response arrived.
 fn transport_error(endpoint: &Endpoint, url: &str, e: &reqwest::Error) -> LlmError {
     if e.is_timeout() {
@@ -106,15 +140,19 @@ fn transport_error(endpoint: &Endpoint, url: &str, e: &reqwest::Error) -> LlmErr
 }
 
 async fn read_error_body(response: reqwest::Response, idle: Duration) -> String {
+    read_body_capped(response, idle, MAX_ERROR_BODY).await
+}
+
+async fn read_body_capped(response: reqwest::Response, idle: Duration, cap: usize) -> String {
     let mut body = Vec::new();
     let mut chunks = response.bytes_stream();
-    while body.len() < MAX_ERROR_BODY {
+    while body.len() < cap {
         match tokio::time::timeout(idle, chunks.next()).await {
             Ok(Some(Ok(chunk))) => body.extend_from_slice(&chunk),
             _ => break,
         }
     }
-    body.truncate(MAX_ERROR_BODY);
+    body.truncate(cap);
     String::from_utf8_lossy(&body).into_owned()
 }
 

@@ -7,18 +7,27 @@
 //! - [`retry`]: bounded retries with `Retry-After` and jittered exponential backoff.
 //! - `http` / `sse` (private): the shared POST, status → error mapping, SSE decoding with
 //!   idle timeouts and cut detection.
-//! - [`registry`]: provider names → endpoints, keys from flag > environment.
+//! - [`registry`]: provider names → endpoints, keys from flag > environment > vault; model
+//!   listing and key checks against the vendors' `/models`.
+//! - [`fallback`]: [`FallbackProvider`], a chain tried in order on failover-eligible errors.
+//! - [`vault`]: API keys encrypted at rest (`vault.bin`, XChaCha20-Poly1305, Argon2id).
+//! - [`redact`]: registered secret values scrubbed from every log line.
 
 pub mod anthropic;
 pub mod error;
+pub mod fallback;
 mod http;
 pub mod openai;
 pub mod provider;
+pub mod redact;
 pub mod registry;
 pub mod retry;
 mod sse;
+pub mod vault;
 
 pub use error::LlmError;
-pub use provider::{collect_stream, EventStream, Provider};
+pub use fallback::FallbackProvider;
+pub use provider::{collect_stream, EventStream, NamedStream, Provider};
 pub use registry::{ProviderSpec, Registry, ResolveOptions};
 pub use retry::{with_retry, RetryPolicy};
+pub use vault::{Vault, VaultError};

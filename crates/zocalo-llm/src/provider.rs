@@ -8,6 +8,14 @@ use crate::LlmError;
 /// A stream of events ending with [`StreamEvent::Done`]; an `Err` item ends it early.
 pub type EventStream = BoxStream<'static, Result<StreamEvent, LlmError>>;
 
+/// An event stream together with the name of the provider that produces it.
+pub struct NamedStream {
+    /// The provider actually answering: for a [`crate::FallbackProvider`], the member of the
+    /// chain that accepted the request, not the chain's first choice.
+    pub provider: String,
+    pub stream: EventStream,
+}
+
 /// A language model endpoint.
 #[async_trait]
 pub trait Provider: Send + Sync {
@@ -21,6 +29,16 @@ pub trait Provider: Send + Sync {
     /// back here; errors after it come as stream items. A stream that stops without
     /// [`StreamEvent::Done`] yields [`LlmError::StreamCut`] as its last item.
     async fn stream(&self, request: CompletionRequest) -> Result<EventStream, LlmError>;
+
+    /// [`Provider::stream`], also naming the provider that answers, so callers can record
+    /// it. Providers that delegate (a fallback chain) override this; the default is `name()`.
+    async fn stream_named(&self, request: CompletionRequest) -> Result<NamedStream, LlmError> {
+        let stream = self.stream(request).await?;
+        Ok(NamedStream {
+            provider: self.name().to_owned(),
+            stream,
+        })
+    }
 
     /// A whole completion. The default collects [`Provider::stream`].
     async fn complete(&self, request: CompletionRequest) -> Result<CompletionResponse, LlmError> {

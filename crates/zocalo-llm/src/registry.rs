@@ -1,10 +1,13 @@
 //! Provider names → endpoints. The bundled table (`providers.toml`) plus the user's
-//! `[providers.NAME]` entries; keys come from the flag, else the environment.
+//! `[providers.NAME]` entries; keys come from the flag, else the environment, else the
+//! vault. Also the two cheap calls every vendor offers: list its models, and (the same
+//! request) check that a key is accepted.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 use serde::Deserialize;
 use zocalo_core::{Config, Secret};
 
@@ -35,6 +38,57 @@ pub struct ProviderSpec {
     /// Variable holding the API key; `None` for keyless local servers.
     pub key_env: Option<String>,
     pub default_model: String,
+    /// Well-known models, shown when the vendor's `/models` cannot be asked.
+    #[serde(default)]
+    pub models: Vec<String>,
+}
+
+impl ProviderSpec {
+    /// Whether the provider needs an API key (keyless local servers do not).
+    pub fn needs_key(&self) -> bool {
+        self.key_env.is_some()
+    }
+
+    /// The registry's model list: the default first, then the others.
+    pub fn known_models(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.default_model.is_empty() {
+            out.push(self.default_model.clone());
+        }
+        for m in &self.models {
+            if !out.contains(m) {
+                out.push(m.clone());
+            }
+        }
+        out
+    }
+}
+
+/// Where a provider's key was found (precedence: flag > environment > vault).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeySource {
+    Flag,
+    Env,
+    Vault,
+}
+
+impl KeySource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeySource::Flag => "flag",
+            KeySource::Env => "env",
+            KeySource::Vault => "vault",
+        }
+    }
+}
+
+/// Looks a provider's key up in the vault; called only when the flag and the environment
+/// have none, so a locked vault is never opened needlessly.
+pub type VaultLookup<'a> = &'a dyn Fn(&str) -> Result<Option<Secret>, LlmError>;
+
+/// A vault lookup that finds nothing.
+pub fn no_vault(_: &str) -> Result<Option<Secret>, LlmError> {
+    Ok(None)
 }
 
 /// Everything a concrete provider needs to make requests.
@@ -127,6 +181,7 @@ impl Registry {
                     host_env: None,
                     key_env: p.key_env.clone(),
                     default_model: p.models.first().cloned().unwrap_or_default(),
+                    models: p.models.clone(),
                 },
             );
         }
@@ -155,6 +210,42 @@ impl Registry {
         flag_key: Option<Secret>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Endpoint, LlmError> {
+        self.endpoint_with_vault(name, flag_key, env, &no_vault)
+    }
+
+    /// The key for `name`, and where it came from: `flag_key`, else the provider's variable
+    /// in `env`, else `vault`. `None` when there is none anywhere (or the provider needs none).
+    pub fn resolve_key(
+        &self,
+        name: &str,
+        flag_key: Option<Secret>,
+        env: &dyn Fn(&str) -> Option<String>,
+        vault: VaultLookup<'_>,
+    ) -> Result<Option<(Secret, KeySource)>, LlmError> {
+        let spec = self.spec(name)?;
+        if let Some(k) = flag_key.filter(|k| !k.expose().trim().is_empty()) {
+            return Ok(Some((k, KeySource::Flag)));
+        }
+        let Some(var) = &spec.key_env else {
+            return Ok(None);
+        };
+        if let Some(v) = env(var)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+        {
+            return Ok(Some((Secret::new(v), KeySource::Env)));
+        }
+        Ok(vault(name)?.map(|k| (k, KeySource::Vault)))
+    }
+
+    /// [`Registry::endpoint`] with the vault as the last place to look for the key.
+    pub fn endpoint_with_vault(
+        &self,
+        name: &str,
+        flag_key: Option<Secret>,
+        env: &dyn Fn(&str) -> Option<String>,
+        vault: VaultLookup<'_>,
+    ) -> Result<Endpoint, LlmError> {
         let spec = self.spec(name)?;
         let get = |k: &Option<String>| {
             k.as_deref()
@@ -173,11 +264,10 @@ impl Registry {
             base_url = format!("{with_scheme}/v1");
         }
         let key_env = spec.key_env.clone().unwrap_or_default();
-        let api_key = match flag_key {
-            Some(k) => Some(k),
-            None => get(&spec.key_env).map(Secret::new),
-        };
-        if spec.key_env.is_some() && api_key.is_none() {
+        let api_key = self
+            .resolve_key(name, flag_key, env, vault)?
+            .map(|(k, _)| k);
+        if spec.needs_key() && api_key.is_none() {
             return Err(LlmError::MissingKey {
                 provider: name.to_owned(),
                 key_env,
@@ -192,6 +282,41 @@ impl Registry {
         ))
     }
 
+    /// [`Registry::build`] with the vault as the last place to look for the key.
+    pub fn build_with_vault(
+        &self,
+        name: &str,
+        flag_key: Option<Secret>,
+        env: &dyn Fn(&str) -> Option<String>,
+        vault: VaultLookup<'_>,
+    ) -> Result<Arc<dyn Provider>, LlmError> {
+        let endpoint = self.endpoint_with_vault(name, flag_key, env, vault)?;
+        Ok(match self.spec(name)?.api {
+            Api::Openai => Arc::new(OpenAiProvider::new(endpoint)),
+            Api::Anthropic => Arc::new(AnthropicProvider::new(endpoint)),
+        })
+    }
+
+    /// Ask the vendor which models it serves (`GET {base}/models`, Anthropic
+    /// `GET {base}/v1/models`), authenticated with the endpoint's key. This is also the
+    /// cheapest authenticated request, so `zocalo keys test` uses it to check a key.
+    pub async fn list_models(&self, endpoint: &Endpoint) -> Result<Vec<String>, LlmError> {
+        let api = self.spec(&endpoint.name)?.api;
+        let client = crate::http::client(endpoint);
+        let (url, headers) = models_request(api, endpoint)?;
+        let body = crate::http::get_json(&client, endpoint, &url, headers).await?;
+        let Some(data) = body.get("data").and_then(|d| d.as_array()) else {
+            return Err(LlmError::Protocol {
+                provider: endpoint.name.clone(),
+                message: format!("GET {url} answered without a `data` list"),
+            });
+        };
+        Ok(data
+            .iter()
+            .filter_map(|m| m.get("id").and_then(|i| i.as_str()).map(str::to_owned))
+            .collect())
+    }
+
     /// Build the provider object for `name`.
     pub fn build(
         &self,
@@ -204,6 +329,42 @@ impl Registry {
             Api::Openai => Arc::new(OpenAiProvider::new(endpoint)),
             Api::Anthropic => Arc::new(AnthropicProvider::new(endpoint)),
         })
+    }
+}
+
+/// The URL and headers of the model-list request.
+fn models_request(api: Api, endpoint: &Endpoint) -> Result<(String, HeaderMap), LlmError> {
+    let mut headers = HeaderMap::new();
+    let key_value = |prefix: &str| -> Result<Option<HeaderValue>, LlmError> {
+        let Some(key) = &endpoint.api_key else {
+            return Ok(None);
+        };
+        let mut v = HeaderValue::from_str(&format!("{prefix}{}", key.expose())).map_err(|_| {
+            LlmError::Other(format!(
+                "the API key for {} contains characters that cannot go in an HTTP header",
+                endpoint.name
+            ))
+        })?;
+        v.set_sensitive(true);
+        Ok(Some(v))
+    };
+    match api {
+        Api::Openai => {
+            if let Some(v) = key_value("Bearer ")? {
+                headers.insert(AUTHORIZATION, v);
+            }
+            Ok((format!("{}/models", endpoint.base_url), headers))
+        }
+        Api::Anthropic => {
+            headers.insert(
+                HeaderName::from_static("anthropic-version"),
+                HeaderValue::from_static(crate::anthropic::ANTHROPIC_VERSION),
+            );
+            if let Some(v) = key_value("")? {
+                headers.insert(HeaderName::from_static("x-api-key"), v);
+            }
+            Ok((format!("{}/v1/models", endpoint.base_url), headers))
+        }
     }
 }
 
@@ -223,9 +384,26 @@ mod tests {
     #[test]
     fn bundled_table_loads() {
         let r = Registry::builtin().unwrap();
-        for n in ["openai", "anthropic", "groq", "openrouter", "ollama"] {
-            assert!(r.spec(n).is_ok(), "{n}");
+        for n in [
+            "openai",
+            "anthropic",
+            "groq",
+            "openrouter",
+            "ollama",
+            "together",
+            "mistral",
+            "deepseek",
+            "fireworks",
+            "lmstudio",
+        ] {
+            let spec = r.spec(n).unwrap();
+            assert!(!spec.default_model.is_empty(), "{n}");
+            assert!(spec.base_url.starts_with("http"), "{n}");
+            assert_eq!(spec.known_models()[0], spec.default_model, "{n}");
         }
+        assert!(!r.spec("ollama").unwrap().needs_key());
+        assert!(!r.spec("lmstudio").unwrap().needs_key());
+        assert!(r.spec("mistral").unwrap().needs_key());
     }
 
     #[test]
@@ -265,6 +443,38 @@ mod tests {
         assert_eq!(ep.api_key.unwrap().expose(), "from-flag");
         let ep = r.endpoint("openai", None, &env).unwrap();
         assert_eq!(ep.api_key.unwrap().expose(), "from-env");
+    }
+
+    #[test]
+    fn key_precedence_is_flag_env_vault() {
+        let r = Registry::builtin().unwrap();
+        let vault = |name: &str| -> Result<Option<Secret>, LlmError> {
+            Ok((name == "groq").then(|| Secret::new("from-vault")))
+        };
+        let env = env_of(&[("GROQ_API_KEY", "from-env")]);
+        let (k, src) = r
+            .resolve_key("groq", Some(Secret::new("from-flag")), &env, &vault)
+            .unwrap()
+            .unwrap();
+        assert_eq!((k.expose(), src), ("from-flag", KeySource::Flag));
+        let (k, src) = r.resolve_key("groq", None, &env, &vault).unwrap().unwrap();
+        assert_eq!((k.expose(), src), ("from-env", KeySource::Env));
+        let (k, src) = r
+            .resolve_key("groq", None, &env_of(&[("GROQ_API_KEY", " ")]), &vault)
+            .unwrap()
+            .unwrap();
+        assert_eq!((k.expose(), src), ("from-vault", KeySource::Vault));
+        assert!(r
+            .resolve_key("mistral", None, &env_of(&[]), &vault)
+            .unwrap()
+            .is_none());
+        // The vault is not consulted when the environment has the key.
+        let locked =
+            |_: &str| -> Result<Option<Secret>, LlmError> { Err(LlmError::Other("locked".into())) };
+        assert!(r.endpoint_with_vault("groq", None, &env, &locked).is_ok());
+        assert!(r
+            .endpoint_with_vault("groq", None, &env_of(&[]), &locked)
+            .is_err());
     }
 
     #[test]
