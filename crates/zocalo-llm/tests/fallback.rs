@@ -1,6 +1,7 @@
 //! The fallback chain over real HTTP: which errors move on to the next provider, which are
 //! reported, and that the caller learns who answered.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
 use std::sync::Arc;
