@@ -1,0 +1,1 @@
+SELECT state, COUNT(*) AS n FROM pool_jobs GROUP BY state

@@ -1,0 +1,572 @@
+//! The worker runtime: one node that registers, heartbeats, claims jobs in batches up to its
+//! concurrency, runs them through the [`Registry`], and records what happened.
+//!
+//! Three tasks cooperate:
+//! - the claim loop: claims as many jobs as it has free slots, spawns one task per job, and
+//!   when nothing is ready sleeps until a slot frees, a Postgres NOTIFY arrives, the next
+//!   retry is due, or the poll interval passes;
+//! - the recorder: writes outcomes in batches (every success of a burst in one statement), so
+//!   a slot is free again as soon as the handler returns;
+//! - the heartbeat: keeps the node alive, stops the jobs this node no longer holds (cancelled
+//!   by a user, or reclaimed after this node could not reach the database for its node
+//!   timeout), and reclaims the jobs of nodes that went silent.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::time::Instant;
+
+use crate::handler::{stop_pair, JobError, JobRun, Registry, StopHandle, StopReason};
+use crate::job::{ClaimedJob, Lease};
+use crate::queue::{FailOutcome, JobQueue, NodeSpec, SqlQueue, Wakeup};
+use crate::PoolError;
+
+/// How a worker behaves. [`WorkerConfig::default`]: concurrency 4, no labels, runs until told
+/// to stop, node timeout 30 s.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Jobs run at once.
+    pub concurrency: usize,
+    /// This node's labels: it runs jobs whose labels are all among these.
+    pub labels: Vec<String>,
+    /// Exit once nothing this node could run is queued or running here.
+    pub drain: bool,
+    /// Silent longer than this, the node counts as lost and its jobs go to other nodes. It
+    /// heartbeats three times per timeout.
+    pub node_timeout: Duration,
+    /// How often an idle worker looks for work without a wake-up (SQLite has no NOTIFY; on
+    /// Postgres this is only the fallback).
+    pub poll_interval: Duration,
+    /// On shutdown, how long running jobs may take to finish before they are handed back.
+    pub shutdown_grace: Duration,
+    /// After a job is told to stop, how long its handler may take to return before it is
+    /// abandoned.
+    pub stop_grace: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            labels: Vec::new(),
+            drain: false,
+            node_timeout: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(250),
+            shutdown_grace: Duration::from_secs(10),
+            stop_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl WorkerConfig {
+    pub fn validate(&self) -> Result<(), PoolError> {
+        if !(1..=10_000).contains(&self.concurrency) {
+            return Err(PoolError::Invalid(format!(
+                "concurrency {} out of range: use 1 to 10000",
+                self.concurrency
+            )));
+        }
+        if self.node_timeout < Duration::from_millis(300) {
+            return Err(PoolError::Invalid(
+                "node timeout must be at least 0.3 s (it heartbeats 3 times per timeout)".into(),
+            ));
+        }
+        if self.poll_interval.is_zero() {
+            return Err(PoolError::Invalid("poll interval must be positive".into()));
+        }
+        Ok(())
+    }
+}
+
+/// What a worker did, returned when it exits.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct WorkerReport {
+    pub node_id: String,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+    /// Handed back on shutdown.
+    pub released: u64,
+    /// Finished here but the lease was gone (reclaimed or cancelled meanwhile).
+    pub lost: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+    cancelled: AtomicU64,
+    released: AtomicU64,
+    lost: AtomicU64,
+}
+
+enum Outcome {
+    Succeeded(Value),
+    Failed(JobError),
+    Stopped(StopReason),
+}
+
+struct Done {
+    job: ClaimedJob,
+    outcome: Outcome,
+}
+
+struct Shared {
+    queue: SqlQueue,
+    node: String,
+    /// Jobs whose handler is running, with the handle that stops them.
+    running: Mutex<HashMap<String, (Lease, Arc<StopHandle>)>>,
+    /// Outcomes sent to the recorder but not yet written.
+    unrecorded: AtomicUsize,
+    slot_freed: Notify,
+    stopping: AtomicBool,
+    counters: Counters,
+}
+
+impl Shared {
+    fn running_leases(&self) -> Vec<Lease> {
+        self.lock().values().map(|(l, _)| l.clone()).collect()
+    }
+
+    fn stop(&self, id: &str, reason: StopReason) {
+        if let Some((_, h)) = self.lock().get(id) {
+            h.stop(reason);
+        }
+    }
+
+    fn stop_all(&self, reason: StopReason) {
+        for (_, h) in self.lock().values() {
+            h.stop(reason);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Lease, Arc<StopHandle>)>> {
+        // A panic while holding this lock leaves the map itself intact.
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One worker node.
+pub struct Worker {
+    queue: SqlQueue,
+    registry: Registry,
+    config: WorkerConfig,
+    node: String,
+}
+
+impl Worker {
+    pub fn new(
+        queue: SqlQueue,
+        registry: Registry,
+        config: WorkerConfig,
+    ) -> Result<Self, PoolError> {
+        config.validate()?;
+        if registry.runnable().is_empty() {
+            return Err(PoolError::Invalid(
+                "the worker has no job kinds to run".into(),
+            ));
+        }
+        Ok(Self {
+            queue,
+            registry,
+            config,
+            node: zocalo_core::ids::new_prefixed("node"),
+        })
+    }
+
+    /// This node's id (`node_…`), as `pool nodes` and a job's `node` show it.
+    pub fn node_id(&self) -> &str {
+        &self.node
+    }
+
+    /// Runs until `shutdown` resolves (then stops claiming, lets running jobs finish within
+    /// the shutdown grace and hands back the rest), or, when draining, until no work is left.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<WorkerReport, PoolError> {
+        let cfg = self.config.clone();
+        let kinds = self.registry.runnable();
+        let spec = NodeSpec {
+            id: self.node.clone(),
+            hostname: hostname(),
+            pid: i64::from(std::process::id()),
+            labels: cfg.labels.clone(),
+            kinds: kinds.clone(),
+            capacity: i32::try_from(cfg.concurrency).unwrap_or(i32::MAX),
+            timeout: cfg.node_timeout,
+        };
+        self.queue.register_node(&spec).await?;
+        tracing::info!(node = %self.node, kinds = ?kinds, "worker registered");
+
+        let shared = Arc::new(Shared {
+            queue: self.queue.clone(),
+            node: self.node.clone(),
+            running: Mutex::new(HashMap::new()),
+            unrecorded: AtomicUsize::new(0),
+            slot_freed: Notify::new(),
+            stopping: AtomicBool::new(false),
+            counters: Counters::default(),
+        });
+        let (done_tx, done_rx) = mpsc::unbounded_channel::<Done>();
+        let recorder = tokio::spawn(record(shared.clone(), done_rx));
+        let (hb_stop_tx, hb_stop_rx) = tokio::sync::watch::channel(false);
+        let heartbeat = tokio::spawn(heartbeat(shared.clone(), cfg.clone(), hb_stop_rx));
+
+        let mut wakeup = match self.queue.listener().await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!("no LISTEN connection, polling instead: {e}");
+                None
+            }
+        };
+        let slots = Arc::new(Semaphore::new(cfg.concurrency));
+        let registry = Arc::new(self.registry);
+        tokio::pin!(shutdown);
+        let mut errors = 0u32;
+
+        loop {
+            let free = slots.available_permits();
+            let mut claimed_any = false;
+            if free > 0 {
+                match self
+                    .queue
+                    .claim(&self.node, &kinds, &cfg.labels, free)
+                    .await
+                {
+                    Ok(jobs) => {
+                        errors = 0;
+                        claimed_any = !jobs.is_empty();
+                        for job in jobs {
+                            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                                // Cannot happen (we claimed at most the free slots); hand back.
+                                let _ = self.queue.release(&self.node, &job.lease()).await;
+                                continue;
+                            };
+                            spawn_job(&shared, &registry, &cfg, job, permit, done_tx.clone());
+                        }
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        let pause = backoff(errors);
+                        tracing::warn!("claiming jobs failed (retrying in {pause:?}): {e}");
+                        tokio::select! {
+                            _ = tokio::time::sleep(pause) => {}
+                            _ = &mut shutdown => break,
+                        }
+                        continue;
+                    }
+                }
+            }
+            if claimed_any {
+                // A shutdown that came meanwhile is seen at the next sleep; with a steady stream
+                // of jobs there is none, so look now.
+                if futures::FutureExt::now_or_never(&mut shutdown).is_some() {
+                    break;
+                }
+                continue;
+            }
+
+            // Nothing to claim now (or no free slot): work out how long to sleep.
+            let mut sleep_for = cfg.poll_interval;
+            if free > 0 {
+                match self.queue.next_run(&kinds, &cfg.labels).await {
+                    Ok(None) => {
+                        if cfg.drain
+                            && shared.lock().is_empty()
+                            && shared.unrecorded.load(Ordering::SeqCst) == 0
+                        {
+                            break;
+                        }
+                    }
+                    Ok(Some(at)) => {
+                        let until = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+                        sleep_for = sleep_for.min(until);
+                    }
+                    Err(e) => tracing::warn!("looking for queued jobs failed: {e}"),
+                }
+                if sleep_for.is_zero() {
+                    continue;
+                }
+            }
+            tokio::select! {
+                _ = shared.slot_freed.notified() => {}
+                _ = tokio::time::sleep(sleep_for) => {}
+                r = wait_notify(&mut wakeup) => {
+                    if let Err(e) = r {
+                        tracing::warn!("LISTEN connection lost, reconnecting: {e}");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+                _ = &mut shutdown => break,
+            }
+        }
+
+        // Stop: no more claims; running jobs get the grace period, then are handed back.
+        shared.stopping.store(true, Ordering::SeqCst);
+        tracing::info!(node = %self.node, "worker stopping");
+        let deadline = Instant::now() + cfg.shutdown_grace;
+        while !shared.lock().is_empty() && Instant::now() < deadline {
+            tokio::select! {
+                _ = shared.slot_freed.notified() => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+        shared.stop_all(StopReason::Shutdown);
+        // Every job task holds a permit until its outcome is sent: all back means all sent.
+        let concurrency = u32::try_from(cfg.concurrency).unwrap_or(u32::MAX);
+        let _ = tokio::time::timeout(
+            cfg.stop_grace + Duration::from_secs(1),
+            slots.acquire_many(concurrency),
+        )
+        .await;
+        drop(done_tx);
+        let _ = recorder.await;
+        let _ = hb_stop_tx.send(true);
+        let _ = heartbeat.await;
+        if let Err(e) = self.queue.heartbeat(&self.node, "stopped").await {
+            tracing::warn!("could not mark node {} stopped: {e}", self.node);
+        }
+        let c = &shared.counters;
+        Ok(WorkerReport {
+            node_id: self.node,
+            succeeded: c.succeeded.load(Ordering::SeqCst),
+            failed: c.failed.load(Ordering::SeqCst),
+            cancelled: c.cancelled.load(Ordering::SeqCst),
+            released: c.released.load(Ordering::SeqCst),
+            lost: c.lost.load(Ordering::SeqCst),
+        })
+    }
+}
+
+async fn wait_notify(wakeup: &mut Option<Wakeup>) -> Result<(), PoolError> {
+    match wakeup {
+        Some(w) => w.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn backoff(errors: u32) -> Duration {
+    let ms = 100u64.saturating_mul(1 << errors.min(6)).min(5000);
+    Duration::from_millis(ms)
+}
+
+fn spawn_job(
+    shared: &Arc<Shared>,
+    registry: &Arc<Registry>,
+    cfg: &WorkerConfig,
+    job: ClaimedJob,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    done: mpsc::UnboundedSender<Done>,
+) {
+    let (handle, signal) = stop_pair();
+    let handle = Arc::new(handle);
+    shared
+        .lock()
+        .insert(job.id.clone(), (job.lease(), handle.clone()));
+    let shared = shared.clone();
+    let handler = registry.handler(&job.kind);
+    let stop_grace = cfg.stop_grace;
+    tokio::spawn(async move {
+        let outcome = match handler {
+            None => Outcome::Failed(JobError::fatal(format!(
+                "no handler for kind `{}` on this node",
+                job.kind
+            ))),
+            Some(handler) => {
+                let mut watch = signal.clone();
+                let run = JobRun {
+                    id: job.id.clone(),
+                    kind: job.kind.clone(),
+                    attempt: job.attempt,
+                    payload: job.payload.clone(),
+                    stop: signal,
+                };
+                let fut = handler.run(run);
+                tokio::pin!(fut);
+                let timeout = job.timeout;
+                let result = tokio::select! {
+                    r = &mut fut => Some(r),
+                    _ = async {
+                        tokio::select! {
+                            _ = watch.stopped() => {}
+                            _ = tokio::time::sleep(timeout) => handle.stop(StopReason::TimedOut),
+                        }
+                    } => tokio::time::timeout(stop_grace, &mut fut).await.ok(),
+                };
+                match (handle.reason(), result) {
+                    (None, Some(Ok(v))) | (Some(StopReason::Shutdown), Some(Ok(v))) => {
+                        Outcome::Succeeded(v)
+                    }
+                    (None, Some(Err(e))) => Outcome::Failed(e),
+                    (Some(reason), _) => Outcome::Stopped(reason),
+                    (None, None) => Outcome::Stopped(StopReason::Lost),
+                }
+            }
+        };
+        shared.lock().remove(&job.id);
+        shared.unrecorded.fetch_add(1, Ordering::SeqCst);
+        if done.send(Done { job, outcome }).is_err() {
+            shared.unrecorded.fetch_sub(1, Ordering::SeqCst);
+        }
+        drop(permit);
+        shared.slot_freed.notify_one();
+    });
+}
+
+/// Writes outcomes: a burst of successes in one statement, everything else one by one.
+async fn record(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Done>) {
+    let q = &shared.queue;
+    let node = shared.node.as_str();
+    let c = &shared.counters;
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 1000 {
+            match rx.try_recv() {
+                Ok(d) => batch.push(d),
+                Err(_) => break,
+            }
+        }
+        let n = batch.len();
+        let mut successes = Vec::new();
+        for Done { job, outcome } in batch {
+            match outcome {
+                Outcome::Succeeded(v) => successes.push((job.lease(), v)),
+                Outcome::Failed(e) => {
+                    let r = retrying(|| q.fail(node, &job, &e.message, e.retryable)).await;
+                    match r {
+                        Some(FailOutcome::LeaseLost) => c.lost.fetch_add(1, Ordering::SeqCst),
+                        Some(_) => c.failed.fetch_add(1, Ordering::SeqCst),
+                        None => 0,
+                    };
+                    tracing::info!(job = %job.id, attempt = job.attempt, "job failed: {}", e.message);
+                }
+                Outcome::Stopped(StopReason::TimedOut) => {
+                    let msg = format!("timed out after {:?}", job.timeout);
+                    if let Some(o) = retrying(|| q.fail(node, &job, &msg, true)).await {
+                        if o == FailOutcome::LeaseLost {
+                            c.lost.fetch_add(1, Ordering::SeqCst);
+                        } else {
+                            c.failed.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                }
+                Outcome::Stopped(StopReason::Cancelled) => {
+                    let _ = retrying(|| q.cancel_ack(&job.id)).await;
+                    c.cancelled.fetch_add(1, Ordering::SeqCst);
+                }
+                Outcome::Stopped(StopReason::Shutdown) => {
+                    let lease = job.lease();
+                    if retrying(|| q.release(node, &lease)).await == Some(true) {
+                        c.released.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                Outcome::Stopped(StopReason::Lost) => {
+                    c.lost.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+        if !successes.is_empty() {
+            if let Some(done) = retrying(|| q.succeed(node, &successes)).await {
+                let done = usize::try_from(done).unwrap_or(0);
+                c.succeeded.fetch_add(done as u64, Ordering::SeqCst);
+                c.lost.fetch_add(
+                    successes.len().saturating_sub(done) as u64,
+                    Ordering::SeqCst,
+                );
+            }
+        }
+        shared.unrecorded.fetch_sub(n, Ordering::SeqCst);
+    }
+}
+
+/// Retries a write through a database outage, with backoff, for about a minute; a write that
+/// still fails is dropped (the lease runs out and the job is reclaimed and run again).
+async fn retrying<T, F, Fut>(mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, PoolError>>,
+{
+    let mut errors = 0u32;
+    loop {
+        match f().await {
+            Ok(v) => return Some(v),
+            Err(e) => {
+                errors += 1;
+                if errors > 15 {
+                    tracing::error!("giving up recording a job outcome: {e}");
+                    return None;
+                }
+                tracing::warn!("recording a job outcome failed (retrying): {e}");
+                tokio::time::sleep(backoff(errors)).await;
+            }
+        }
+    }
+}
+
+async fn heartbeat(
+    shared: Arc<Shared>,
+    cfg: WorkerConfig,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let every = (cfg.node_timeout / 3).max(Duration::from_millis(50));
+    let mut last_ok = Instant::now();
+    let q = &shared.queue;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        let state = if shared.stopping.load(Ordering::SeqCst) {
+            "draining"
+        } else {
+            "active"
+        };
+        match q.heartbeat(&shared.node, state).await {
+            Ok(()) => last_ok = Instant::now(),
+            Err(e) => {
+                tracing::warn!("heartbeat failed: {e}");
+                if last_ok.elapsed() > cfg.node_timeout {
+                    // Other nodes may already have reclaimed our jobs: running them on would
+                    // run them twice.
+                    shared.stop_all(StopReason::Lost);
+                }
+                continue;
+            }
+        }
+        match q.lost_leases(&shared.node, &shared.running_leases()).await {
+            Ok(lost) => {
+                for l in lost {
+                    let reason = if l.state == Some(crate::JobState::Cancelled) {
+                        StopReason::Cancelled
+                    } else {
+                        StopReason::Lost
+                    };
+                    tracing::info!(job = %l.id, ?reason, "stopping a job this node no longer holds");
+                    shared.stop(&l.id, reason);
+                }
+            }
+            Err(e) => tracing::warn!("checking leases failed: {e}"),
+        }
+        match q.reclaim().await {
+            Ok(ids) if !ids.is_empty() => {
+                tracing::warn!(count = ids.len(), "reclaimed jobs of silent nodes");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("reclaiming failed: {e}"),
+        }
+    }
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown".into())
+}
