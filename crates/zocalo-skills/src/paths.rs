@@ -72,7 +72,7 @@ pub fn list_files(dir: &Path, cap: usize) -> (Vec<String>, bool) {
             let child = rel.join(&name);
             if ft.is_dir() {
                 stack.push(child);
-            } else if ft.is_file() || ft.is_symlink() {
+            } else if ft.is_file() || (ft.is_symlink() && e.path().is_file()) {
                 if out.len() >= cap {
                     truncated = true;
                     continue;
