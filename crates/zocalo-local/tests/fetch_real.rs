@@ -1,5 +1,7 @@
 //! The real fetch against the package index, into the shared test cache.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::Mutex;
