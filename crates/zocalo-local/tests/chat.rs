@@ -130,6 +130,28 @@ async fn tokenizer_round_trips_text_and_keeps_control_tokens_whole() {
     assert_eq!(tok.decode(&ids), "user\nhi");
 }
 
+/// Ids from llama.cpp's tokenizer on the same GGUF (fixtures/make_smollm_tokens.py).
+#[tokio::test]
+async fn tokenizer_ids_match_llama_cpp() {
+    #[derive(serde::Deserialize)]
+    struct Case {
+        text: String,
+        ids: Vec<u32>,
+    }
+    let Some(chat) = chat().await else { return };
+    let cases: Vec<Case> =
+        serde_json::from_str(include_str!("fixtures/smollm_tokens.json")).unwrap();
+    assert!(cases.len() >= 10);
+    for c in cases {
+        assert_eq!(
+            chat.tokenizer().encode(&c.text).unwrap(),
+            c.ids,
+            "{:?}",
+            c.text
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_prompt_longer_than_the_context_is_truncated_not_a_panic() {
     let Some(dir) = common::ensure_models().await else {
