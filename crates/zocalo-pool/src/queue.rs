@@ -224,11 +224,14 @@ pub trait JobQueue: Send + Sync {
     async fn lost_leases(&self, node: &str, leases: &[Lease]) -> Result<Vec<LostLease>, PoolError>;
     /// Requeues (or buries) the jobs of nodes silent past their timeout; their ids.
     async fn reclaim(&self) -> Result<Vec<String>, PoolError>;
-    /// When the next queued job of `kinds` that `labels` cover is due (None: none queued).
+    /// When a job of `kinds` that `labels` cover may next be claimable: the earliest queued
+    /// `run_at`, or `recheck` if one is running (it may fail or be reclaimed). None: no such
+    /// job is queued or running.
     async fn next_run(
         &self,
         kinds: &[String],
         labels: &[String],
+        recheck: chrono::DateTime<chrono::Utc>,
     ) -> Result<Option<chrono::DateTime<chrono::Utc>>, PoolError>;
     async fn get(&self, id: &str) -> Result<Option<Job>, PoolError>;
     /// Newest first.
@@ -624,6 +627,7 @@ impl JobQueue for SqlQueue {
         &self,
         kinds: &[String],
         labels: &[String],
+        recheck: chrono::DateTime<chrono::Utc>,
     ) -> Result<Option<chrono::DateTime<chrono::Utc>>, PoolError> {
         let sql = NEXT_RUN.get(self.pool());
         let (kinds, labels) = (labels_json(kinds), labels_json(labels));
@@ -631,6 +635,7 @@ impl JobQueue for SqlQueue {
             sqlx::query_scalar(sql)
                 .bind(&kinds)
                 .bind(&labels)
+                .bind(recheck.timestamp_millis())
                 .fetch_one(p)
                 .await
         })?;

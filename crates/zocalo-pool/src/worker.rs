@@ -35,7 +35,8 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// This node's labels: it runs jobs whose labels are all among these.
     pub labels: Vec<String>,
-    /// Exit once nothing this node could run is queued or running here.
+    /// Exit once no job this node could run is queued, or running anywhere (a job running on
+    /// another node may still fail, or be reclaimed from a node that died).
     pub drain: bool,
     /// Silent longer than this, the node counts as lost and its jobs go to other nodes. It
     /// heartbeats three times per timeout.
@@ -276,7 +277,9 @@ impl Worker {
             // Nothing to claim now (or no free slot): work out how long to sleep.
             let mut sleep_for = cfg.poll_interval;
             if free > 0 {
-                match self.queue.next_run(&kinds, &cfg.labels).await {
+                let recheck = chrono::Utc::now()
+                    + chrono::Duration::from_std(cfg.poll_interval).unwrap_or_default();
+                match self.queue.next_run(&kinds, &cfg.labels, recheck).await {
                     Ok(None) => {
                         if cfg.drain
                             && shared.lock().is_empty()

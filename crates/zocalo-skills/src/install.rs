@@ -21,7 +21,8 @@ pub struct Installed {
 /// first and is renamed into place, so a failed copy leaves no half skill.
 pub fn install(src: &Path, root: &Path, force: bool) -> Result<Installed, SkillError> {
     let checked = check_dir(src);
-    let Some(skill) = checked.skill else {
+    // Strict: an installed skill must meet the spec, not just be loadable.
+    let (Some(skill), true) = (checked.skill, checked.report.valid) else {
         return Err(SkillError::Invalid {
             dir: src.to_path_buf(),
             errors: checked.report.errors,

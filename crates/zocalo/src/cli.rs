@@ -36,6 +36,13 @@ pub enum Command {
     /// List and read stored conversations.
     #[command(subcommand)]
     Conversations(ConversationsCmd),
+    /// Compute pool: submit jobs, list and cancel them, see the worker nodes and stats.
+    #[command(subcommand)]
+    Pool(crate::commands::pool::PoolCmd),
+    /// Join the compute pool as a worker node (until SIGTERM, or --drain).
+    Worker(crate::commands::worker::WorkerArgs),
+    /// Agent Skills: list, show, validate, run and install skills (SKILL.md folders).
+    Skills(crate::commands::skills::SkillsArgs),
     /// Check the database, config, providers and tools; say how to fix what is missing.
     Doctor {
         #[arg(long)]

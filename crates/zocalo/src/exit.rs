@@ -24,6 +24,12 @@ fn is_usage(e: &anyhow::Error) -> bool {
             || cause
                 .downcast_ref::<zocalo_llm::LlmError>()
                 .is_some_and(|e| e.is_usage())
+            || cause
+                .downcast_ref::<zocalo_skills::SkillError>()
+                .is_some_and(|e| e.is_usage())
+            || cause
+                .downcast_ref::<zocalo_pool::PoolError>()
+                .is_some_and(|e| e.is_usage())
     })
 }
 

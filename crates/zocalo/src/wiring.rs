@@ -82,17 +82,34 @@ impl Ctx {
     }
 
     pub fn asker(&self, store: Store, provider: Arc<dyn Provider>, tools: bool) -> Asker {
+        let mut settings = AskSettings::from_config(&self.config.ask);
         let tools = if tools {
-            ToolRegistry::builtin()
+            let mut registry = ToolRegistry::builtin();
+            // Skills: only names and descriptions go into the prompt; the model opens the
+            // rest with skill_open / skill_read / skill_run. Hot reload keeps the tools live
+            // for a long chat. No skills, no catalog and no skill tools.
+            let skills = zocalo_skills::Skills::load(zocalo_skills::default_roots(
+                self.home.root(),
+                &[],
+            ));
+            for w in skills.warnings() {
+                tracing::warn!("{w}");
+            }
+            if let Some(index) = zocalo_skills::prompt_index(&skills) {
+                if let Err(e) = skills.watch() {
+                    tracing::warn!("skills will not hot-reload: {e}");
+                }
+                for tool in zocalo_skills::skill_tools(&skills, zocalo_skills::RunLimits::default())
+                {
+                    registry.register(tool);
+                }
+                settings.system_prompt = format!("{}\n\n{index}", settings.system_prompt);
+            }
+            registry
         } else {
             ToolRegistry::new()
         };
-        Asker::new(
-            store,
-            provider,
-            tools,
-            AskSettings::from_config(&self.config.ask),
-        )
+        Asker::new(store, provider, tools, settings)
     }
 }
 

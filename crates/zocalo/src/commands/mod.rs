@@ -4,6 +4,9 @@ mod ask;
 mod chat;
 mod conversations;
 mod doctor;
+pub mod skills;
+pub mod pool;
+pub mod worker;
 
 use crate::cli::{Cli, Command};
 use crate::wiring::Ctx;
@@ -15,6 +18,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Chat(args) => chat::run(&ctx, args).await,
         Command::Conversations(cmd) => conversations::run(&ctx, cmd).await,
         Command::Doctor { json } => doctor::run(&ctx, json).await,
+        Command::Skills(args) => skills::run(&ctx, args).await,
+        Command::Pool(cmd) => pool::run(&ctx, cmd).await,
+        Command::Worker(args) => worker::run(&ctx, args).await,
     }
 }
 
