@@ -585,3 +585,16 @@ pub fn passphrase_from_env_or_terminal(confirm: bool) -> Result<Secret, VaultErr
     crate::redact::register(&first);
     Ok(first)
 }
+
+/// Ask for a secret on the terminal without echoing it (for `zocalo keys set`). `None`
+/// when stdin is not a terminal: the caller reads a pipe instead.
+pub fn prompt_secret(prompt: &str) -> Result<Option<Secret>, VaultError> {
+    if !std::io::stdin().is_terminal() {
+        return Ok(None);
+    }
+    let value = rpassword::prompt_password(prompt).map_err(|source| VaultError::Io {
+        path: PathBuf::from("/dev/tty"),
+        source,
+    })?;
+    Ok(Some(Secret::new(value)))
+}

@@ -48,6 +48,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// API keys in the encrypted vault: init, set, list, rm, test.
+    #[command(subcommand)]
+    Keys(crate::commands::keys::KeysCmd),
+    /// Models the providers serve.
+    #[command(subcommand)]
+    Models(crate::commands::models::ModelsCmd),
 }
 
 #[derive(Debug, Args, Clone)]

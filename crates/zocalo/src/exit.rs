@@ -34,7 +34,11 @@ fn is_usage(e: &anyhow::Error) -> bool {
 }
 
 pub fn report(e: &anyhow::Error) -> ExitCode {
-    eprintln!("error: {e:#}");
+    // A vendor may echo a key back inside an error message; scrub every known secret.
+    eprintln!(
+        "error: {}",
+        zocalo_llm::redact::scrub_str(&format!("{e:#}"))
+    );
     if is_usage(e) {
         ExitCode::from(2)
     } else {

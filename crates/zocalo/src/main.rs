@@ -34,8 +34,11 @@ fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("ZOCALO_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Every secret the process knows (keys in the environment now, vault keys as they are
+    // decrypted) is scrubbed from each log line before it is written.
+    zocalo_llm::redact::register_env();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(zocalo_llm::redact::RedactingWriter::new(std::io::stderr))
         .init();
 }

@@ -1,12 +1,13 @@
 //! Where the CLI puts the crates together: data home, config, store, provider, tools.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::Context;
 use zocalo_agent::{AskSettings, Asker, ToolRegistry};
 use zocalo_core::paths::DataHome;
-use zocalo_core::{Config, ConversationId};
-use zocalo_llm::{Provider, Registry};
+use zocalo_core::{Config, ConversationId, Secret};
+use zocalo_llm::{FallbackProvider, LlmError, Provider, Registry, Vault};
 use zocalo_store::Store;
 
 use crate::cli::ModelArgs;
@@ -53,32 +54,101 @@ impl Ctx {
     }
 
     /// The provider for this command: `--provider`, else `ZOCALO_PROVIDER` / config, else the
-    /// first vendor whose key is in the environment (OpenAI, then Anthropic).
+    /// first vendor whose key is in the environment or the vault (OpenAI, then Anthropic).
+    /// Keys: flag > environment > vault. With `fallback = [...]` in config.toml the result is
+    /// a [`FallbackProvider`] over the chosen provider and the usable fallback members.
     pub fn provider(
         &self,
         args: &ModelArgs,
     ) -> anyhow::Result<(Arc<dyn Provider>, Option<String>)> {
         let registry = self.registry()?;
         let env = |k: &str| std::env::var(k).ok();
+        let vault = self.vault_lookup();
         let name = match args
             .provider
             .clone()
             .or_else(|| self.config.provider.clone())
         {
             Some(name) => name,
-            None => detect_provider(&env).ok_or_else(|| {
+            None => detect_provider(&env, &self.vault_names()).ok_or_else(|| {
                 anyhow::anyhow!(
                     "no provider configured, and the built-in local model is not available yet. \
                      Set one: `--provider openai` with OPENAI_API_KEY (and OPENAI_BASE_URL for \
-                     any compatible server), `--provider anthropic` with ANTHROPIC_API_KEY, or \
-                     ZOCALO_PROVIDER / `provider = \"...\"` in {}",
+                     any compatible server) or `zocalo keys set openai`, `--provider anthropic` \
+                     with ANTHROPIC_API_KEY, or ZOCALO_PROVIDER / `provider = \"...\"` in {}",
                     self.home.config_file().display()
                 )
             })?,
         };
-        let provider = registry.build(&name, None, &env)?;
+        let primary = registry.build_with_vault(&name, None, &env, &vault)?;
         let model = args.model.clone().or_else(|| self.config.model.clone());
+        let mut chain = vec![primary];
+        for member in &self.config.fallback {
+            if member == &name || chain.iter().any(|p| p.name() == member) {
+                continue;
+            }
+            if registry.spec(member).is_err() && member == "local" {
+                tracing::debug!("fallback member `local` skipped: no local provider in this build");
+                continue;
+            }
+            match registry.build_with_vault(member, None, &env, &vault) {
+                Ok(p) => chain.push(p),
+                Err(e @ zocalo_llm::LlmError::UnknownProvider { .. }) => {
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "invalid `fallback` in {}",
+                        self.home.config_file().display()
+                    )))
+                }
+                Err(e) => tracing::warn!(provider = %member, error = %e, "fallback member skipped"),
+            }
+        }
+        tracing::debug!(
+            chain = ?chain.iter().map(|p| p.name()).collect::<Vec<_>>(),
+            model = ?model,
+            "provider chain resolved (keys: flag > environment > vault)"
+        );
+        let provider: Arc<dyn Provider> = if chain.len() == 1 {
+            chain.remove(0)
+        } else {
+            match FallbackProvider::new(chain) {
+                Some(f) => Arc::new(f),
+                None => anyhow::bail!("the provider chain is empty"),
+            }
+        };
         Ok((provider, model))
+    }
+
+    /// Looks keys up in the vault: decrypted at most once per command, and only when asked
+    /// for a provider the vault holds (so a locked vault never blocks a key from the env).
+    pub fn vault_lookup(&self) -> impl Fn(&str) -> Result<Option<Secret>, LlmError> {
+        let vault = Vault::in_dir(self.home.root());
+        let names = std::cell::OnceCell::new();
+        let keys = std::cell::OnceCell::new();
+        move |name: &str| {
+            let held: &Vec<String> = match names.get() {
+                Some(n) => n,
+                None => {
+                    let n = vault.names()?;
+                    names.get_or_init(|| n)
+                }
+            };
+            if !held.iter().any(|n| n == name) {
+                return Ok(None);
+            }
+            let loaded: &BTreeMap<String, Secret> = match keys.get() {
+                Some(k) => k,
+                None => {
+                    let k = vault.load()?;
+                    keys.get_or_init(|| k)
+                }
+            };
+            Ok(loaded.get(name).cloned())
+        }
+    }
+
+    /// Provider names stored in the vault (no decryption needed).
+    fn vault_names(&self) -> Vec<String> {
+        Vault::in_dir(self.home.root()).names().unwrap_or_default()
     }
 
     pub fn asker(&self, store: Store, provider: Arc<dyn Provider>, tools: bool) -> Asker {
@@ -88,10 +158,8 @@ impl Ctx {
             // Skills: only names and descriptions go into the prompt; the model opens the
             // rest with skill_open / skill_read / skill_run. Hot reload keeps the tools live
             // for a long chat. No skills, no catalog and no skill tools.
-            let skills = zocalo_skills::Skills::load(zocalo_skills::default_roots(
-                self.home.root(),
-                &[],
-            ));
+            let skills =
+                zocalo_skills::Skills::load(zocalo_skills::default_roots(self.home.root(), &[]));
             for w in skills.warnings() {
                 tracing::warn!("{w}");
             }
@@ -113,11 +181,16 @@ impl Ctx {
     }
 }
 
-fn detect_provider(env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+fn detect_provider(env: &dyn Fn(&str) -> Option<String>, in_vault: &[String]) -> Option<String> {
     let set = |k: &str| env(k).is_some_and(|v| !v.trim().is_empty());
+    let stored = |p: &str| in_vault.iter().any(|n| n == p);
     if set("OPENAI_API_KEY") {
         Some("openai".into())
     } else if set("ANTHROPIC_API_KEY") {
+        Some("anthropic".into())
+    } else if stored("openai") {
+        Some("openai".into())
+    } else if stored("anthropic") {
         Some("anthropic".into())
     } else {
         None

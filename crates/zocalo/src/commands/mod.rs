@@ -7,6 +7,8 @@ mod doctor;
 pub mod skills;
 pub mod pool;
 pub mod worker;
+pub mod keys;
+pub mod models;
 
 use crate::cli::{Cli, Command};
 use crate::wiring::Ctx;
@@ -21,6 +23,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Skills(args) => skills::run(&ctx, args).await,
         Command::Pool(cmd) => pool::run(&ctx, cmd).await,
         Command::Worker(args) => worker::run(&ctx, args).await,
+        Command::Keys(cmd) => keys::run(&ctx, cmd).await,
+        Command::Models(cmd) => models::run(&ctx, cmd).await,
     }
 }
 
