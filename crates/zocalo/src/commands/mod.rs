@@ -4,11 +4,11 @@ mod ask;
 mod chat;
 mod conversations;
 mod doctor;
-pub mod skills;
-pub mod pool;
-pub mod worker;
 pub mod keys;
 pub mod models;
+pub mod pool;
+pub mod skills;
+pub mod worker;
 
 use crate::cli::{Cli, Command};
 use crate::wiring::Ctx;
