@@ -8,6 +8,8 @@
 //!   `skill_open` / `skill_read` / `skill_run` tools.
 //! - [`runner`]: scripts as child processes in their own process group, clean environment,
 //!   time limit, capped output; seed-style Python `run()` through a shim.
+//! - [`sandbox`]: the launcher that restricts a script's writes to its scratch directory with
+//!   Landlock before `exec`ing it (`zocalo __skill-sandbox`).
 //! - [`paths`]: keeping model-given paths inside the skill directory.
 //! - [`install`]: copying a validated skill into the data home.
 
@@ -16,6 +18,7 @@ pub mod install;
 pub mod paths;
 pub mod registry;
 pub mod runner;
+pub mod sandbox;
 pub mod tools;
 pub mod validate;
 pub mod yaml;

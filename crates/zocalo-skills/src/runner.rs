@@ -1,12 +1,19 @@
 //! Running a skill's script: a child process in its own process group, the skill directory as
 //! working directory, a clean environment, a wall-clock limit and capped output.
 //!
-//! What this does NOT isolate (see docs/skills.md): the file system (a script can read and
-//! write whatever the user can), the network, memory and CPU. It keeps provider keys and the
-//! rest of zocalo's environment away from scripts, and it bounds time and output.
+//! Writes: each run gets a fresh scratch directory (`TMPDIR`, `ZOCALO_SKILL_SCRATCH`), removed
+//! afterwards. With a [`RunLimits::launcher`] (the `zocalo` binary) the script is started
+//! through [`crate::sandbox`], which restricts its writes to that directory with Landlock where
+//! the kernel allows it; [`RunOutput::sandbox`] says what was enforced.
+//!
+//! What this does NOT isolate (see docs/skills.md): reading files (a script can read whatever
+//! the user can), the network, memory and CPU; and writes, when Landlock is unavailable. It
+//! keeps provider keys and the rest of zocalo's environment away from scripts, and it bounds
+//! time and output.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -21,6 +28,10 @@ pub struct RunLimits {
     pub timeout: Duration,
     /// Bytes kept of stdout and of stderr each; the rest is counted and dropped.
     pub max_output: usize,
+    /// The sandbox launcher: a program that takes [`crate::sandbox::SUBCOMMAND`] as its first
+    /// argument (the `zocalo` binary, i.e. `std::env::current_exe()`). `None` runs scripts
+    /// without write restrictions (logged once as a warning).
+    pub launcher: Option<PathBuf>,
 }
 
 impl Default for RunLimits {
@@ -28,6 +39,17 @@ impl Default for RunLimits {
         Self {
             timeout: Duration::from_secs(60),
             max_output: 64 * 1024,
+            launcher: None,
+        }
+    }
+}
+
+impl RunLimits {
+    /// The defaults, with scripts sandboxed through `launcher`.
+    pub fn sandboxed(launcher: impl Into<PathBuf>) -> Self {
+        Self {
+            launcher: Some(launcher.into()),
+            ..Self::default()
         }
     }
 }
@@ -47,6 +69,9 @@ pub struct RunOutput {
     pub stdout_bytes: u64,
     pub stderr_bytes: u64,
     pub elapsed_ms: u64,
+    /// What restricted the script's writes: `landlock-vN` (the Landlock ABI in force) or
+    /// `none` (no launcher, or a kernel without Landlock).
+    pub sandbox: String,
 }
 
 impl RunOutput {
@@ -252,7 +277,30 @@ pub async fn run_script(
     command.push(path.display().to_string());
     command.extend(args.iter().cloned());
 
-    let mut cmd = tokio::process::Command::new(&inv.program);
+    // A fresh scratch directory per run, the only place a sandboxed script may write; the
+    // status file beside it is where the launcher reports what it enforced.
+    let run_dir = tempfile::Builder::new()
+        .prefix("zocalo-skill-")
+        .tempdir()
+        .map_err(|e| SkillError::io(std::env::temp_dir(), e))?;
+    let scratch = run_dir.path().join("scratch");
+    std::fs::create_dir(&scratch).map_err(|e| SkillError::io(&scratch, e))?;
+    let status_file = run_dir.path().join("sandbox-status");
+
+    let mut cmd = match &limits.launcher {
+        Some(launcher) => {
+            let mut c = tokio::process::Command::new(launcher);
+            c.arg(crate::sandbox::SUBCOMMAND)
+                .arg("--status")
+                .arg(&status_file)
+                .arg("--write")
+                .arg(&scratch)
+                .arg("--")
+                .arg(&inv.program);
+            c
+        }
+        None => tokio::process::Command::new(&inv.program),
+    };
     cmd.args(&inv.args)
         .arg(&path)
         .args(args)
@@ -267,6 +315,8 @@ pub async fn run_script(
             std::env::var_os("LANG").unwrap_or_else(|| "C.UTF-8".into()),
         )
         .env("ZOCALO_SKILL_DIR", &skill.dir)
+        .env("ZOCALO_SKILL_SCRATCH", &scratch)
+        .env("TMPDIR", &scratch)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -279,7 +329,10 @@ pub async fn run_script(
 
     let started = Instant::now();
     let mut child = cmd.spawn().map_err(|source| SkillError::Spawn {
-        program: inv.program.clone(),
+        program: match &limits.launcher {
+            Some(l) => l.display().to_string(),
+            None => inv.program.clone(),
+        },
         source,
     })?;
     let pid = child.id();
@@ -305,6 +358,31 @@ pub async fn run_script(
 
     let (stdout, stdout_bytes) = join_capture(out).await;
     let (stderr, stderr_bytes) = join_capture(err).await;
+
+    let (sandbox, reason) = match &limits.launcher {
+        Some(_) => {
+            let text = crate::validate::read_capped(&status_file, 4096)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            let (label, reason, exec_errno) =
+                crate::sandbox::read_status(&String::from_utf8_lossy(&text));
+            if let Some(errno) = exec_errno {
+                return Err(SkillError::Spawn {
+                    program: inv.program.clone(),
+                    source: std::io::Error::from_raw_os_error(errno),
+                });
+            }
+            (label, reason)
+        }
+        None => (
+            "none".to_owned(),
+            Some("no sandbox launcher was configured".to_owned()),
+        ),
+    };
+    if sandbox == "none" {
+        warn_unsandboxed(reason.as_deref().unwrap_or("unknown reason"));
+    }
     Ok(RunOutput {
         command,
         exit_code: if timed_out {
@@ -318,7 +396,53 @@ pub async fn run_script(
         stdout_bytes,
         stderr_bytes,
         elapsed_ms,
+        sandbox,
     })
+}
+
+/// Once per process: scripts run with the user's full write access.
+fn warn_unsandboxed(reason: &str) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            "skill scripts run without write restrictions ({reason}); see docs/skills.md"
+        );
+    }
+}
+
+/// What the sandbox would enforce here: runs `true` through `launcher` and returns its label
+/// (`landlock-vN` or `none`) and, for `none`, why.
+pub async fn probe_sandbox(launcher: &Path) -> (String, Option<String>) {
+    let dir = match tempfile::Builder::new().prefix("zocalo-probe-").tempdir() {
+        Ok(d) => d,
+        Err(e) => return ("none".into(), Some(format!("no temporary directory: {e}"))),
+    };
+    let status_file = dir.path().join("status");
+    let run = tokio::process::Command::new(launcher)
+        .arg(crate::sandbox::SUBCOMMAND)
+        .arg("--status")
+        .arg(&status_file)
+        .arg("--write")
+        .arg(dir.path())
+        .arg("--")
+        .arg("true")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .status();
+    if let Err(e) = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+    {
+        return (
+            "none".into(),
+            Some(format!("cannot start {}: {e}", launcher.display())),
+        );
+    }
+    let text = std::fs::read_to_string(&status_file).unwrap_or_default();
+    let (label, reason, _) = crate::sandbox::read_status(&text);
+    (label, reason)
 }
 
 fn kill_group(pid: Option<u32>) {

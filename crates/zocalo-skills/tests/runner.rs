@@ -1,4 +1,6 @@
 //! The script runner with real processes: limits, environment, interpreters, seed shim.
+//! Scripts go through the sandbox launcher, as `zocalo` runs them (see tests/sandbox.rs for
+//! what the sandbox enforces).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -27,7 +29,7 @@ fn skill_with(scripts: &[(&str, &str)]) -> (tempfile::TempDir, Skill) {
 fn limits(timeout_ms: u64) -> RunLimits {
     RunLimits {
         timeout: Duration::from_millis(timeout_ms),
-        ..RunLimits::default()
+        ..RunLimits::sandboxed(env!("CARGO_BIN_EXE_zocalo-skill-sandbox"))
     }
 }
 
@@ -41,20 +43,14 @@ fn alive(pid: i32) -> bool {
 
 #[tokio::test]
 async fn a_script_that_never_ends_is_killed_with_its_group() {
-    let (tmp, skill) = skill_with(&[(
+    let (_tmp, skill) = skill_with(&[(
         "forever.sh",
-        "sleep 300 &\necho $! > \"$1\"\necho started\nwhile true; do sleep 1; done\n",
+        "sleep 300 &\necho \"child $!\"\necho started\nwhile true; do sleep 1; done\n",
     )]);
-    let pidfile = tmp.path().join("child.pid");
     let start = Instant::now();
-    let out = run_script(
-        &skill,
-        Some("scripts/forever.sh"),
-        &[pidfile.display().to_string()],
-        &limits(700),
-    )
-    .await
-    .unwrap();
+    let out = run_script(&skill, Some("scripts/forever.sh"), &[], &limits(700))
+        .await
+        .unwrap();
     let took = start.elapsed();
     assert!(out.timed_out, "{out:?}");
     assert!(!out.success());
@@ -66,9 +62,11 @@ async fn a_script_that_never_ends_is_killed_with_its_group() {
     assert!(out.stdout.contains("started"), "{out:?}");
     assert!(out.render().contains("killed at the time limit"));
     // The background grandchild was in the group and died too.
-    let pid: i32 = std::fs::read_to_string(&pidfile)
+    let pid: i32 = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("child "))
         .unwrap()
-        .trim()
         .parse()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -127,7 +125,16 @@ async fn the_environment_is_clean_and_cwd_is_the_skill() {
         .collect();
     for k in &keys {
         assert!(
-            ["PATH", "HOME", "LANG", "ZOCALO_SKILL_DIR", "LC_CTYPE"].contains(k),
+            [
+                "PATH",
+                "HOME",
+                "LANG",
+                "ZOCALO_SKILL_DIR",
+                "ZOCALO_SKILL_SCRATCH",
+                "TMPDIR",
+                "LC_CTYPE"
+            ]
+            .contains(k),
             "unexpected variable {k} in {keys:?}"
         );
     }
