@@ -8,6 +8,16 @@ mod wiring;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // Skill scripts are started through `zocalo __skill-sandbox ...`: it restricts its own
+    // writes with Landlock and execs the script. Landlock binds the calling thread, so this
+    // must run before anything (the async runtime) starts a thread.
+    let mut argv = std::env::args_os();
+    if argv
+        .nth(1)
+        .is_some_and(|a| a == zocalo_skills::sandbox::SUBCOMMAND)
+    {
+        return zocalo_skills::sandbox::main(argv);
+    }
     let cli = cli::Cli::parse();
     init_tracing(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

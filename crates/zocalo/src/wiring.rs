@@ -167,8 +167,12 @@ impl Ctx {
                 if let Err(e) = skills.watch() {
                     tracing::warn!("skills will not hot-reload: {e}");
                 }
-                for tool in zocalo_skills::skill_tools(&skills, zocalo_skills::RunLimits::default())
-                {
+                // This binary is the Landlock launcher (`zocalo __skill-sandbox`).
+                let limits = zocalo_skills::RunLimits {
+                    launcher: std::env::current_exe().ok(),
+                    ..zocalo_skills::RunLimits::default()
+                };
+                for tool in zocalo_skills::skill_tools(&skills, limits) {
                     registry.register(tool);
                 }
                 settings.system_prompt = format!("{}\n\n{index}", settings.system_prompt);

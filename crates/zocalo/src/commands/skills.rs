@@ -177,6 +177,8 @@ pub async fn run(ctx: &Ctx, args: SkillsArgs) -> anyhow::Result<()> {
             let skill = load().get(&name)?;
             let limits = RunLimits {
                 timeout: Duration::from_secs(timeout),
+                // This binary is the Landlock launcher (`zocalo __skill-sandbox`).
+                launcher: std::env::current_exe().ok(),
                 ..RunLimits::default()
             };
             let out =
