@@ -1,0 +1,650 @@
+//! Automations in the database, and firing them: [`Scheduler`] and [`run_ticker`].
+//!
+//! Exactly once, with several tickers (tasks, processes, machines) on one database:
+//! 1. A ticker reads the due automations, computes the occurrence to fire and the next one,
+//!    and in ONE transaction moves `next_run_at` on with a compare-and-set (only the ticker
+//!    that still sees the value it read succeeds) and inserts the run row, unique on
+//!    (automation, occurrence). A loser of either changes nothing.
+//! 2. After that commit it enqueues the pool job with the idempotency key
+//!    `sched:<automation id>:<occurrence ms>` and records the job on the run row. The pool's
+//!    public API enqueues in a transaction of its own, so the two cannot share one; the key
+//!    makes that safe: a ticker that died between commit and enqueue leaves a run row without
+//!    a job, which the next tick (on any node) enqueues under the same key, and two tickers
+//!    doing so get the same job.
+//!
+//! Missed occurrences (the scheduler was down, or paused): when a tick finds an automation
+//! whose `next_run_at` is past, it fires only the LATEST occurrence that has come and moves
+//! on to the first one after now (the "run once" misfire policy): a daily job after a week of
+//! downtime runs once, not seven times. Resuming a paused automation skips what fell in the
+//! pause.
+
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sqlx::Connection;
+use zocalo_pool::{JobQueue, NewJob, SqlQueue};
+use zocalo_store::{with_pool, Store};
+
+use crate::recur::{fmt_utc, Schedule};
+use crate::SchedulerError;
+
+const INSERT_AUTOMATION: &str = include_str!("sql/insert_automation.sql");
+const AUTOMATION_SELECT: &str = include_str!("sql/automation_select.sql");
+const DELETE_AUTOMATION: &str = include_str!("sql/delete_automation.sql");
+const SET_PAUSED: &str = include_str!("sql/set_paused.sql");
+const DUE: &str = include_str!("sql/due.sql");
+const ADVANCE: &str = include_str!("sql/advance.sql");
+const INSERT_RUN: &str = include_str!("sql/insert_run.sql");
+const SET_RUN_JOB: &str = include_str!("sql/set_run_job.sql");
+const UNQUEUED_RUNS: &str = include_str!("sql/unqueued_runs.sql");
+const RUNS: &str = include_str!("sql/runs.sql");
+const NEXT_DUE: &str = include_str!("sql/next_due.sql");
+
+/// Automations handled per tick (a tick that fills it is followed by another at once).
+pub const TICK_BATCH: i64 = 500;
+/// A run row without a job is re-enqueued by other tickers only after this long.
+pub const ENQUEUE_GRACE: Duration = Duration::from_secs(10);
+/// Longest automation name.
+pub const MAX_NAME: usize = 100;
+
+/// What an automation does when it fires: the pool job it enqueues.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Action {
+    /// An `ask` job: {"message", "conversation_id"?}.
+    Ask {
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        conversation_id: Option<String>,
+    },
+    /// A `skill` job: {"name", "args"}.
+    Skill {
+        name: String,
+        #[serde(default)]
+        args: Vec<String>,
+    },
+    /// A `shell` job running `sh -c COMMAND`, with `ZOCALO_SCHEDULE` (the automation's name)
+    /// and `ZOCALO_SCHEDULED_FOR` (the occurrence, UTC) in its environment.
+    Shell { command: String },
+}
+
+impl Action {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Ask { .. } => "ask",
+            Action::Skill { .. } => "skill",
+            Action::Shell { .. } => "shell",
+        }
+    }
+
+    /// Checks the action before anything is stored.
+    pub fn validate(&self) -> Result<(), SchedulerError> {
+        let bad = |m: &str| Err(SchedulerError::Invalid(m.to_owned()));
+        match self {
+            Action::Ask {
+                message,
+                conversation_id,
+            } => {
+                if message.trim().is_empty() {
+                    return bad("--ask: the message is empty");
+                }
+                if let Some(c) = conversation_id {
+                    if c.parse::<zocalo_core::ids::ConversationId>().is_err() {
+                        return Err(SchedulerError::Invalid(format!(
+                            "--conv {c:?} is not a conversation id (conv_…)"
+                        )));
+                    }
+                }
+            }
+            Action::Skill { name, .. } => {
+                if name.trim().is_empty() {
+                    return bad("--skill: the skill name is empty");
+                }
+            }
+            Action::Shell { command } => {
+                if command.trim().is_empty() {
+                    return bad("--shell: the command is empty");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The pool job for one occurrence of automation `name`.
+    pub fn job(&self, name: &str, occurrence: DateTime<Utc>) -> NewJob {
+        let payload = match self {
+            Action::Ask {
+                message,
+                conversation_id,
+            } => match conversation_id {
+                Some(c) => json!({"message": message, "conversation_id": c}),
+                None => json!({"message": message}),
+            },
+            Action::Skill { name, args } => json!({"name": name, "args": args}),
+            Action::Shell { command } => json!({
+                "cmd": ["sh", "-c", command],
+                "env": {"ZOCALO_SCHEDULE": name, "ZOCALO_SCHEDULED_FOR": fmt_utc(occurrence)},
+            }),
+        };
+        NewJob::new(self.kind(), payload)
+    }
+}
+
+/// What `schedule add` stores.
+#[derive(Clone, Debug)]
+pub struct NewAutomation {
+    pub name: String,
+    /// The rule text (RRULE plus optional EXDATE/RDATE lines).
+    pub rrule: String,
+    /// Local start, `YYYY-MM-DDTHH:MM:SS`.
+    pub start: String,
+    pub tz: String,
+    pub action: Action,
+}
+
+/// One stored automation.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Automation {
+    pub id: String,
+    pub name: String,
+    pub rrule: String,
+    /// Local wall time in `tz`.
+    pub start: String,
+    pub tz: String,
+    pub action: Action,
+    pub paused: bool,
+    /// None when the rule has no more occurrences.
+    pub next_run_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Automation {
+    pub fn schedule(&self) -> Result<Schedule, SchedulerError> {
+        Schedule::parse(&self.rrule, &self.start, &self.tz).map_err(|e| SchedulerError::Corrupt {
+            name: self.name.clone(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+type AutomationRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    bool,
+    Option<i64>,
+    i64,
+);
+
+fn decode(row: AutomationRow) -> Result<Automation, SchedulerError> {
+    let (id, name, rrule, start, tz, action, paused, next, created) = row;
+    let action = serde_json::from_str(&action).map_err(|e| SchedulerError::Corrupt {
+        name: name.clone(),
+        reason: format!("action: {e}"),
+    })?;
+    Ok(Automation {
+        id,
+        name,
+        rrule,
+        start,
+        tz,
+        action,
+        paused,
+        next_run_at: next.map(ms_to_time),
+        created_at: ms_to_time(created),
+    })
+}
+
+/// One firing of an automation, as `schedule runs` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Run {
+    pub id: String,
+    /// The occurrence (UTC).
+    pub scheduled_for: DateTime<Utc>,
+    /// When the ticker recorded it.
+    pub fired_at: DateTime<Utc>,
+    pub job_id: Option<String>,
+    /// `pending` (not enqueued yet), or the pool job's state: queued, running, succeeded,
+    /// failed, dead, cancelled.
+    pub status: String,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The job's result, or its error as a string.
+    pub output: Option<Value>,
+}
+
+/// One occurrence a tick fired.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Fired {
+    pub automation: String,
+    pub occurrence: DateTime<Utc>,
+    pub job_id: String,
+}
+
+/// What one tick did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct TickReport {
+    /// Occurrences fired by this tick.
+    pub fired: Vec<Fired>,
+    /// Run rows left without a job by a ticker that died, enqueued now.
+    pub recovered: usize,
+    /// Due automations handled (fired or advanced); TICK_BATCH means there may be more.
+    pub handled: usize,
+}
+
+fn ms_to_time(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_unique_violation())
+}
+
+/// Checks an automation name: 1 to 100 letters, digits, `-`, `_` or `.`.
+pub fn check_name(name: &str) -> Result<(), SchedulerError> {
+    if name.is_empty() {
+        return Err(SchedulerError::Invalid(
+            "the automation name is empty".into(),
+        ));
+    }
+    if name.len() > MAX_NAME
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(SchedulerError::Invalid(format!(
+            "invalid automation name {name:?}: use 1 to {MAX_NAME} letters, digits, '-', '_' or '.'"
+        )));
+    }
+    Ok(())
+}
+
+/// Automations on a [`Store`], firing into the pool's queue on the same database.
+#[derive(Clone, Debug)]
+pub struct Scheduler {
+    store: Store,
+    queue: SqlQueue,
+}
+
+impl Scheduler {
+    pub fn new(store: Store) -> Self {
+        Self {
+            queue: SqlQueue::new(store.clone()),
+            store,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Checks everything, then stores the automation with its first occurrence at or after
+    /// `now` (earlier ones are not fired). Nothing is written if anything is wrong.
+    pub async fn add(
+        &self,
+        new: NewAutomation,
+        now: DateTime<Utc>,
+    ) -> Result<Automation, SchedulerError> {
+        check_name(&new.name)?;
+        new.action.validate()?;
+        let schedule = Schedule::parse(&new.rrule, &new.start, &new.tz)?;
+        let next = schedule.first_at_or_after(now);
+        let start = schedule.start().format("%Y-%m-%dT%H:%M:%S").to_string();
+        let a = Automation {
+            id: zocalo_core::ids::new_prefixed("sched"),
+            name: new.name,
+            rrule: new.rrule.trim().to_owned(),
+            start,
+            tz: schedule.tz().name().to_owned(),
+            action: new.action,
+            paused: false,
+            next_run_at: next,
+            created_at: now,
+        };
+        let action = serde_json::to_string(&a.action)
+            .map_err(|e| SchedulerError::Invalid(format!("action: {e}")))?;
+        let r = with_pool!(self.store.pool(), |p| sqlx::query(INSERT_AUTOMATION)
+            .bind(&a.id)
+            .bind(&a.name)
+            .bind(&a.rrule)
+            .bind(&a.start)
+            .bind(&a.tz)
+            .bind(&action)
+            .bind(a.next_run_at.map(|t| t.timestamp_millis()))
+            .bind(now.timestamp_millis())
+            .execute(p)
+            .await
+            .map(drop));
+        match r {
+            Ok(_) => Ok(a),
+            Err(e) if is_unique_violation(&e) => Err(SchedulerError::Duplicate(a.name)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every automation, by name.
+    pub async fn list(&self) -> Result<Vec<Automation>, SchedulerError> {
+        let sql = format!("{AUTOMATION_SELECT} ORDER BY name");
+        let rows: Vec<AutomationRow> = with_pool!(self.store.pool(), |p| sqlx::query_as(&sql)
+            .fetch_all(p)
+            .await)?;
+        rows.into_iter().map(decode).collect()
+    }
+
+    pub async fn get(&self, name: &str) -> Result<Automation, SchedulerError> {
+        let sql = format!("{AUTOMATION_SELECT} WHERE name = $1");
+        let row: Option<AutomationRow> = with_pool!(self.store.pool(), |p| sqlx::query_as(&sql)
+            .bind(name)
+            .fetch_optional(p)
+            .await)?;
+        row.map(decode)
+            .transpose()?
+            .ok_or_else(|| SchedulerError::NotFound(name.to_owned()))
+    }
+
+    /// Removes the automation and its run history (jobs already enqueued stay in the pool).
+    pub async fn remove(&self, name: &str) -> Result<(), SchedulerError> {
+        let n = with_pool!(self.store.pool(), |p| sqlx::query(DELETE_AUTOMATION)
+            .bind(name)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
+        if n == 0 {
+            return Err(SchedulerError::NotFound(name.to_owned()));
+        }
+        Ok(())
+    }
+
+    pub async fn pause(
+        &self,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Automation, SchedulerError> {
+        let a = self.get(name).await?;
+        self.set_paused(name, true, a.next_run_at, now).await?;
+        self.get(name).await
+    }
+
+    /// Unpauses; the next occurrence is the first at or after `now`.
+    pub async fn resume(
+        &self,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Automation, SchedulerError> {
+        let a = self.get(name).await?;
+        let next = a.schedule()?.first_at_or_after(now);
+        self.set_paused(name, false, next, now).await?;
+        self.get(name).await
+    }
+
+    async fn set_paused(
+        &self,
+        name: &str,
+        paused: bool,
+        next: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<(), SchedulerError> {
+        let n = with_pool!(self.store.pool(), |p| sqlx::query(SET_PAUSED)
+            .bind(name)
+            .bind(paused)
+            .bind(next.map(|t| t.timestamp_millis()))
+            .bind(now.timestamp_millis())
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
+        if n == 0 {
+            return Err(SchedulerError::NotFound(name.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// The runs of one automation, newest occurrence first, with their jobs' state.
+    pub async fn runs(&self, name: &str, limit: i64) -> Result<Vec<Run>, SchedulerError> {
+        self.get(name).await?;
+        let rows: Vec<(String, i64, Option<String>, i64)> =
+            with_pool!(self.store.pool(), |p| sqlx::query_as(RUNS)
+                .bind(name)
+                .bind(limit)
+                .fetch_all(p)
+                .await)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, occurrence, job_id, created) in rows {
+            let job = match &job_id {
+                Some(j) => self.queue.get(j).await?,
+                None => None,
+            };
+            let (status, started_at, finished_at, output) = match job {
+                Some(j) => (
+                    j.state.as_str().to_owned(),
+                    j.started_at,
+                    j.finished_at,
+                    j.result.or(j.error.map(Value::String)),
+                ),
+                None if job_id.is_some() => ("unknown".to_owned(), None, None, None),
+                None => ("pending".to_owned(), None, None, None),
+            };
+            out.push(Run {
+                id,
+                scheduled_for: ms_to_time(occurrence),
+                fired_at: ms_to_time(created),
+                job_id,
+                status,
+                started_at,
+                finished_at,
+                output,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The earliest `next_run_at` of an active automation.
+    pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>, SchedulerError> {
+        let ms: Option<i64> = with_pool!(self.store.pool(), |p| sqlx::query_scalar(NEXT_DUE)
+            .fetch_one(p)
+            .await)?;
+        Ok(ms.map(ms_to_time))
+    }
+
+    /// Fires every automation due at `now` (the clock is the caller's, so tests control it).
+    /// Safe to run from any number of tickers at once: each occurrence fires exactly once.
+    pub async fn tick(&self, now: DateTime<Utc>) -> Result<TickReport, SchedulerError> {
+        let mut report = TickReport {
+            recovered: self.recover(now).await?,
+            ..TickReport::default()
+        };
+        let due: Vec<AutomationRow> = with_pool!(self.store.pool(), |p| sqlx::query_as(DUE)
+            .bind(now.timestamp_millis())
+            .bind(TICK_BATCH)
+            .fetch_all(p)
+            .await)?;
+        for row in due {
+            let name = row.1.clone();
+            let a = match decode(row).and_then(|a| a.schedule().map(|s| (a, s))) {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::error!(automation = %name, "skipping automation: {e}");
+                    continue;
+                }
+            };
+            report.handled += 1;
+            if let Some(f) = self.fire(&a.0, &a.1, now).await? {
+                report.fired.push(f);
+            }
+        }
+        Ok(report)
+    }
+
+    /// Fires the latest occurrence of `a` that has come (if this ticker wins it) and moves
+    /// `next_run_at` to the first occurrence after `now`.
+    async fn fire(
+        &self,
+        a: &Automation,
+        schedule: &Schedule,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Fired>, SchedulerError> {
+        let Some(old) = a.next_run_at else {
+            return Ok(None);
+        };
+        let (latest, next) = schedule.latest_in(old, now);
+        let run_id = zocalo_core::ids::new_prefixed("srun");
+        let (old_ms, next_ms, now_ms) = (
+            old.timestamp_millis(),
+            next.map(|t| t.timestamp_millis()),
+            now.timestamp_millis(),
+        );
+        let inserted = with_pool!(self.store.pool(), |p| {
+            async {
+                let mut conn = p.acquire().await?;
+                let mut tx = match self.store.backend() {
+                    zocalo_store::Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
+                    zocalo_store::Backend::Postgres => conn.begin().await?,
+                };
+                let won = sqlx::query(ADVANCE)
+                    .bind(&a.id)
+                    .bind(old_ms)
+                    .bind(next_ms)
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 1;
+                if !won {
+                    tx.rollback().await?;
+                    return Ok::<_, sqlx::Error>(false);
+                }
+                let inserted = match latest {
+                    Some(o) => {
+                        sqlx::query(INSERT_RUN)
+                            .bind(&run_id)
+                            .bind(&a.id)
+                            .bind(o.timestamp_millis())
+                            .bind(now_ms)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected()
+                            == 1
+                    }
+                    None => false,
+                };
+                tx.commit().await?;
+                Ok(inserted)
+            }
+            .await
+        })?;
+        let Some(occurrence) = latest.filter(|_| inserted) else {
+            return Ok(None);
+        };
+        let job_id = self
+            .enqueue(&run_id, &a.id, &a.name, &a.action, occurrence)
+            .await?;
+        Ok(Some(Fired {
+            automation: a.name.clone(),
+            occurrence,
+            job_id,
+        }))
+    }
+
+    async fn enqueue(
+        &self,
+        run_id: &str,
+        automation_id: &str,
+        name: &str,
+        action: &Action,
+        occurrence: DateTime<Utc>,
+    ) -> Result<String, SchedulerError> {
+        let mut job = action.job(name, occurrence);
+        job.key = Some(format!(
+            "sched:{automation_id}:{}",
+            occurrence.timestamp_millis()
+        ));
+        let enqueued = self.queue.enqueue(&[job]).await?;
+        let job_id = enqueued
+            .into_iter()
+            .next()
+            .map(|e| e.id)
+            .ok_or_else(|| SchedulerError::Invalid("the pool enqueued no job".into()))?;
+        with_pool!(self.store.pool(), |p| sqlx::query(SET_RUN_JOB)
+            .bind(run_id)
+            .bind(&job_id)
+            .execute(p)
+            .await
+            .map(drop))?;
+        Ok(job_id)
+    }
+
+    /// Enqueues the jobs of run rows a dead ticker left without one.
+    async fn recover(&self, now: DateTime<Utc>) -> Result<usize, SchedulerError> {
+        let cutoff = now.timestamp_millis() - ENQUEUE_GRACE.as_millis() as i64;
+        let rows: Vec<(String, i64, String, String, String)> =
+            with_pool!(self.store.pool(), |p| sqlx::query_as(UNQUEUED_RUNS)
+                .bind(cutoff)
+                .bind(TICK_BATCH)
+                .fetch_all(p)
+                .await)?;
+        let mut n = 0;
+        for (run_id, occurrence, automation_id, name, action) in rows {
+            let action: Action = match serde_json::from_str(&action) {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::error!(automation = %name, "cannot enqueue run {run_id}: {e}");
+                    continue;
+                }
+            };
+            self.enqueue(
+                &run_id,
+                &automation_id,
+                &name,
+                &action,
+                ms_to_time(occurrence),
+            )
+            .await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+/// The scheduler loop for the daemon: ticks with the real clock, then sleeps until the next
+/// due occurrence (at most `interval`, so automations added by other processes are seen),
+/// until `shutdown` completes. A failing tick is logged and retried after `interval`.
+pub async fn run_ticker<F>(
+    store: Store,
+    interval: Duration,
+    shutdown: F,
+) -> Result<(), SchedulerError>
+where
+    F: Future<Output = ()>,
+{
+    let sched = Scheduler::new(store);
+    tokio::pin!(shutdown);
+    loop {
+        let mut wait = interval;
+        match sched.tick(Utc::now()).await {
+            Ok(r) => {
+                for f in &r.fired {
+                    tracing::info!(automation = %f.automation, occurrence = %fmt_utc(f.occurrence), job = %f.job_id, "fired");
+                }
+                if r.handled as i64 >= TICK_BATCH {
+                    wait = Duration::ZERO;
+                } else if let Ok(Some(next)) = sched.next_due().await {
+                    let until = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                    wait = wait.min(until);
+                }
+            }
+            Err(e) => tracing::warn!("scheduler tick failed: {e}"),
+        }
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
