@@ -192,7 +192,7 @@ mod tests {
     #[test]
     fn malformed_inputs_name_the_problem() {
         let cases = [
-            ("provider = ", "string"),
+            ("provider = ", "line 1"),
             ("provider = 3", "provider"),
             ("nonsense = true", "nonsense"),
             ("[providers.x]\nbase_url = \"ftp://h\"", "base_url"),
