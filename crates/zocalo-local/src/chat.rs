@@ -60,15 +60,22 @@ struct Inner {
     tokenizer: GgufTokenizer,
     template: minijinja::Environment<'static>,
     stop_ids: Vec<u32>,
+}
+
+/// Per-handle settings; clones share the loaded model but may differ in these.
+#[derive(Clone, Copy, Debug)]
+struct Settings {
     context_limit: usize,
     sampling: SamplingOptions,
 }
 
-/// The embedded chat model. Cheap to clone; requests are served one at a time.
+/// The embedded chat model. Cheap to clone (the weights are shared); requests are served one
+/// at a time.
 #[derive(Clone)]
 pub struct LocalChat {
     inner: Arc<Inner>,
     info: LoadInfo,
+    settings: Settings,
 }
 
 impl std::fmt::Debug for LocalChat {
@@ -115,13 +122,15 @@ impl LocalChat {
                 tokenizer,
                 template,
                 stop_ids,
-                context_limit: context_length,
-                sampling: SamplingOptions::default(),
             }),
             info: LoadInfo {
                 load_ms: started.elapsed().as_millis(),
                 context_length,
                 weights,
+            },
+            settings: Settings {
+                context_limit: context_length,
+                sampling: SamplingOptions::default(),
             },
         })
     }
@@ -130,24 +139,21 @@ impl LocalChat {
         &self.info
     }
 
-    /// Use at most `tokens` of the model's context window (prompt + answer). Call before
-    /// sharing the value; a smaller window bounds memory and prompt time.
+    /// Use at most `tokens` of the model's context window (prompt + answer); a smaller
+    /// window bounds memory and prompt time. Clamped to 16..=the model's window.
     pub fn with_context_limit(mut self, tokens: usize) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.context_limit = tokens.clamp(16, self.info.context_length);
-        }
+        self.settings.context_limit = tokens.clamp(16, self.info.context_length);
         self
     }
 
+    /// Top-p and seed for requests with a temperature above 0.
     pub fn with_sampling(mut self, sampling: SamplingOptions) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.sampling = sampling;
-        }
+        self.settings.sampling = sampling;
         self
     }
 
     pub fn context_limit(&self) -> usize {
-        self.inner.context_limit
+        self.settings.context_limit
     }
 
     pub fn tokenizer(&self) -> &GgufTokenizer {
@@ -156,9 +162,9 @@ impl LocalChat {
 
     /// The prompt token ids for a request, fitted to the context (see [`Inner::fit_prompt`]).
     pub fn prompt_tokens(&self, request: &CompletionRequest) -> Result<Vec<u32>, LocalError> {
-        let reserve = self.inner.reserve(request.max_tokens);
+        let limit = self.settings.context_limit;
         self.inner
-            .fit_prompt(request, self.inner.context_limit - reserve)
+            .fit_prompt(request, limit - reserve(limit, request.max_tokens))
     }
 
     /// Run a request to completion on the calling thread, passing each event to `emit`
@@ -168,17 +174,17 @@ impl LocalChat {
         request: &CompletionRequest,
         emit: impl FnMut(StreamEvent) -> bool,
     ) -> Result<(), LocalError> {
-        self.inner.generate(request, emit)
+        self.inner.generate(request, self.settings, emit)
     }
 }
 
-impl Inner {
-    /// Tokens kept free for the answer: the requested maximum, but never more than half the
-    /// window, so a long history still gets room.
-    fn reserve(&self, max_tokens: u32) -> usize {
-        (max_tokens as usize).clamp(1, self.context_limit / 2)
-    }
+/// Tokens kept free for the answer: the requested maximum, but never more than half the
+/// window, so a long history still gets room.
+fn reserve(context_limit: usize, max_tokens: u32) -> usize {
+    (max_tokens as usize).clamp(1, context_limit / 2)
+}
 
+impl Inner {
     fn render(
         &self,
         system: Option<&str>,
@@ -254,16 +260,17 @@ impl Inner {
     fn generate(
         &self,
         request: &CompletionRequest,
+        settings: Settings,
         mut emit: impl FnMut(StreamEvent) -> bool,
     ) -> Result<(), LocalError> {
-        let reserve = self.reserve(request.max_tokens);
-        let prompt = self.fit_prompt(request, self.context_limit - reserve)?;
-        let max_new = (request.max_tokens.max(1) as usize).min(self.context_limit - prompt.len());
+        let limit = settings.context_limit;
+        let prompt = self.fit_prompt(request, limit - reserve(limit, request.max_tokens))?;
+        let max_new = (request.max_tokens.max(1) as usize).min(limit - prompt.len());
         let mut sampler = match request.temperature {
             Some(t) if t > 0.0 => Some(LogitsProcessor::from_sampling(
-                self.sampling.seed.unwrap_or_else(rand::random),
+                settings.sampling.seed.unwrap_or_else(rand::random),
                 Sampling::TopP {
-                    p: self.sampling.top_p,
+                    p: settings.sampling.top_p,
                     temperature: t as f64,
                 },
             )),
@@ -335,9 +342,9 @@ impl Provider for LocalChat {
             });
         }
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<StreamEvent, LlmError>>(64);
-        let inner = self.inner.clone();
+        let (inner, settings) = (self.inner.clone(), self.settings);
         tokio::task::spawn_blocking(move || {
-            let result = inner.generate(&request, |ev| tx.blocking_send(Ok(ev)).is_ok());
+            let result = inner.generate(&request, settings, |ev| tx.blocking_send(Ok(ev)).is_ok());
             if let Err(e) = result {
                 let _ = tx.blocking_send(Err(e.into()));
             }

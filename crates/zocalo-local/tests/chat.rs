@@ -76,16 +76,12 @@ async fn max_tokens_cuts_the_answer_and_is_reported() {
 
 #[tokio::test]
 async fn sampling_with_a_seed_is_reproducible() {
-    let Some(dir) = common::ensure_models().await else {
-        return;
-    };
+    let Some(chat) = chat().await else { return };
     let (a, b) = tokio::task::spawn_blocking(move || {
-        let c = LocalChat::load(&dir)
-            .unwrap()
-            .with_sampling(zocalo_local::SamplingOptions {
-                top_p: 0.9,
-                seed: Some(42),
-            });
+        let c = chat.with_sampling(zocalo_local::SamplingOptions {
+            top_p: 0.9,
+            seed: Some(42),
+        });
         let mut req = ask("Name a colour.", 12);
         req.temperature = Some(0.8);
         let run = || {
@@ -154,13 +150,8 @@ async fn tokenizer_ids_match_llama_cpp() {
 
 #[tokio::test]
 async fn a_prompt_longer_than_the_context_is_truncated_not_a_panic() {
-    let Some(dir) = common::ensure_models().await else {
-        return;
-    };
-    let chat = tokio::task::spawn_blocking(move || LocalChat::load(&dir).unwrap())
-        .await
-        .unwrap()
-        .with_context_limit(96);
+    let Some(chat) = chat().await else { return };
+    let chat = chat.with_context_limit(96);
     let long = "The quick brown fox jumps over the lazy dog. ".repeat(200);
     let mut req = ask(&long, 16);
     req.system = Some("You are terse.".into());
