@@ -57,6 +57,7 @@ const ENQUEUE: Sql = split!("enqueue.sql");
 const IDS_BY_KEY: Sql = split!("ids_by_key.sql");
 const CLAIM: Sql = split!("claim.sql");
 const SUCCEED: Sql = split!("succeed.sql");
+const SUCCEED_AND_CLAIM_PG: &str = include_str!("sql/postgres/succeed_and_claim.sql");
 const LOST_LEASES: Sql = split!("lost_leases.sql");
 const NEXT_RUN: Sql = split!("next_run.sql");
 const FAIL: Sql = shared!("fail.sql");
@@ -77,9 +78,9 @@ const ENQUEUE_CHUNK: usize = 5000;
 
 /// Runs `$body` with `$ex` an executor that may write: on SQLite inside `BEGIN IMMEDIATE`
 /// (taking the write lock up front, so a statement never has to upgrade a stale read snapshot,
-/// which SQLite refuses with SQLITE_BUSY instead of waiting), on Postgres the pool itself
-/// (each statement is its own transaction, on one pooled connection). The body may use `$ex`
-/// for one statement, or for several that need not be atomic on Postgres.
+/// which SQLite refuses with SQLITE_BUSY instead of waiting); on Postgres on one pooled
+/// connection, each statement its own transaction. The body may use `$ex` for one statement,
+/// or for several that need not be atomic on Postgres.
 macro_rules! write {
     ($pool:expr, |$ex:ident| $body:expr) => {
         match $pool {
@@ -200,6 +201,17 @@ pub trait JobQueue: Send + Sync {
         labels: &[String],
         max: usize,
     ) -> Result<Vec<ClaimedJob>, PoolError>;
+    /// [`JobQueue::succeed`] then [`JobQueue::claim`], in one round trip where the backend
+    /// allows: the worker's steady state. Returns how many results were recorded, and the
+    /// claimed jobs.
+    async fn succeed_and_claim(
+        &self,
+        node: &str,
+        results: &[(Lease, Value)],
+        kinds: &[String],
+        labels: &[String],
+        max: usize,
+    ) -> Result<(u64, Vec<ClaimedJob>), PoolError>;
     /// Records `results` as succeeded (those whose lease `node` still holds); how many were.
     async fn succeed(&self, node: &str, results: &[(Lease, Value)]) -> Result<u64, PoolError>;
     /// Ends a failed attempt: a retry after backoff, `failed` if not `retryable`, `dead` after
@@ -245,13 +257,61 @@ pub trait JobQueue: Send + Sync {
 pub struct SqlQueue {
     store: Store,
     retry: RetryPolicy,
+    /// Where statements go: the store's pool, or a worker's relaxed Postgres pool.
+    pool: Pool,
+    /// `pool` is a worker pool of our own (see [`SqlQueue::for_worker`]).
+    own_pool: bool,
 }
 
 impl SqlQueue {
     pub fn new(store: Store) -> Self {
         Self {
+            pool: store.pool().clone(),
             store,
             retry: RetryPolicy::default(),
+            own_pool: false,
+        }
+    }
+
+    /// The same queue for a worker's own writes (claims, results, retries, heartbeats,
+    /// reclaims). On Postgres they go through a small pool of their own whose sessions do not
+    /// wait for the WAL flush at commit (`synchronous_commit = off`): the flush costs more than
+    /// the statement on most disks, and losing the last moments of such writes in a database
+    /// crash (never in a worker crash) only means a job runs again, which at-least-once
+    /// delivery allows anyway. Enqueue and cancel, whose loss a user would see, stay on the
+    /// store's synchronous pool. Plans are made for the actual arguments too: a generic plan
+    /// of the claim cannot see the batch size or the ready time.
+    pub fn for_worker(&self, connections: u32) -> SqlQueue {
+        let (pool, own_pool) = match self.store.pool() {
+            Pool::Sqlite(p) => (Pool::Sqlite(p.clone()), false),
+            Pool::Postgres(p) => {
+                let options = (*p.connect_options()).clone().options([
+                    ("synchronous_commit", "off"),
+                    ("plan_cache_mode", "force_custom_plan"),
+                ]);
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(connections.max(1))
+                    .acquire_timeout(Duration::from_secs(5))
+                    // A broken connection fails one statement, which the worker retries; not
+                    // pinging before each use saves a round trip per statement.
+                    .test_before_acquire(false)
+                    .connect_lazy_with(options);
+                (Pool::Postgres(pool), true)
+            }
+        };
+        Self {
+            store: self.store.clone(),
+            retry: self.retry,
+            pool,
+            own_pool,
+        }
+    }
+
+    /// Closes the worker pool made by [`SqlQueue::for_worker`] (the store's pool is left to
+    /// the store).
+    pub async fn close_worker_pool(&self) {
+        if let (true, Pool::Postgres(p)) = (self.own_pool, &self.pool) {
+            p.close().await;
         }
     }
 
@@ -265,7 +325,7 @@ impl SqlQueue {
     }
 
     fn pool(&self) -> &Pool {
-        self.store.pool()
+        &self.pool
     }
 
     /// Wakes idle workers on Postgres (LISTEN/NOTIFY); SQLite workers poll.
@@ -307,6 +367,14 @@ impl Wakeup {
         self.listener.recv().await?;
         Ok(())
     }
+}
+
+fn results_json(results: &[(Lease, Value)]) -> String {
+    let batch: Vec<Value> = results
+        .iter()
+        .map(|(l, r)| json!({"id": l.id, "attempt": l.attempt, "result": r.to_string()}))
+        .collect();
+    Value::from(batch).to_string()
 }
 
 fn labels_json(labels: &[String]) -> String {
@@ -424,15 +492,75 @@ impl JobQueue for SqlQueue {
         Ok(jobs)
     }
 
+    async fn succeed_and_claim(
+        &self,
+        node: &str,
+        results: &[(Lease, Value)],
+        kinds: &[String],
+        labels: &[String],
+        max: usize,
+    ) -> Result<(u64, Vec<ClaimedJob>), PoolError> {
+        if results.is_empty() {
+            return Ok((0, self.claim(node, kinds, labels, max).await?));
+        }
+        if max == 0 || kinds.is_empty() {
+            return Ok((self.succeed(node, results).await?, Vec::new()));
+        }
+        let batch = results_json(results);
+        let now = now_ms();
+        let (kinds, labels) = (labels_json(kinds), labels_json(labels));
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        let (done, rows) = match self.pool() {
+            Pool::Postgres(p) => {
+                let rows: Vec<DoneOrClaimed> = sqlx::query_as(SUCCEED_AND_CLAIM_PG)
+                    .bind(now)
+                    .bind(node)
+                    .bind(&kinds)
+                    .bind(&labels)
+                    .bind(max)
+                    .bind(&batch)
+                    .fetch_all(p)
+                    .await?;
+                let done = rows.iter().filter(|r| r.done).count() as u64;
+                let claimed = rows
+                    .into_iter()
+                    .filter_map(DoneOrClaimed::claimed)
+                    .collect();
+                (done, claimed)
+            }
+            Pool::Sqlite(_) => {
+                // One write transaction: one turn of the write lock instead of two.
+                let (succeed, claim) = (SUCCEED.sqlite, CLAIM.sqlite);
+                write!(self.pool(), |ex| {
+                    let done = sqlx::query(succeed)
+                        .bind(&batch)
+                        .bind(now)
+                        .bind(node)
+                        .execute(&mut *ex)
+                        .await?
+                        .rows_affected();
+                    let rows: Vec<ClaimRow> = sqlx::query_as(claim)
+                        .bind(now)
+                        .bind(node)
+                        .bind(&kinds)
+                        .bind(&labels)
+                        .bind(max)
+                        .fetch_all(&mut *ex)
+                        .await?;
+                    (done, rows)
+                })?
+            }
+        };
+        let mut jobs: Vec<ClaimedJob> = rows.into_iter().map(ClaimRow::decode).collect();
+        jobs.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.id.cmp(&b.id)));
+        Ok((done, jobs))
+    }
+
     async fn succeed(&self, node: &str, results: &[(Lease, Value)]) -> Result<u64, PoolError> {
         if results.is_empty() {
             return Ok(0);
         }
-        let batch: Vec<Value> = results
-            .iter()
-            .map(|(l, r)| json!({"id": l.id, "attempt": l.attempt, "result": r.to_string()}))
-            .collect();
-        let batch = Value::from(batch).to_string();
+        let batch = results_json(results);
         let sql = SUCCEED.get(self.pool());
         let now = now_ms();
         let n = write!(self.pool(), |ex| {
@@ -720,6 +848,36 @@ impl ClaimRow {
             max_attempts: self.max_attempts,
             timeout: Duration::from_millis(u64::try_from(self.timeout_ms).unwrap_or(1)),
         }
+    }
+}
+
+/// A row of succeed_and_claim.sql: a claimed job, or (done) the id of a recorded success.
+#[derive(sqlx::FromRow)]
+struct DoneOrClaimed {
+    done: bool,
+    id: String,
+    kind: Option<String>,
+    payload: Option<String>,
+    priority: Option<i32>,
+    attempts: Option<i32>,
+    max_attempts: Option<i32>,
+    timeout_ms: Option<i64>,
+}
+
+impl DoneOrClaimed {
+    fn claimed(self) -> Option<ClaimRow> {
+        if self.done {
+            return None;
+        }
+        Some(ClaimRow {
+            id: self.id,
+            kind: self.kind?,
+            payload: self.payload?,
+            priority: self.priority?,
+            attempts: self.attempts?,
+            max_attempts: self.max_attempts?,
+            timeout_ms: self.timeout_ms?,
+        })
     }
 }
 

@@ -5,8 +5,10 @@
 //! - the claim loop: claims as many jobs as it has free slots, spawns one task per job, and
 //!   when nothing is ready sleeps until a slot frees, a Postgres NOTIFY arrives, the next
 //!   retry is due, or the poll interval passes;
-//! - the recorder: writes outcomes in batches (every success of a burst in one statement), so
-//!   a slot is free again as soon as the handler returns;
+//! - successes are written by the claim loop together with its next claim (one statement on
+//!   Postgres, one write transaction on SQLite), so a slot is free again as soon as the handler
+//!   returns and the steady state costs one round trip per batch;
+//! - the recorder: writes every other outcome (failures, cancels, hand-backs);
 //! - the heartbeat: keeps the node alive, stops the jobs this node no longer holds (cancelled
 //!   by a user, or reclaimed after this node could not reach the database for its node
 //!   timeout), and reclaims the jobs of nodes that went silent.
@@ -96,6 +98,10 @@ pub struct WorkerReport {
     pub released: u64,
     /// Finished here but the lease was gone (reclaimed or cancelled meanwhile).
     pub lost: u64,
+    /// Claim statements that returned jobs (jobs / claims is the mean batch).
+    pub claims: u64,
+    /// Statements recording successes.
+    pub success_writes: u64,
 }
 
 #[derive(Default)]
@@ -105,6 +111,8 @@ struct Counters {
     cancelled: AtomicU64,
     released: AtomicU64,
     lost: AtomicU64,
+    claims: AtomicU64,
+    success_writes: AtomicU64,
 }
 
 enum Outcome {
@@ -123,14 +131,39 @@ struct Shared {
     node: String,
     /// Jobs whose handler is running, with the handle that stops them.
     running: Mutex<HashMap<String, (Lease, Arc<StopHandle>)>>,
-    /// Outcomes sent to the recorder but not yet written.
+    /// Outcomes not yet written (sent to the recorder, or successes waiting in `succeeded`).
     unrecorded: AtomicUsize,
+    /// Successes waiting to be written with the next claim (one statement for both).
+    succeeded: Mutex<Vec<(Lease, Value)>>,
     slot_freed: Notify,
     stopping: AtomicBool,
     counters: Counters,
 }
 
 impl Shared {
+    fn take_successes(&self) -> Vec<(Lease, Value)> {
+        std::mem::take(&mut *self.succeeded.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn put_back_successes(&self, mut results: Vec<(Lease, Value)>) {
+        let mut pending = self.succeeded.lock().unwrap_or_else(|e| e.into_inner());
+        results.append(&mut pending);
+        *pending = results;
+    }
+
+    /// `sent` successes were written, `recorded` of them with the lease still held.
+    fn recorded_successes(&self, sent: usize, recorded: u64) {
+        if sent == 0 {
+            return;
+        }
+        let c = &self.counters;
+        c.success_writes.fetch_add(1, Ordering::Relaxed);
+        c.succeeded.fetch_add(recorded, Ordering::SeqCst);
+        c.lost
+            .fetch_add((sent as u64).saturating_sub(recorded), Ordering::SeqCst);
+        self.unrecorded.fetch_sub(sent, Ordering::SeqCst);
+    }
+
     fn running_leases(&self) -> Vec<Lease> {
         self.lock().values().map(|(l, _)| l.clone()).collect()
     }
@@ -174,7 +207,8 @@ impl Worker {
             ));
         }
         Ok(Self {
-            queue,
+            // Claim loop, recorder and heartbeat each hold at most one connection at a time.
+            queue: queue.for_worker(4),
             registry,
             config,
             node: zocalo_core::ids::new_prefixed("node"),
@@ -211,6 +245,7 @@ impl Worker {
             node: self.node.clone(),
             running: Mutex::new(HashMap::new()),
             unrecorded: AtomicUsize::new(0),
+            succeeded: Mutex::new(Vec::new()),
             slot_freed: Notify::new(),
             stopping: AtomicBool::new(false),
             counters: Counters::default(),
@@ -232,18 +267,37 @@ impl Worker {
         tokio::pin!(shutdown);
         let mut errors = 0u32;
 
+        let half = cfg.concurrency.div_ceil(2);
         loop {
-            let free = slots.available_permits();
+            let mut free = slots.available_permits();
+            if free > 0 && free < half {
+                // Most slots are busy: give the running jobs a moment to free more, so claims
+                // stay batched. Bounded, so a waiting job is claimed within 2 ms regardless.
+                tokio::select! {
+                    _ = shared.slot_freed.notified() => {
+                        for _ in 0..4 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                    _ = tokio::time::sleep(Duration::from_millis(2)) => {}
+                }
+                free = slots.available_permits();
+            }
             let mut claimed_any = false;
             if free > 0 {
+                let results = shared.take_successes();
                 match self
                     .queue
-                    .claim(&self.node, &kinds, &cfg.labels, free)
+                    .succeed_and_claim(&self.node, &results, &kinds, &cfg.labels, free)
                     .await
                 {
-                    Ok(jobs) => {
+                    Ok((recorded, jobs)) => {
+                        shared.recorded_successes(results.len(), recorded);
                         errors = 0;
                         claimed_any = !jobs.is_empty();
+                        if claimed_any {
+                            shared.counters.claims.fetch_add(1, Ordering::Relaxed);
+                        }
                         for job in jobs {
                             let Ok(permit) = slots.clone().try_acquire_owned() else {
                                 // Cannot happen (we claimed at most the free slots); hand back.
@@ -254,6 +308,7 @@ impl Worker {
                         }
                     }
                     Err(e) => {
+                        shared.put_back_successes(results);
                         errors += 1;
                         let pause = backoff(errors);
                         tracing::warn!("claiming jobs failed (retrying in {pause:?}): {e}");
@@ -299,7 +354,13 @@ impl Worker {
                 }
             }
             tokio::select! {
-                _ = shared.slot_freed.notified() => {}
+                _ = shared.slot_freed.notified() => {
+                    // Short jobs end in bursts: let the rest of the burst free its slots too,
+                    // so the next claim is one batch rather than many claims of one job.
+                    for _ in 0..4 {
+                        tokio::task::yield_now().await;
+                    }
+                }
                 _ = tokio::time::sleep(sleep_for) => {}
                 r = wait_notify(&mut wakeup) => {
                     if let Err(e) = r {
@@ -329,6 +390,13 @@ impl Worker {
             slots.acquire_many(concurrency),
         )
         .await;
+        let results = shared.take_successes();
+        if !results.is_empty() {
+            let q = &self.queue;
+            let node = self.node.as_str();
+            let recorded = retrying(|| q.succeed(node, &results)).await;
+            shared.recorded_successes(results.len(), recorded.unwrap_or(0));
+        }
         drop(done_tx);
         let _ = recorder.await;
         let _ = hb_stop_tx.send(true);
@@ -336,6 +404,7 @@ impl Worker {
         if let Err(e) = self.queue.heartbeat(&self.node, "stopped").await {
             tracing::warn!("could not mark node {} stopped: {e}", self.node);
         }
+        self.queue.close_worker_pool().await;
         let c = &shared.counters;
         Ok(WorkerReport {
             node_id: self.node,
@@ -344,6 +413,8 @@ impl Worker {
             cancelled: c.cancelled.load(Ordering::SeqCst),
             released: c.released.load(Ordering::SeqCst),
             lost: c.lost.load(Ordering::SeqCst),
+            claims: c.claims.load(Ordering::SeqCst),
+            success_writes: c.success_writes.load(Ordering::SeqCst),
         })
     }
 }
@@ -415,7 +486,13 @@ fn spawn_job(
         };
         shared.lock().remove(&job.id);
         shared.unrecorded.fetch_add(1, Ordering::SeqCst);
-        if done.send(Done { job, outcome }).is_err() {
+        if let Outcome::Succeeded(v) = outcome {
+            shared
+                .succeeded
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((job.lease(), v));
+        } else if done.send(Done { job, outcome }).is_err() {
             shared.unrecorded.fetch_sub(1, Ordering::SeqCst);
         }
         drop(permit);
@@ -475,17 +552,12 @@ async fn record(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Done>) {
                 }
             }
         }
-        if !successes.is_empty() {
-            if let Some(done) = retrying(|| q.succeed(node, &successes)).await {
-                let done = usize::try_from(done).unwrap_or(0);
-                c.succeeded.fetch_add(done as u64, Ordering::SeqCst);
-                c.lost.fetch_add(
-                    successes.len().saturating_sub(done) as u64,
-                    Ordering::SeqCst,
-                );
-            }
+        let sent = successes.len();
+        if sent > 0 {
+            let recorded = retrying(|| q.succeed(node, &successes)).await;
+            shared.recorded_successes(sent, recorded.unwrap_or(0));
         }
-        shared.unrecorded.fetch_sub(n, Ordering::SeqCst);
+        shared.unrecorded.fetch_sub(n - sent, Ordering::SeqCst);
     }
 }
 

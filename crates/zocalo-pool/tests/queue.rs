@@ -378,3 +378,43 @@ both_backends!(large_batches_enqueue_in_one_go, |store| async move {
     assert_eq!(q.stats().await.unwrap().queued, 12_000);
     assert_eq!(q.list(Some(JobState::Queued), 5).await.unwrap().len(), 5);
 });
+
+both_backends!(succeed_and_claim_in_one_go, |store| async move {
+    let q = SqlQueue::new(store);
+    let jobs: Vec<NewJob> = (0..3).map(|i| NewJob::new("noop", json!(i))).collect();
+    q.enqueue(&jobs).await.unwrap();
+    node(&q, "node_a", Duration::from_secs(30)).await;
+    let first = q.claim("node_a", &kinds(), &[], 2).await.unwrap();
+    let mut results: Vec<_> = first
+        .iter()
+        .map(|j| (j.lease(), json!({"n": j.payload.clone()})))
+        .collect();
+    // A lease this node does not hold is not recorded.
+    results.push((
+        zocalo_pool::Lease {
+            id: "job_other".into(),
+            attempt: 1,
+        },
+        json!(null),
+    ));
+    let w = q.for_worker(2);
+    let (done, next) = w
+        .succeed_and_claim("node_a", &results, &kinds(), &[], 5)
+        .await
+        .unwrap();
+    assert_eq!(done, 2);
+    assert_eq!(next.len(), 1);
+    for j in &first {
+        let got = q.get(&j.id).await.unwrap().unwrap();
+        assert_eq!(got.state, JobState::Succeeded);
+        assert_eq!(got.result, Some(json!({"n": j.payload.clone()})));
+    }
+    // Nothing left to claim: the results are still recorded.
+    let (done, none) = w
+        .succeed_and_claim("node_a", &[(next[0].lease(), json!(1))], &kinds(), &[], 5)
+        .await
+        .unwrap();
+    assert_eq!((done, none.len()), (1, 0));
+    assert_eq!(q.stats().await.unwrap().succeeded, 3);
+    w.close_worker_pool().await;
+});

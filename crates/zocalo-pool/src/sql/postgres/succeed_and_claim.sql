@@ -1,0 +1,31 @@
+-- The worker's steady state in one round trip: record the successes of the last batch ($6, a
+-- JSON array of {"id","attempt","result"}, only leases node $2 still holds) and claim up to
+-- $5 more, as claim.sql does. Rows: the claimed jobs (done = false), then the ids recorded as
+-- succeeded (done = true). The two updates touch disjoint rows (running vs queued).
+WITH done AS (
+    UPDATE pool_jobs AS j
+    SET state = 'succeeded', result = d.result, error = NULL, finished_at = $1,
+        lease_expires = NULL
+    FROM jsonb_to_recordset($6::jsonb) AS d(id text, attempt int, result text)
+    WHERE j.id = d.id AND j.state = 'running' AND j.lease_owner = $2 AND j.attempts = d.attempt
+    RETURNING j.id
+), picked AS (
+    SELECT id FROM pool_jobs
+    WHERE state = 'queued' AND run_at <= $1
+      AND kind IN (SELECT jsonb_array_elements_text($3::jsonb))
+      AND (labels = '[]' OR labels::jsonb <@ $4::jsonb)
+    ORDER BY priority DESC, run_at, id
+    LIMIT $5
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE pool_jobs AS j
+    SET state = 'running', attempts = j.attempts + 1, lease_owner = $2, started_at = $1,
+        lease_expires = $1 + j.timeout_ms
+    FROM picked
+    WHERE j.id = picked.id
+    RETURNING j.id, j.kind, j.payload, j.priority, j.attempts, j.max_attempts, j.timeout_ms
+)
+SELECT FALSE AS done, id, kind, payload, priority, attempts, max_attempts, timeout_ms
+FROM claimed
+UNION ALL
+SELECT TRUE, id, NULL, NULL, NULL, NULL, NULL, NULL FROM done
