@@ -148,11 +148,29 @@ impl Schedule {
 
     /// Every occurrence as a UTC instant, in order, without duplicates.
     pub fn iter(&self) -> Occurrences<'_> {
+        self.iter_near(None)
+    }
+
+    /// The occurrences, possibly starting late: every occurrence at or after `from` is
+    /// included, and some before it may be. Sub-daily rules without COUNT start at the
+    /// aligned period a day before `from`, so a minutely rule started a year ago does not
+    /// walk half a million minutes on every tick.
+    pub fn iter_from(&self, from: DateTime<Utc>) -> Occurrences<'_> {
+        self.iter_near(Some(from))
+    }
+
+    fn iter_near(&self, from: Option<DateTime<Utc>>) -> Occurrences<'_> {
         Occurrences {
             sched: self,
             walls: match self.text.rule.freq {
                 Freq::Hourly | Freq::Minutely | Freq::Secondly => {
-                    Walls::Own(Box::new(SubDaily::new(&self.text.rule, self.start)))
+                    let mut own = SubDaily::new(&self.text.rule, self.start);
+                    if let Some(from) = from {
+                        // Any wall time at least WINDOW before `from` maps to an instant
+                        // before it.
+                        own.skip_to(from.naive_utc() - Duration::hours(WINDOW + 1));
+                    }
+                    Walls::Own(Box::new(own))
                 }
                 _ => Walls::Crate(Box::new((&self.set).into_iter())),
             },
@@ -169,12 +187,12 @@ impl Schedule {
 
     /// The first occurrence at or after `t`.
     pub fn first_at_or_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.iter().find(|o| *o >= t)
+        self.iter_from(t).find(|o| *o >= t)
     }
 
     /// The first occurrence strictly after `t`.
     pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.iter().find(|o| *o > t)
+        self.iter_from(t).find(|o| *o > t)
     }
 
     /// The latest occurrence in `from..=to`, and the first one after `to`.
@@ -183,8 +201,24 @@ impl Schedule {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        // After long downtime, look near `to` first: the latest occurrence is usually there.
+        let near = from.max(to - Duration::days(2));
+        if near > from {
+            let found = self.scan(near, to);
+            if found.0.is_some() {
+                return found;
+            }
+        }
+        self.scan(from, to)
+    }
+
+    fn scan(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
         let mut latest = None;
-        for o in self.iter().skip_while(|o| *o < from) {
+        for o in self.iter_from(from).skip_while(|o| *o < from) {
             if o > to {
                 return (latest, Some(o));
             }
@@ -396,6 +430,46 @@ mod tests {
             3
         )
         .is_empty());
+    }
+
+    #[test]
+    fn starting_late_gives_the_same_occurrences() {
+        for (rule, tz) in [
+            ("FREQ=MINUTELY;INTERVAL=7;BYHOUR=1,2,3", "Europe/Berlin"),
+            (
+                "FREQ=HOURLY;INTERVAL=5;BYDAY=SU;BYMINUTE=0,30",
+                "Australia/Lord_Howe",
+            ),
+            (
+                "FREQ=SECONDLY;INTERVAL=97;BYMINUTE=1,2",
+                "America/Sao_Paulo",
+            ),
+        ] {
+            let s = Schedule::parse(rule, "2026-01-01T00:17:00", tz).unwrap();
+            for days in [0, 3, 40, 87, 300] {
+                let t = "2026-01-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap()
+                    + Duration::days(days)
+                    + Duration::minutes(days * 13);
+                let full: Vec<_> = s.iter().filter(|o| *o >= t).take(50).collect();
+                let late: Vec<_> = s.iter_from(t).filter(|o| *o >= t).take(50).collect();
+                assert_eq!(full, late, "{rule} from {t}");
+                assert_eq!(s.first_at_or_after(t), full.first().copied());
+                let to = t + Duration::days(5);
+                let (latest, next) = s.latest_in(t - Duration::days(1), to);
+                let all: Vec<_> = s
+                    .iter()
+                    .take_while(|o| *o <= to + Duration::days(8))
+                    .collect();
+                assert_eq!(
+                    latest,
+                    all.iter()
+                        .rev()
+                        .find(|o| **o <= to && **o >= t - Duration::days(1))
+                        .copied()
+                );
+                assert_eq!(next, all.iter().find(|o| **o > to).copied());
+            }
+        }
     }
 
     proptest::proptest! {

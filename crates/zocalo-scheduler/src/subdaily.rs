@@ -57,6 +57,16 @@ impl SubDaily {
         }
     }
 
+    /// Skips to the last aligned period at or before `wall` (never before the start). Only
+    /// valid without COUNT, which needs every occurrence from the start counted.
+    pub(crate) fn skip_to(&mut self, wall: NaiveDateTime) {
+        if self.left.is_some() || wall <= self.origin {
+            return;
+        }
+        let diff = (wall - self.origin).num_seconds();
+        self.k = self.k.max(diff.div_euclid(self.step));
+    }
+
     fn period(&self, k: i64) -> Option<NaiveDateTime> {
         let secs = k.checked_mul(self.step)?;
         self.origin.checked_add_signed(Duration::try_seconds(secs)?)

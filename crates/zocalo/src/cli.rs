@@ -54,6 +54,9 @@ pub enum Command {
     /// Models the providers serve.
     #[command(subcommand)]
     Models(crate::commands::models::ModelsCmd),
+    /// Automations: RFC 5545 recurrences in IANA zones that fire asks, skills or commands.
+    #[command(subcommand)]
+    Schedule(crate::commands::schedule::ScheduleCmd),
 }
 
 #[derive(Debug, Args, Clone)]

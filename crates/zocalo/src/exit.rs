@@ -30,6 +30,9 @@ fn is_usage(e: &anyhow::Error) -> bool {
             || cause
                 .downcast_ref::<zocalo_pool::PoolError>()
                 .is_some_and(|e| e.is_usage())
+            || cause
+                .downcast_ref::<zocalo_scheduler::SchedulerError>()
+                .is_some_and(|e| e.is_usage())
     })
 }
 

@@ -7,6 +7,7 @@ mod doctor;
 pub mod keys;
 pub mod models;
 pub mod pool;
+pub mod schedule;
 pub mod skills;
 pub mod worker;
 
@@ -25,6 +26,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker(args) => worker::run(&ctx, args).await,
         Command::Keys(cmd) => keys::run(&ctx, cmd).await,
         Command::Models(cmd) => models::run(&ctx, cmd).await,
+        Command::Schedule(cmd) => schedule::run(&ctx, cmd).await,
     }
 }
 

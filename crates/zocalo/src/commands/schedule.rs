@@ -1,0 +1,297 @@
+//! `zocalo schedule add|list|rm|pause|resume|runs|preview` (and a hidden `tick`): automations
+//! from the command line. Everything the user typed is checked before the database is opened,
+//! so bad input (exit 2) writes nothing.
+
+use chrono::{DateTime, Utc};
+use clap::{ArgGroup, Args, Subcommand};
+use serde_json::Value;
+use zocalo_scheduler::automations::check_name;
+use zocalo_scheduler::{fmt_utc, Action, Automation, NewAutomation, Schedule, Scheduler};
+
+use crate::exit::usage;
+use crate::wiring::Ctx;
+
+/// Most occurrences `preview` prints.
+const MAX_PREVIEW: usize = 10_000;
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCmd {
+    /// Add an automation: a recurrence (RRULE, local start, IANA zone) and what it does.
+    Add(AddArgs),
+    /// Every automation with its next run.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an automation and its run history.
+    Rm {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop firing an automation until it is resumed.
+    Pause {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fire again from now on (occurrences during the pause are skipped).
+    Resume {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The runs of an automation, newest first: scheduled_for, started_at, finished_at,
+    /// status, output.
+    Runs {
+        name: String,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The next occurrences of a rule as UTC instants; touches no database.
+    Preview(PreviewArgs),
+    /// Fire what is due now (what the daemon does periodically). For tests and cron.
+    #[command(hide = true)]
+    Tick {
+        /// Pretend it is this instant (RFC 3339), instead of the clock.
+        #[arg(long)]
+        now: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RuleArgs {
+    /// RFC 5545 recurrence rule, e.g. "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR"; further lines
+    /// "EXDATE:20260310T090000,..." / "RDATE:..." add or remove instants.
+    #[arg(long, value_name = "R")]
+    pub rrule: String,
+    /// The first occurrence, local wall time: YYYY-MM-DDTHH:MM:SS.
+    #[arg(long, value_name = "LOCAL")]
+    pub start: String,
+    /// IANA time zone, e.g. Europe/Berlin.
+    #[arg(long, value_name = "ZONE")]
+    pub tz: String,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("action").required(true).args(["ask", "skill", "shell"])))]
+pub struct AddArgs {
+    /// A unique name: letters, digits, '-', '_', '.'.
+    pub name: String,
+    #[command(flatten)]
+    pub rule: RuleArgs,
+    /// Ask the model this message (a pool `ask` job).
+    #[arg(long, value_name = "MSG")]
+    pub ask: Option<String>,
+    /// Continue this conversation with each ask.
+    #[arg(long = "conv", value_name = "ID", requires = "ask")]
+    pub conversation: Option<String>,
+    /// Run this skill (a pool `skill` job); arguments after `--`.
+    #[arg(long, value_name = "NAME")]
+    pub skill: Option<String>,
+    /// Run this command with `sh -c` (a pool `shell` job).
+    #[arg(long, value_name = "CMD")]
+    pub shell: Option<String>,
+    /// Arguments for --skill.
+    #[arg(last = true, requires = "skill")]
+    pub args: Vec<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewArgs {
+    #[command(flatten)]
+    pub rule: RuleArgs,
+    /// How many occurrences.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub limit: usize,
+    /// Print one JSON array of UTC instants.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(ctx: &Ctx, cmd: ScheduleCmd) -> anyhow::Result<()> {
+    match cmd {
+        ScheduleCmd::Preview(args) => preview(args),
+        ScheduleCmd::Add(args) => add(ctx, args).await,
+        ScheduleCmd::List { json } => {
+            let s = scheduler(ctx).await?;
+            let list = s.list().await;
+            s.store().close().await;
+            let list = list?;
+            if json {
+                return super::print_json(&serde_json::to_value(&list)?);
+            }
+            if list.is_empty() {
+                println!("no automations (add one with `zocalo schedule add`)");
+            }
+            for a in &list {
+                println!(
+                    "{:<20}  {:<6}  next {:<20}  {}  {} ({})",
+                    a.name,
+                    if a.paused { "paused" } else { "active" },
+                    a.next_run_at.map(fmt_utc).unwrap_or_else(|| "-".into()),
+                    a.action.kind(),
+                    a.rrule.replace('\n', " "),
+                    a.tz
+                );
+            }
+            Ok(())
+        }
+        ScheduleCmd::Rm { name, json } => {
+            let s = scheduler(ctx).await?;
+            let r = s.remove(&name).await;
+            s.store().close().await;
+            r?;
+            if json {
+                return super::print_json(&serde_json::json!({"removed": name}));
+            }
+            println!("removed {name}");
+            Ok(())
+        }
+        ScheduleCmd::Pause { name, json } => {
+            let s = scheduler(ctx).await?;
+            let r = s.pause(&name, Utc::now()).await;
+            s.store().close().await;
+            show(&r?, json, "paused")
+        }
+        ScheduleCmd::Resume { name, json } => {
+            let s = scheduler(ctx).await?;
+            let r = s.resume(&name, Utc::now()).await;
+            s.store().close().await;
+            show(&r?, json, "resumed")
+        }
+        ScheduleCmd::Runs { name, limit, json } => {
+            if limit < 1 {
+                return Err(usage("--limit must be at least 1"));
+            }
+            let s = scheduler(ctx).await?;
+            let runs = s.runs(&name, limit).await;
+            s.store().close().await;
+            let runs = runs?;
+            if json {
+                return super::print_json(&serde_json::to_value(&runs)?);
+            }
+            if runs.is_empty() {
+                println!("{name} has not fired yet");
+            }
+            for r in &runs {
+                let output = match &r.output {
+                    None => String::new(),
+                    Some(Value::String(s)) => s.clone(),
+                    Some(v) => v.to_string(),
+                };
+                println!(
+                    "{}  {:<9}  {}  {}",
+                    fmt_utc(r.scheduled_for),
+                    r.status,
+                    r.job_id.as_deref().unwrap_or("-"),
+                    output
+                        .chars()
+                        .take(120)
+                        .collect::<String>()
+                        .replace('\n', " ")
+                );
+            }
+            Ok(())
+        }
+        ScheduleCmd::Tick { now, json } => {
+            let now = match now {
+                None => Utc::now(),
+                Some(s) => DateTime::parse_from_rfc3339(&s)
+                    .map_err(|e| usage(format!("--now {s:?} is not an RFC 3339 instant: {e}")))?
+                    .with_timezone(&Utc),
+            };
+            let s = scheduler(ctx).await?;
+            let r = s.tick(now).await;
+            s.store().close().await;
+            let r = r?;
+            if json {
+                return super::print_json(&serde_json::to_value(&r)?);
+            }
+            for f in &r.fired {
+                println!(
+                    "fired {} for {} ({})",
+                    f.automation,
+                    fmt_utc(f.occurrence),
+                    f.job_id
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn scheduler(ctx: &Ctx) -> anyhow::Result<Scheduler> {
+    Ok(Scheduler::new(ctx.store().await?))
+}
+
+fn preview(args: PreviewArgs) -> anyhow::Result<()> {
+    if args.limit == 0 || args.limit > MAX_PREVIEW {
+        return Err(usage(format!("--limit must be 1 to {MAX_PREVIEW}")));
+    }
+    let s = Schedule::parse(&args.rule.rrule, &args.rule.start, &args.rule.tz)?;
+    let out: Vec<String> = s.preview(args.limit).into_iter().map(fmt_utc).collect();
+    if args.json {
+        return super::print_json(&serde_json::to_value(&out)?);
+    }
+    for t in out {
+        println!("{t}");
+    }
+    Ok(())
+}
+
+async fn add(ctx: &Ctx, args: AddArgs) -> anyhow::Result<()> {
+    let action = match (args.ask, args.skill, args.shell) {
+        (Some(message), None, None) => Action::Ask {
+            message,
+            conversation_id: args.conversation,
+        },
+        (None, Some(name), None) => Action::Skill {
+            name,
+            args: args.args,
+        },
+        (None, None, Some(command)) => Action::Shell { command },
+        _ => return Err(usage("give exactly one of --ask, --skill or --shell")),
+    };
+    let new = NewAutomation {
+        name: args.name,
+        rrule: args.rule.rrule,
+        start: args.rule.start,
+        tz: args.rule.tz,
+        action,
+    };
+    // Check everything before the database is opened (or created).
+    check_name(&new.name)?;
+    new.action.validate()?;
+    Schedule::parse(&new.rrule, &new.start, &new.tz)?;
+    let s = scheduler(ctx).await?;
+    let r = s.add(new, Utc::now()).await;
+    s.store().close().await;
+    show(&r?, args.json, "added")
+}
+
+fn show(a: &Automation, json: bool, verb: &str) -> anyhow::Result<()> {
+    if json {
+        return super::print_json(&serde_json::to_value(a)?);
+    }
+    match a.next_run_at {
+        Some(next) => {
+            let local = next.with_timezone(&a.schedule()?.tz());
+            println!(
+                "{verb} {}: next run {} ({} {})",
+                a.name,
+                fmt_utc(next),
+                local.format("%Y-%m-%d %H:%M:%S %Z"),
+                a.tz
+            );
+        }
+        None => println!("{verb} {}: the rule has no more occurrences", a.name),
+    }
+    Ok(())
+}
