@@ -436,3 +436,123 @@ both!(sigterm_hands_running_jobs_back, |db, home| async move {
         (Some("queued"), Some(0))
     );
 });
+
+/// A worker process with a database URL of our choosing.
+fn spawn_worker_url(url: &str, home: &Path, args: &[&str]) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_zocalo"));
+    cmd.env_remove("ZOCALO_DATABASE_URL")
+        .env_remove("ZOCALO_LOG")
+        .env("ZOCALO_HOME", home)
+        .arg("--database-url")
+        .arg(url)
+        .arg("worker")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    cmd.spawn().expect("start zocalo worker")
+}
+
+/// Drops every Postgres connection whose application_name is `app` (as a database restart
+/// would, without disturbing anyone else's connections).
+async fn drop_pg_connections(app: &str) -> i64 {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&zocalo_testkit::db::pg_url())
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE application_name = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(app)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    n
+}
+
+// The issue's chaos run: 300 shell jobs, two workers, one SIGKILLed mid-run, another started.
+// Every job succeeds; a job runs twice only if it was in flight on the killed worker. On
+// Postgres the workers' connections are also cut twice mid-run (a database restart as the
+// workers see it): they reconnect and finish.
+both!(
+    chaos_300_jobs_sigkill_and_connection_loss,
+    |db, home| async move {
+        let out = home.join("ran.txt");
+        let script = format!("echo $ZOCALO_JOB_ID >> {}; sleep 0.05", out.display());
+        let ids = submit(
+            db,
+            home,
+            &["shell", "--payload", &shell(&script), "--count", "300"],
+        )
+        .await;
+        let app = format!("zocalo_chaos_{}", db.pg_schema().unwrap_or("sqlite"));
+        let url = match db.pg_schema() {
+            Some(_) => format!("{}&application_name={app}", db.url()),
+            None => db.url(),
+        };
+        let args = [
+            "--concurrency",
+            "4",
+            "--node-timeout",
+            "1",
+            "--poll-ms",
+            "50",
+        ];
+        let a = spawn_worker_url(&url, home, &args);
+        let b = spawn_worker_url(&url, home, &[&args[..], &["--drain"]].concat());
+        let t = Instant::now();
+        while lines(&out).len() < 80 {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "workers made no progress"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        sigkill(i32::try_from(a.id().unwrap()).unwrap());
+        let ra = wait_exit(a, 10).await;
+        assert_ne!(ra.code, 0);
+        let c = spawn_worker_url(&url, home, &[&args[..], &["--drain"]].concat());
+        if db.pg_schema().is_some() {
+            let mut dropped = 0;
+            for _ in 0..2 {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                dropped += drop_pg_connections(&app).await;
+            }
+            assert!(dropped >= 2, "no worker connection was cut ({dropped})");
+        }
+        let rb = wait_exit(b, 120).await;
+        let rc = wait_exit(c, 120).await;
+        assert_eq!(rb.code, 0, "{}", rb.stderr);
+        assert_eq!(rc.code, 0, "{}", rc.stderr);
+
+        let s = stats(db, home).await;
+        assert_eq!(s["succeeded"], 300, "{s}");
+        let ran = lines(&out);
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        for l in &ran {
+            *counts.entry(l.as_str()).or_default() += 1;
+        }
+        for id in &ids {
+            assert!(counts.contains_key(id.as_str()), "{id} never ran");
+        }
+        // Twice only for jobs reclaimed from the killed worker (at most its 4 slots), each
+        // visible as a second attempt.
+        let twice: Vec<&str> = counts
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(id, _)| *id)
+            .collect();
+        assert!(
+            twice.len() <= 4,
+            "{} jobs ran twice: {twice:?}",
+            twice.len()
+        );
+        assert!(counts.values().all(|n| *n <= 2));
+        for id in twice {
+            assert_eq!(show(db, home, id).await["attempts"], 2, "{id}");
+        }
+    }
+);
