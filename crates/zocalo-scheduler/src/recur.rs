@@ -13,12 +13,15 @@
 //!
 //! Converting wall time to instants is not monotonic around a gap (02:30 in a gap becomes
 //! 01:30Z, the 03:00 after it 01:00Z), so instants wait in a small ordered buffer until no
-//! later wall time can produce an earlier instant: UTC offsets are within ±26 h of each
-//! other, so an instant more than 26 h before the latest wall time is final.
+//! later wall time can produce an earlier instant: once the latest wall time read with the
+//! highest offset in force near an instant is past it (zones change offset a few times a
+//! year, so the offsets within two days of an instant are the ones that matter).
 
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, Datelike, Duration, Month, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono::{
+    DateTime, Datelike, Duration, Month, NaiveDateTime, NaiveTime, Offset, TimeZone, Utc,
+};
 use chrono_tz::Tz;
 
 use crate::rule::{parse_rule_text, Freq, RuleText, When};
@@ -26,8 +29,28 @@ use crate::subdaily::SubDaily;
 use crate::zone::{parse_start, parse_zone, resolve_local};
 use crate::SchedulerError;
 
-/// No UTC offset differs from another by more than this (real ones span -12 h to +14 h).
-const WINDOW: i64 = 26;
+/// Zones change offset at most a few times a year: the offsets in force within this many
+/// days of an instant bound the offsets any nearby wall time can be read with.
+const NEAR_DAYS: i64 = 2;
+
+/// The lowest and highest UTC offsets in force within [`NEAR_DAYS`] of `u`.
+fn offsets_near(tz: Tz, u: DateTime<Utc>) -> (Duration, Duration) {
+    let mut lo = i32::MAX;
+    let mut hi = i32::MIN;
+    for d in -NEAR_DAYS..=NEAR_DAYS {
+        let at = u + Duration::days(d);
+        let off = tz
+            .offset_from_utc_datetime(&at.naive_utc())
+            .fix()
+            .local_minus_utc();
+        lo = lo.min(off);
+        hi = hi.max(off);
+    }
+    (
+        Duration::seconds(i64::from(lo)),
+        Duration::seconds(i64::from(hi)),
+    )
+}
 /// Years outside this range are refused (the expansion's date arithmetic stays far from
 /// chrono's limits).
 const YEARS: std::ops::RangeInclusive<i32> = 1900..=9999;
@@ -166,9 +189,10 @@ impl Schedule {
                 Freq::Hourly | Freq::Minutely | Freq::Secondly => {
                     let mut own = SubDaily::new(&self.text.rule, self.start);
                     if let Some(from) = from {
-                        // Any wall time at least WINDOW before `from` maps to an instant
-                        // before it.
-                        own.skip_to(from.naive_utc() - Duration::hours(WINDOW + 1));
+                        // A wall time before `from`'s wall time under the lowest nearby
+                        // offset maps to an instant before `from`.
+                        let (lo, _) = offsets_near(self.tz, from);
+                        own.skip_to(from.naive_utc() + lo - Duration::minutes(1));
                     }
                     Walls::Own(Box::new(own))
                 }
@@ -255,9 +279,9 @@ impl Iterator for Occurrences<'_> {
         loop {
             if let Some(&first) = self.pending.first() {
                 let settled = self.walls_done
-                    || self
-                        .last_wall
-                        .is_some_and(|w| first < (w - Duration::hours(WINDOW)).and_utc());
+                    || self.last_wall.is_some_and(|w| {
+                        first < (w - offsets_near(self.sched.tz, first).1).and_utc()
+                    });
                 if settled {
                     self.pending.pop_first();
                     if self.sched.exdates.contains(&first) {
@@ -282,7 +306,7 @@ impl Iterator for Occurrences<'_> {
                     let u = resolve_local(self.sched.tz, w);
                     match self.sched.until {
                         Some(until) if u > until => {
-                            if (w - Duration::hours(WINDOW)).and_utc() > until {
+                            if (w - offsets_near(self.sched.tz, until).1).and_utc() > until {
                                 self.walls_done = true;
                             }
                         }

@@ -56,8 +56,14 @@ pub enum ScheduleCmd {
     #[command(hide = true)]
     Tick {
         /// Pretend it is this instant (RFC 3339), instead of the clock.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "run")]
         now: Option<String>,
+        /// Keep ticking (waking at each due instant, at least every --interval-ms) until
+        /// SIGTERM or Ctrl-C: the daemon's scheduler loop on its own.
+        #[arg(long = "loop")]
+        run: bool,
+        #[arg(long, default_value_t = 1000, requires = "run")]
+        interval_ms: u64,
         #[arg(long)]
         json: bool,
     },
@@ -200,7 +206,38 @@ pub async fn run(ctx: &Ctx, cmd: ScheduleCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        ScheduleCmd::Tick { now, json } => {
+        ScheduleCmd::Tick {
+            run: true,
+            interval_ms,
+            ..
+        } => {
+            if interval_ms == 0 {
+                return Err(usage("--interval-ms must be at least 1"));
+            }
+            let store = ctx.store().await?;
+            let shutdown = async {
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut term) => {
+                        tokio::select! {
+                            _ = term.recv() => {}
+                            _ = tokio::signal::ctrl_c() => {}
+                        }
+                    }
+                    Err(_) => {
+                        let _ = tokio::signal::ctrl_c().await;
+                    }
+                }
+            };
+            let r = zocalo_scheduler::run_ticker(
+                store.clone(),
+                std::time::Duration::from_millis(interval_ms),
+                shutdown,
+            )
+            .await;
+            store.close().await;
+            Ok(r?)
+        }
+        ScheduleCmd::Tick { now, json, .. } => {
             let now = match now {
                 None => Utc::now(),
                 Some(s) => DateTime::parse_from_rfc3339(&s)
