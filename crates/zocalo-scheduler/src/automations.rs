@@ -1,16 +1,17 @@
 //! Automations in the database, and firing them: [`Scheduler`] and [`run_ticker`].
 //!
 //! Exactly once, with several tickers (tasks, processes, machines) on one database:
-//! 1. A ticker reads the due automations, computes the occurrence to fire and the next one,
-//!    and in ONE transaction moves `next_run_at` on with a compare-and-set (only the ticker
-//!    that still sees the value it read succeeds) and inserts the run row, unique on
-//!    (automation, occurrence). A loser of either changes nothing.
-//! 2. After that commit it enqueues the pool job with the idempotency key
-//!    `sched:<automation id>:<occurrence ms>` and records the job on the run row. The pool's
-//!    public API enqueues in a transaction of its own, so the two cannot share one; the key
-//!    makes that safe: a ticker that died between commit and enqueue leaves a run row without
-//!    a job, which the next tick (on any node) enqueues under the same key, and two tickers
-//!    doing so get the same job.
+//! 1. ONE transaction per batch of due automations: read them (on Postgres `FOR UPDATE SKIP
+//!    LOCKED`, so concurrent tickers take disjoint batches; on SQLite under `BEGIN
+//!    IMMEDIATE`), move each `next_run_at` on with a compare-and-set on the value read (only
+//!    rows still holding it move, and only those fire), and insert the run rows, unique on
+//!    (automation, occurrence), `ON CONFLICT DO NOTHING`.
+//! 2. After that commit, enqueue the pool jobs of the rows inserted, in one call, with the
+//!    idempotency key `sched:<automation id>:<occurrence ms>`, and record them on the run
+//!    rows. The pool's public API enqueues in a transaction of its own, so the two cannot
+//!    share one; the key makes that safe: a ticker that died between commit and enqueue
+//!    leaves run rows without a job, which the next tick (on any node) enqueues under the
+//!    same keys, and two tickers doing so get the same jobs.
 //!
 //! Missed occurrences (the scheduler was down, or paused): when a tick finds an automation
 //! whose `next_run_at` is past, it fires only the LATEST occurrence that has come and moves
@@ -35,10 +36,34 @@ const INSERT_AUTOMATION: &str = include_str!("sql/insert_automation.sql");
 const AUTOMATION_SELECT: &str = include_str!("sql/automation_select.sql");
 const DELETE_AUTOMATION: &str = include_str!("sql/delete_automation.sql");
 const SET_PAUSED: &str = include_str!("sql/set_paused.sql");
-const DUE: &str = include_str!("sql/due.sql");
-const ADVANCE: &str = include_str!("sql/advance.sql");
-const INSERT_RUN: &str = include_str!("sql/insert_run.sql");
-const SET_RUN_JOB: &str = include_str!("sql/set_run_job.sql");
+/// One statement in both dialects.
+struct Sql {
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+impl Sql {
+    fn get(&self, store: &Store) -> &'static str {
+        match store.backend() {
+            zocalo_store::Backend::Sqlite => self.sqlite,
+            zocalo_store::Backend::Postgres => self.postgres,
+        }
+    }
+}
+
+macro_rules! split {
+    ($file:literal) => {
+        Sql {
+            sqlite: include_str!(concat!("sql/sqlite/", $file)),
+            postgres: include_str!(concat!("sql/postgres/", $file)),
+        }
+    };
+}
+
+const DUE: Sql = split!("due.sql");
+const ADVANCE: Sql = split!("advance.sql");
+const INSERT_RUNS: Sql = split!("insert_runs.sql");
+const SET_RUN_JOBS: Sql = split!("set_run_jobs.sql");
 const UNQUEUED_RUNS: &str = include_str!("sql/unqueued_runs.sql");
 const RUNS: &str = include_str!("sql/runs.sql");
 const NEXT_DUE: &str = include_str!("sql/next_due.sql");
@@ -457,128 +482,154 @@ impl Scheduler {
     /// Fires every automation due at `now` (the clock is the caller's, so tests control it).
     /// Safe to run from any number of tickers at once: each occurrence fires exactly once.
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<TickReport, SchedulerError> {
-        let mut report = TickReport {
-            recovered: self.recover(now).await?,
-            ..TickReport::default()
-        };
-        let due: Vec<AutomationRow> = with_pool!(self.store.pool(), |p| sqlx::query_as(DUE)
-            .bind(now.timestamp_millis())
-            .bind(TICK_BATCH)
-            .fetch_all(p)
-            .await)?;
-        for row in due {
-            let name = row.1.clone();
-            let a = match decode(row).and_then(|a| a.schedule().map(|s| (a, s))) {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::error!(automation = %name, "skipping automation: {e}");
-                    continue;
-                }
-            };
-            report.handled += 1;
-            if let Some(f) = self.fire(&a.0, &a.1, now).await? {
-                report.fired.push(f);
-            }
-        }
-        Ok(report)
+        let recovered = self.recover(now).await?;
+        let (handled, to_fire) = self.claim_due(now).await?;
+        let fired = self.enqueue(&to_fire).await?;
+        Ok(TickReport {
+            fired,
+            recovered,
+            handled,
+        })
     }
 
-    /// Fires the latest occurrence of `a` that has come (if this ticker wins it) and moves
-    /// `next_run_at` to the first occurrence after `now`.
-    async fn fire(
-        &self,
-        a: &Automation,
-        schedule: &Schedule,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Fired>, SchedulerError> {
-        let Some(old) = a.next_run_at else {
-            return Ok(None);
-        };
-        let (latest, next) = schedule.latest_in(old, now);
-        let run_id = zocalo_core::ids::new_prefixed("srun");
-        let (old_ms, next_ms, now_ms) = (
-            old.timestamp_millis(),
-            next.map(|t| t.timestamp_millis()),
-            now.timestamp_millis(),
+    /// One transaction: read the due automations (locked on Postgres, SKIP LOCKED), move
+    /// each to its next occurrence (compare-and-set), insert the run rows of the occurrences
+    /// to fire. Returns how many were handled and the runs inserted.
+    async fn claim_due(&self, now: DateTime<Utc>) -> Result<(usize, Vec<ToFire>), SchedulerError> {
+        let now_ms = now.timestamp_millis();
+        let (due, advance, insert) = (
+            DUE.get(&self.store),
+            ADVANCE.get(&self.store),
+            INSERT_RUNS.get(&self.store),
         );
-        let inserted = with_pool!(self.store.pool(), |p| {
+        with_pool!(self.store.pool(), |p| {
             async {
                 let mut conn = p.acquire().await?;
                 let mut tx = match self.store.backend() {
                     zocalo_store::Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
                     zocalo_store::Backend::Postgres => conn.begin().await?,
                 };
-                let won = sqlx::query(ADVANCE)
-                    .bind(&a.id)
-                    .bind(old_ms)
-                    .bind(next_ms)
+                let rows: Vec<AutomationRow> = sqlx::query_as(due)
                     .bind(now_ms)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                    == 1;
-                if !won {
+                    .bind(TICK_BATCH)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                if rows.is_empty() {
                     tx.rollback().await?;
-                    return Ok::<_, sqlx::Error>(false);
+                    return Ok::<_, SchedulerError>((0, Vec::new()));
                 }
-                let inserted = match latest {
-                    Some(o) => {
-                        sqlx::query(INSERT_RUN)
-                            .bind(&run_id)
-                            .bind(&a.id)
-                            .bind(o.timestamp_millis())
-                            .bind(now_ms)
-                            .execute(&mut *tx)
-                            .await?
-                            .rows_affected()
-                            == 1
+                let mut moves = Vec::with_capacity(rows.len());
+                let mut candidates = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let name = row.1.clone();
+                    let (a, schedule) = match decode(row).and_then(|a| a.schedule().map(|s| (a, s)))
+                    {
+                        Ok(x) => x,
+                        Err(e) => {
+                            tracing::error!(automation = %name, "skipping automation: {e}");
+                            continue;
+                        }
+                    };
+                    let Some(old) = a.next_run_at else { continue };
+                    let (latest, next) = schedule.latest_in(old, now);
+                    moves.push(json!({
+                        "id": a.id,
+                        "old": old.timestamp_millis(),
+                        "next": next.map(|t| t.timestamp_millis()),
+                    }));
+                    if let Some(occurrence) = latest {
+                        candidates.push(ToFire {
+                            run_id: zocalo_core::ids::new_prefixed("srun"),
+                            automation_id: a.id,
+                            name: a.name,
+                            action: a.action,
+                            occurrence,
+                        });
                     }
-                    None => false,
+                }
+                let moved: Vec<String> = sqlx::query_scalar(advance)
+                    .bind(Value::from(moves).to_string())
+                    .bind(now_ms)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let handled = moved.len();
+                let moved: std::collections::HashSet<String> = moved.into_iter().collect();
+                candidates.retain(|c| moved.contains(&c.automation_id));
+                let runs: Vec<Value> = candidates
+                    .iter()
+                    .map(|c| {
+                        json!({
+                            "id": c.run_id,
+                            "automation_id": c.automation_id,
+                            "occurrence": c.occurrence.timestamp_millis(),
+                        })
+                    })
+                    .collect();
+                let inserted: Vec<String> = if runs.is_empty() {
+                    Vec::new()
+                } else {
+                    sqlx::query_scalar(insert)
+                        .bind(Value::from(runs).to_string())
+                        .bind(now_ms)
+                        .fetch_all(&mut *tx)
+                        .await?
                 };
                 tx.commit().await?;
-                Ok(inserted)
+                let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
+                candidates.retain(|c| inserted.contains(&c.run_id));
+                Ok((handled, candidates))
             }
             .await
-        })?;
-        let Some(occurrence) = latest.filter(|_| inserted) else {
-            return Ok(None);
-        };
-        let job_id = self
-            .enqueue(&run_id, &a.id, &a.name, &a.action, occurrence)
-            .await?;
-        Ok(Some(Fired {
-            automation: a.name.clone(),
-            occurrence,
-            job_id,
-        }))
+        })
     }
 
-    async fn enqueue(
-        &self,
-        run_id: &str,
-        automation_id: &str,
-        name: &str,
-        action: &Action,
-        occurrence: DateTime<Utc>,
-    ) -> Result<String, SchedulerError> {
-        let mut job = action.job(name, occurrence);
-        job.key = Some(format!(
-            "sched:{automation_id}:{}",
-            occurrence.timestamp_millis()
-        ));
-        let enqueued = self.queue.enqueue(&[job]).await?;
-        let job_id = enqueued
-            .into_iter()
-            .next()
-            .map(|e| e.id)
-            .ok_or_else(|| SchedulerError::Invalid("the pool enqueued no job".into()))?;
-        with_pool!(self.store.pool(), |p| sqlx::query(SET_RUN_JOB)
-            .bind(run_id)
-            .bind(&job_id)
+    /// Enqueues the jobs of `runs` (one pool call, keyed `sched:<automation>:<occurrence>`
+    /// so enqueueing a run twice gives one job) and records them on the run rows.
+    async fn enqueue(&self, runs: &[ToFire]) -> Result<Vec<Fired>, SchedulerError> {
+        if runs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let jobs: Vec<NewJob> = runs
+            .iter()
+            .map(|r| {
+                let mut job = r.action.job(&r.name, r.occurrence);
+                job.key = Some(format!(
+                    "sched:{}:{}",
+                    r.automation_id,
+                    r.occurrence.timestamp_millis()
+                ));
+                job
+            })
+            .collect();
+        let enqueued = self.queue.enqueue(&jobs).await?;
+        if enqueued.len() != runs.len() {
+            return Err(SchedulerError::Invalid(format!(
+                "the pool enqueued {} jobs for {} runs",
+                enqueued.len(),
+                runs.len()
+            )));
+        }
+        let pairs: Vec<Value> = runs
+            .iter()
+            .zip(&enqueued)
+            .map(|(r, e)| json!({"id": r.run_id, "job_id": e.id}))
+            .collect();
+        let sql = SET_RUN_JOBS.get(&self.store);
+        let body = Value::from(pairs).to_string();
+        with_pool!(self.store.pool(), |p| sqlx::query(sql)
+            .bind(&body)
             .execute(p)
             .await
             .map(drop))?;
-        Ok(job_id)
+        Ok(runs
+            .iter()
+            .zip(enqueued)
+            .map(|(r, e)| Fired {
+                automation: r.name.clone(),
+                occurrence: r.occurrence,
+                job_id: e.id,
+            })
+            .collect())
     }
 
     /// Enqueues the jobs of run rows a dead ticker left without one.
@@ -590,27 +641,30 @@ impl Scheduler {
                 .bind(TICK_BATCH)
                 .fetch_all(p)
                 .await)?;
-        let mut n = 0;
+        let mut runs = Vec::with_capacity(rows.len());
         for (run_id, occurrence, automation_id, name, action) in rows {
-            let action: Action = match serde_json::from_str(&action) {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::error!(automation = %name, "cannot enqueue run {run_id}: {e}");
-                    continue;
-                }
-            };
-            self.enqueue(
-                &run_id,
-                &automation_id,
-                &name,
-                &action,
-                ms_to_time(occurrence),
-            )
-            .await?;
-            n += 1;
+            match serde_json::from_str(&action) {
+                Ok(action) => runs.push(ToFire {
+                    run_id,
+                    automation_id,
+                    name,
+                    action,
+                    occurrence: ms_to_time(occurrence),
+                }),
+                Err(e) => tracing::error!(automation = %name, "cannot enqueue run {run_id}: {e}"),
+            }
         }
-        Ok(n)
+        Ok(self.enqueue(&runs).await?.len())
     }
+}
+
+/// A run row inserted (or found without a job), whose job to enqueue.
+struct ToFire {
+    run_id: String,
+    automation_id: String,
+    name: String,
+    action: Action,
+    occurrence: DateTime<Utc>,
 }
 
 /// The scheduler loop for the daemon: ticks with the real clock, then sleeps until the next

@@ -1,4 +1,5 @@
--- Automations whose next occurrence has come, oldest first.
+-- Automations whose next occurrence has come, oldest first. Runs inside BEGIN IMMEDIATE, so
+-- no other ticker writes until this one commits.
 SELECT id, name, rrule, dtstart, tz, action, paused, next_run_at, created_at
 FROM sched_automations
 WHERE paused = FALSE AND next_run_at IS NOT NULL AND next_run_at <= $1
