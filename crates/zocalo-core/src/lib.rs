@@ -6,10 +6,12 @@
 //! - [`config`]: `config.toml` plus environment overrides.
 //! - [`protocol`]: chat messages, tool specs and calls, stream events, usage.
 //! - [`tool`]: the object-safe [`Tool`] trait the ask loop calls.
+//! - [`embed`]: the [`Embedder`](embed::Embedder) seam memory uses for dense vectors.
 //!
 //! Nothing here talks to the network or a database.
 
 pub mod config;
+pub mod embed;
 pub mod error;
 pub mod ids;
 pub mod paths;

@@ -1,0 +1,326 @@
+//! The in-process indexes, derived from the database: a BM25 inverted index and a flat matrix
+//! of unit vectors searched by brute force, over chunks ("slots"). Both are rebuilt from the
+//! rows at start-up and changed in step with every write; a forgotten memory's slots are
+//! emptied in both (postings removed, vector zeroed) and reused.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::model::MemoryRecord;
+
+/// BM25 parameters (the usual Lucene defaults).
+const K1: f32 = 1.2;
+const B: f32 = 0.75;
+const DEAD: u32 = u32::MAX;
+
+/// One chunk to index.
+pub(crate) struct ChunkEntry {
+    /// Index terms (see [`crate::text::terms`]), repeats kept.
+    pub terms: Vec<String>,
+    /// Unit vector of the index's dimension, if there is one.
+    pub vector: Option<Vec<f32>>,
+}
+
+#[derive(Default)]
+pub(crate) struct Index {
+    dim: usize,
+    // Per slot (parallel arrays, so the vector scan walks contiguous memory).
+    slot_scope: Vec<u32>,
+    slot_memory: Vec<Option<Arc<str>>>,
+    slot_len: Vec<u32>,
+    slot_terms: Vec<Vec<u32>>,
+    slot_has_vec: Vec<bool>,
+    vectors: Vec<f32>,
+    free: Vec<u32>,
+    live_slots: usize,
+    total_len: u64,
+    // Memories and their slots.
+    memories: HashMap<Arc<str>, (MemoryRecord, Vec<u32>)>,
+    scopes: HashMap<String, u32>,
+    // Terms.
+    term_ids: HashMap<String, u32>,
+    postings: Vec<Vec<(u32, u32)>>,
+}
+
+impl Index {
+    /// An empty index for vectors of `dim` floats (0: keywords only).
+    pub fn new(dim: usize) -> Self {
+        Self {
+            dim,
+            ..Self::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.memories.len()
+    }
+
+    pub fn chunk_count(&self) -> usize {
+        self.live_slots
+    }
+
+    pub fn get(&self, id: &str) -> Option<&MemoryRecord> {
+        self.memories.get(id).map(|(r, _)| r)
+    }
+
+    pub fn scope_id(&self, scope: &str) -> Option<u32> {
+        self.scopes.get(scope).copied()
+    }
+
+    /// Adds (or replaces) a memory with its chunks.
+    pub fn insert(&mut self, record: MemoryRecord, chunks: Vec<ChunkEntry>) {
+        self.remove(&record.id);
+        let id: Arc<str> = Arc::from(record.id.as_str());
+        let next_scope = self.scopes.len() as u32;
+        let scope = *self
+            .scopes
+            .entry(record.scope.clone())
+            .or_insert(next_scope);
+        let mut slots = Vec::with_capacity(chunks.len());
+        for chunk in chunks {
+            let slot = self.alloc_slot();
+            let s = slot as usize;
+            self.slot_scope[s] = scope;
+            self.slot_memory[s] = Some(id.clone());
+            self.slot_len[s] = chunk.terms.len() as u32;
+            self.total_len += chunk.terms.len() as u64;
+            let mut tf: HashMap<u32, u32> = HashMap::new();
+            for t in chunk.terms {
+                let next = self.term_ids.len() as u32;
+                let tid = *self.term_ids.entry(t).or_insert(next);
+                if tid as usize == self.postings.len() {
+                    self.postings.push(Vec::new());
+                }
+                *tf.entry(tid).or_insert(0) += 1;
+            }
+            let mut distinct = Vec::with_capacity(tf.len());
+            for (tid, n) in tf {
+                self.postings[tid as usize].push((slot, n));
+                distinct.push(tid);
+            }
+            self.slot_terms[s] = distinct;
+            match chunk.vector {
+                Some(v) if self.dim > 0 && v.len() == self.dim => {
+                    self.vectors[s * self.dim..(s + 1) * self.dim].copy_from_slice(&v);
+                    self.slot_has_vec[s] = true;
+                }
+                _ => self.slot_has_vec[s] = false,
+            }
+            self.live_slots += 1;
+            slots.push(slot);
+        }
+        self.memories.insert(id, (record, slots));
+    }
+
+    /// Removes a memory from every structure. Returns whether it was there.
+    pub fn remove(&mut self, id: &str) -> bool {
+        let Some((_, slots)) = self.memories.remove(id) else {
+            return false;
+        };
+        for slot in slots {
+            let s = slot as usize;
+            for tid in std::mem::take(&mut self.slot_terms[s]) {
+                self.postings[tid as usize].retain(|(sl, _)| *sl != slot);
+            }
+            self.total_len -= u64::from(self.slot_len[s]);
+            self.slot_len[s] = 0;
+            self.slot_scope[s] = DEAD;
+            self.slot_memory[s] = None;
+            if self.slot_has_vec[s] {
+                self.vectors[s * self.dim..(s + 1) * self.dim].fill(0.0);
+                self.slot_has_vec[s] = false;
+            }
+            self.live_slots -= 1;
+            self.free.push(slot);
+        }
+        true
+    }
+
+    fn alloc_slot(&mut self) -> u32 {
+        if let Some(s) = self.free.pop() {
+            return s;
+        }
+        let s = self.slot_scope.len() as u32;
+        self.slot_scope.push(DEAD);
+        self.slot_memory.push(None);
+        self.slot_len.push(0);
+        self.slot_terms.push(Vec::new());
+        self.slot_has_vec.push(false);
+        self.vectors.resize(self.vectors.len() + self.dim, 0.0);
+        s
+    }
+
+    /// The memory a slot belongs to (None for a free slot).
+    pub fn memory_of(&self, slot: u32) -> Option<&Arc<str>> {
+        self.slot_memory.get(slot as usize).and_then(Option::as_ref)
+    }
+
+    /// BM25 over chunks in `scopes`: the best `n` slots, best first.
+    pub fn search_bm25(&self, query_terms: &[String], scopes: &[u32], n: usize) -> Vec<(u32, f32)> {
+        if self.live_slots == 0 || scopes.is_empty() {
+            return Vec::new();
+        }
+        let mut distinct: Vec<u32> = query_terms
+            .iter()
+            .filter_map(|t| self.term_ids.get(t).copied())
+            .collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let docs = self.live_slots as f32;
+        let avg_len = (self.total_len as f32 / docs).max(1.0);
+        let mut acc: HashMap<u32, f32> = HashMap::new();
+        for tid in distinct {
+            let postings = &self.postings[tid as usize];
+            if postings.is_empty() {
+                continue;
+            }
+            let df = postings.len() as f32;
+            let idf = (1.0 + (docs - df + 0.5) / (df + 0.5)).ln();
+            for &(slot, tf) in postings {
+                let s = slot as usize;
+                if !scopes.contains(&self.slot_scope[s]) {
+                    continue;
+                }
+                let tf = tf as f32;
+                let norm = K1 * (1.0 - B + B * self.slot_len[s] as f32 / avg_len);
+                *acc.entry(slot).or_insert(0.0) += idf * tf * (K1 + 1.0) / (tf + norm);
+            }
+        }
+        top_n(acc.into_iter().collect(), n)
+    }
+
+    /// Cosine (dot product of unit vectors) over chunks in `scopes` that have vectors: the
+    /// best `n` slots, best first.
+    pub fn search_dense(&self, query: &[f32], scopes: &[u32], n: usize) -> Vec<(u32, f32)> {
+        if self.dim == 0 || query.len() != self.dim || scopes.is_empty() {
+            return Vec::new();
+        }
+        let mut scored = Vec::new();
+        for (s, (scope, vector)) in self
+            .slot_scope
+            .iter()
+            .zip(self.vectors.chunks_exact(self.dim))
+            .enumerate()
+        {
+            if !scopes.contains(scope) || !self.slot_has_vec[s] {
+                continue;
+            }
+            scored.push((s as u32, dot(query, vector)));
+        }
+        top_n(scored, n)
+    }
+}
+
+/// Dot product with eight independent accumulators, so the compiler vectorises it.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for (x, y) in ra.iter().zip(rb) {
+        sum += x * y;
+    }
+    sum
+}
+
+/// The `n` highest scores, best first (ties by slot, so results are deterministic).
+fn top_n(mut scored: Vec<(u32, f32)>, n: usize) -> Vec<(u32, f32)> {
+    let cmp = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    if scored.len() > n && n > 0 {
+        scored.select_nth_unstable_by(n - 1, cmp);
+        scored.truncate(n);
+    }
+    scored.sort_unstable_by(cmp);
+    scored.truncate(n);
+    scored
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::text::terms;
+
+    fn record(id: &str, scope: &str, text: &str) -> MemoryRecord {
+        MemoryRecord {
+            id: id.into(),
+            scope: scope.into(),
+            text: text.into(),
+            metadata: Default::default(),
+            source: None,
+            created_at: chrono::Utc::now(),
+            updated_at: chrono::Utc::now(),
+        }
+    }
+
+    fn entry(text: &str, v: Option<Vec<f32>>) -> ChunkEntry {
+        ChunkEntry {
+            terms: terms(text),
+            vector: v,
+        }
+    }
+
+    #[test]
+    fn bm25_ranks_and_respects_scopes() {
+        let mut ix = Index::new(2);
+        ix.insert(
+            record("m1", "a", "postgres databases"),
+            vec![entry("postgres databases", Some(vec![1.0, 0.0]))],
+        );
+        ix.insert(
+            record("m2", "a", "cats and dogs"),
+            vec![entry("cats and dogs", Some(vec![0.0, 1.0]))],
+        );
+        ix.insert(
+            record("m3", "b", "database tuning"),
+            vec![entry("database tuning", Some(vec![1.0, 0.0]))],
+        );
+        let a = ix.scope_id("a").unwrap();
+        let b = ix.scope_id("b").unwrap();
+        let hits = ix.search_bm25(&terms("database"), &[a], 10);
+        assert_eq!(hits.len(), 1);
+        assert_eq!(ix.memory_of(hits[0].0).map(|m| &**m), Some("m1"));
+        assert_eq!(ix.search_bm25(&terms("database"), &[a, b], 10).len(), 2);
+        let dense = ix.search_dense(&[0.0, 1.0], &[a], 10);
+        assert_eq!(ix.memory_of(dense[0].0).map(|m| &**m), Some("m2"));
+    }
+
+    #[test]
+    fn remove_clears_every_structure_and_slots_are_reused() {
+        let mut ix = Index::new(2);
+        ix.insert(
+            record("m1", "a", "alpha"),
+            vec![
+                entry("alpha", Some(vec![1.0, 0.0])),
+                entry("beta", Some(vec![0.0, 1.0])),
+            ],
+        );
+        let a = ix.scope_id("a").unwrap();
+        assert_eq!(ix.chunk_count(), 2);
+        assert!(ix.remove("m1"));
+        assert!(!ix.remove("m1"));
+        assert_eq!(ix.chunk_count(), 0);
+        assert!(ix.search_bm25(&terms("alpha beta"), &[a], 10).is_empty());
+        assert!(ix.search_dense(&[1.0, 0.0], &[a], 10).is_empty());
+        assert!(ix.postings.iter().all(Vec::is_empty));
+        assert!(ix.vectors.iter().all(|x| *x == 0.0));
+        ix.insert(
+            record("m2", "a", "gamma"),
+            vec![entry("gamma", Some(vec![1.0, 0.0]))],
+        );
+        assert_eq!(ix.slot_scope.len(), 2, "a freed slot is reused");
+        assert_eq!(ix.search_bm25(&terms("gamma"), &[a], 10).len(), 1);
+    }
+
+    #[test]
+    fn dot_matches_naive() {
+        let a: Vec<f32> = (0..19).map(|i| i as f32 * 0.5).collect();
+        let b: Vec<f32> = (0..19).map(|i| 1.0 - i as f32 * 0.1).collect();
+        let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        assert!((dot(&a, &b) - naive).abs() < 1e-3);
+    }
+}

@@ -1,0 +1,33 @@
+//! zocalo-memory: scoped long-term memory with hybrid retrieval.
+//!
+//! - [`Memory`]: memorize / recall / update / forget. The database is the truth (rows and
+//!   vectors); the indexes are derived, rebuilt at start-up and kept current on writes.
+//! - [`model`]: [`NewMemory`], [`MemoryRecord`], [`Hit`], scopes (`user:…`, `agent:…`,
+//!   `conv:…`) and metadata rules.
+//! - [`text`]: keyword terms: stop words out, Porter2 stems in.
+//! - [`chunk`]: text longer than the embedder's window, split into overlapping windows.
+//! - `index`: BM25 inverted index + brute-force cosine over unit vectors, per chunk.
+//! - [`fuse`]: reciprocal-rank fusion of the two rankings.
+//! - [`ask`]: what the ask loop uses: recalled context under a budget, episodic turns, and the
+//!   `memory_save` / `memory_search` tools.
+//! - [`seed`]: the hashed TF-IDF baseline the benchmark compares against.
+//!
+//! Dense vectors come from any [`zocalo_core::embed::Embedder`]; without one, memory works on
+//! keywords alone and fills in vectors when an embedder appears.
+
+pub mod ask;
+pub mod chunk;
+pub mod error;
+pub mod fuse;
+mod index;
+mod memory;
+pub mod model;
+pub mod seed;
+pub mod text;
+
+pub use ask::{AskMemory, MemorySave, MemorySearch};
+pub use error::MemoryError;
+pub use memory::{from_blob, to_blob, Memory, MemoryConfig, Retrieval};
+pub use model::{
+    conversation_scope, Hit, MemoryRecord, Metadata, NewMemory, Stats, DEFAULT_USER_SCOPE,
+};

@@ -1,0 +1,673 @@
+//! [`Memory`]: memorize, recall, update, forget over the database and the derived indexes.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::OnceCell;
+use zocalo_core::embed::Embedder;
+use zocalo_store::{with_pool, Store};
+
+use crate::chunk::chunks;
+use crate::fuse::{dedup_first, rrf, DEFAULT_RRF_K};
+use crate::index::{ChunkEntry, Index};
+use crate::model::{
+    new_memory_id, validate_metadata, Hit, MemoryRecord, Metadata, NewMemory, Stats,
+};
+use crate::text::terms;
+use crate::MemoryError;
+
+const MEMORY_INSERT: &str = include_str!("sql/memory_insert.sql");
+const CHUNK_INSERT: &str = include_str!("sql/chunk_insert.sql");
+const MEMORY_SELECT_ALL: &str = include_str!("sql/memory_select_all.sql");
+const MEMORY_GET: &str = include_str!("sql/memory_get.sql");
+const CHUNK_SELECT_ALL: &str = include_str!("sql/chunk_select_all.sql");
+const CHUNK_DELETE: &str = include_str!("sql/chunk_delete.sql");
+const MEMORY_DELETE: &str = include_str!("sql/memory_delete.sql");
+const MEMORY_UPDATE: &str = include_str!("sql/memory_update.sql");
+const CHUNK_SET_VECTOR: &str = include_str!("sql/chunk_set_vector.sql");
+const STATS_SCOPES: &str = include_str!("sql/stats_scopes.sql");
+const STATS_CHUNKS: &str = include_str!("sql/stats_chunks.sql");
+
+/// Inserts one memory's chunk rows inside the transaction `$tx` (a macro, so that the body is
+/// compiled for each backend inside `with_pool!`).
+macro_rules! insert_chunks {
+    ($tx:expr, $id:expr, $texts:expr, $vectors:expr, $model:expr) => {{
+        for (seq, (text, vector)) in $texts.iter().zip($vectors.iter()).enumerate() {
+            let blob: Option<Vec<u8>> = vector.as_deref().map(to_blob);
+            sqlx::query(CHUNK_INSERT)
+                .bind($id)
+                .bind(seq as i32)
+                .bind(text.replace('\0', "\u{FFFD}"))
+                .bind(vector.as_ref().and($model))
+                .bind(blob)
+                .execute(&mut *$tx)
+                .await?;
+        }
+    }};
+}
+
+/// Texts per embedder call (and per progress report).
+const EMBED_BATCH: usize = 64;
+
+/// Which retrievers a search uses. [`Retrieval::Hybrid`] is the product; the others exist so
+/// that benchmarks and tests can compare against each half alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retrieval {
+    Hybrid,
+    Keyword,
+    Dense,
+}
+
+/// Tuning knobs; the defaults are the measured choice (docs/BENCHMARKS.md, "Memory").
+#[derive(Clone, Debug)]
+pub struct MemoryConfig {
+    /// Words per chunk: all-MiniLM reads 256 word pieces, about 190 English words.
+    pub chunk_words: usize,
+    pub chunk_overlap: usize,
+    /// Chunks each retriever hands to the fusion.
+    pub candidates: usize,
+    pub rrf_k: f64,
+    pub keyword_weight: f64,
+    pub dense_weight: f64,
+    /// Also index metadata string values (speaker, date, …) as keywords.
+    pub index_metadata: bool,
+    /// Halve a memory's fused score every this many days of age (None: no recency weighting).
+    pub recency_half_life_days: Option<f64>,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self {
+            chunk_words: 150,
+            chunk_overlap: 30,
+            candidates: 100,
+            rrf_k: DEFAULT_RRF_K,
+            keyword_weight: 1.0,
+            dense_weight: 1.0,
+            index_metadata: true,
+            recency_half_life_days: None,
+        }
+    }
+}
+
+/// Scoped long-term memory on a [`Store`]. The database is the truth; the keyword and vector
+/// indexes are built from it on first use (or [`Memory::open`]) and kept current by every
+/// write through this handle. Cheap to share behind an `Arc`.
+pub struct Memory {
+    store: Store,
+    embedder: Option<Arc<dyn Embedder>>,
+    config: MemoryConfig,
+    index: RwLock<Index>,
+    loaded: OnceCell<()>,
+}
+
+impl std::fmt::Debug for Memory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Memory")
+            .field(
+                "embedder",
+                &self.embedder.as_ref().map(|e| e.model_id().to_owned()),
+            )
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl Memory {
+    /// A handle that loads its indexes on first use. Without an embedder, memory runs on
+    /// keywords alone (and fills in vectors once one is configured).
+    pub fn new(store: Store, embedder: Option<Arc<dyn Embedder>>, config: MemoryConfig) -> Self {
+        let dim = embedder.as_ref().map_or(0, |e| e.dim());
+        Self {
+            store,
+            embedder,
+            config,
+            index: RwLock::new(Index::new(dim)),
+            loaded: OnceCell::new(),
+        }
+    }
+
+    /// [`Memory::new`] and build the indexes now.
+    pub async fn open(
+        store: Store,
+        embedder: Option<Arc<dyn Embedder>>,
+        config: MemoryConfig,
+    ) -> Result<Self, MemoryError> {
+        let m = Self::new(store, embedder, config);
+        m.ensure_loaded().await?;
+        Ok(m)
+    }
+
+    pub fn embedder_id(&self) -> Option<&str> {
+        self.embedder.as_ref().map(|e| e.model_id())
+    }
+
+    pub fn config(&self) -> &MemoryConfig {
+        &self.config
+    }
+
+    /// Builds the indexes from the database once; vectors missing or made by another model
+    /// are computed (and stored) first.
+    pub async fn ensure_loaded(&self) -> Result<(), MemoryError> {
+        self.loaded
+            .get_or_try_init(|| self.load())
+            .await
+            .map(|_| ())
+    }
+
+    async fn load(&self) -> Result<(), MemoryError> {
+        let rows: Vec<MemoryRow> =
+            with_pool!(self.store.pool(), |p| sqlx::query_as(MEMORY_SELECT_ALL)
+                .fetch_all(p)
+                .await)?;
+        let chunk_rows: Vec<ChunkRow> =
+            with_pool!(self.store.pool(), |p| sqlx::query_as(CHUNK_SELECT_ALL)
+                .fetch_all(p)
+                .await)?;
+        let model = self.embedder_id().map(str::to_owned);
+        let dim = self.embedder.as_ref().map_or(0, |e| e.dim());
+        // Vectors to (re)compute: none yet, or from another model.
+        let stale: Vec<usize> = match &model {
+            Some(m) => chunk_rows
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.model.as_deref() != Some(m.as_str()) || c.vector.is_none())
+                .map(|(i, _)| i)
+                .collect(),
+            None => Vec::new(),
+        };
+        let mut fresh: BTreeMap<usize, Vec<f32>> = BTreeMap::new();
+        if !stale.is_empty() {
+            tracing::info!(chunks = stale.len(), "memory: computing missing vectors");
+            let texts: Vec<String> = stale.iter().map(|&i| chunk_rows[i].text.clone()).collect();
+            let vectors = self.embed_all(texts, &|_| {}).await?;
+            let blobs: Vec<Vec<u8>> = vectors.iter().map(|v| to_blob(v)).collect();
+            with_pool!(self.store.pool(), |p| async {
+                let mut tx = p.begin().await?;
+                for (&i, blob) in stale.iter().zip(&blobs) {
+                    sqlx::query(CHUNK_SET_VECTOR)
+                        .bind(&chunk_rows[i].memory_id)
+                        .bind(chunk_rows[i].seq)
+                        .bind(model.as_deref())
+                        .bind(blob)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await
+            }
+            .await)?;
+            fresh = stale.into_iter().zip(vectors).collect();
+        }
+        let mut by_memory: BTreeMap<&str, Vec<(usize, &ChunkRow)>> = BTreeMap::new();
+        for (i, c) in chunk_rows.iter().enumerate() {
+            by_memory
+                .entry(c.memory_id.as_str())
+                .or_default()
+                .push((i, c));
+        }
+        let mut index = Index::new(dim);
+        for row in rows {
+            let record = row.decode()?;
+            let chunk_list = by_memory.remove(record.id.as_str()).unwrap_or_default();
+            let mut entries = Vec::with_capacity(chunk_list.len());
+            for (i, c) in chunk_list {
+                let vector = match fresh.remove(&i) {
+                    Some(v) => Some(v),
+                    None if dim > 0 => c.vector.as_deref().map(from_blob).transpose()?,
+                    None => None,
+                };
+                entries.push(ChunkEntry {
+                    terms: self.chunk_terms(&c.text, &record.metadata),
+                    vector,
+                });
+            }
+            index.insert(record, entries);
+        }
+        *self.write_index() = index;
+        Ok(())
+    }
+
+    /// Stores one memory (chunked and embedded) and indexes it.
+    pub async fn memorize(&self, new: NewMemory) -> Result<MemoryRecord, MemoryError> {
+        let mut out = self.memorize_many(vec![new], &|_| {}).await?;
+        out.pop()
+            .ok_or_else(|| MemoryError::Corrupt("nothing stored".into()))
+    }
+
+    /// Stores many memories in ONE transaction: all or nothing. `progress` gets the number of
+    /// memories embedded so far (embedding is the slow part).
+    pub async fn memorize_many(
+        &self,
+        items: Vec<NewMemory>,
+        progress: &(dyn Fn(usize) + Send + Sync),
+    ) -> Result<Vec<MemoryRecord>, MemoryError> {
+        for item in &items {
+            item.validate()?;
+        }
+        self.ensure_loaded().await?;
+        let now = now_ms();
+        let mut records = Vec::with_capacity(items.len());
+        let mut chunk_texts: Vec<Vec<String>> = Vec::with_capacity(items.len());
+        for item in items {
+            chunk_texts.push(chunks(
+                &item.text,
+                self.config.chunk_words,
+                self.config.chunk_overlap,
+            ));
+            records.push(MemoryRecord {
+                id: new_memory_id(),
+                scope: item.scope,
+                text: item.text.replace('\0', "\u{FFFD}"),
+                metadata: item.metadata,
+                source: item.source,
+                created_at: from_ms(now)?,
+                updated_at: from_ms(now)?,
+            });
+        }
+        let vectors = self.embed_grouped(&chunk_texts, progress).await?;
+        let model = self.embedder_id().map(str::to_owned);
+        with_pool!(self.store.pool(), |p| async {
+            let mut tx = p.begin().await?;
+            for (r, (texts, vecs)) in records.iter().zip(chunk_texts.iter().zip(&vectors)) {
+                sqlx::query(MEMORY_INSERT)
+                    .bind(&r.id)
+                    .bind(&r.scope)
+                    .bind(&r.text)
+                    .bind(serde_json::Value::Object(r.metadata.clone()).to_string())
+                    .bind(r.source.as_deref())
+                    .bind(now)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                insert_chunks!(tx, r.id.as_str(), texts, vecs, model.as_deref());
+            }
+            tx.commit().await
+        }
+        .await)?;
+        let mut index = self.write_index();
+        for (r, (texts, vecs)) in records.iter().zip(chunk_texts.into_iter().zip(vectors)) {
+            let entries = self.entries(&texts, vecs, &r.metadata);
+            index.insert(r.clone(), entries);
+        }
+        Ok(records)
+    }
+
+    /// Replaces a memory's text and/or metadata (re-chunked and re-embedded).
+    pub async fn update(
+        &self,
+        id: &str,
+        text: Option<String>,
+        metadata: Option<Metadata>,
+    ) -> Result<MemoryRecord, MemoryError> {
+        self.ensure_loaded().await?;
+        let mut record = self
+            .get(id)
+            .await?
+            .ok_or_else(|| MemoryError::UnknownMemory(id.to_owned()))?;
+        if let Some(t) = text {
+            if t.trim().is_empty() {
+                return Err(MemoryError::EmptyText);
+            }
+            record.text = t.replace('\0', "\u{FFFD}");
+        }
+        if let Some(m) = metadata {
+            validate_metadata(&m)?;
+            record.metadata = m;
+        }
+        let now = now_ms();
+        record.updated_at = from_ms(now)?;
+        let texts = chunks(
+            &record.text,
+            self.config.chunk_words,
+            self.config.chunk_overlap,
+        );
+        let mut vectors = self
+            .embed_grouped(std::slice::from_ref(&texts), &|_| {})
+            .await?;
+        let vecs = vectors.pop().unwrap_or_default();
+        let model = self.embedder_id().map(str::to_owned);
+        let updated = with_pool!(self.store.pool(), |p| async {
+            let mut tx = p.begin().await?;
+            let n = sqlx::query(MEMORY_UPDATE)
+                .bind(id)
+                .bind(&record.text)
+                .bind(serde_json::Value::Object(record.metadata.clone()).to_string())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query(CHUNK_DELETE).bind(id).execute(&mut *tx).await?;
+            insert_chunks!(tx, id, texts, vecs, model.as_deref());
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(n)
+        }
+        .await)?;
+        if updated == 0 {
+            return Err(MemoryError::UnknownMemory(id.to_owned()));
+        }
+        let entries = self.entries(&texts, vecs, &record.metadata);
+        self.write_index().insert(record.clone(), entries);
+        Ok(record)
+    }
+
+    /// Deletes a memory for good: its rows, and its entries in every index.
+    pub async fn forget(&self, id: &str) -> Result<(), MemoryError> {
+        self.ensure_loaded().await?;
+        let deleted = with_pool!(self.store.pool(), |p| async {
+            let mut tx = p.begin().await?;
+            sqlx::query(CHUNK_DELETE).bind(id).execute(&mut *tx).await?;
+            let n = sqlx::query(MEMORY_DELETE)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(n)
+        }
+        .await)?;
+        let was_indexed = self.write_index().remove(id);
+        if deleted == 0 && !was_indexed {
+            return Err(MemoryError::UnknownMemory(id.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// One memory, read from the database.
+    pub async fn get(&self, id: &str) -> Result<Option<MemoryRecord>, MemoryError> {
+        let row: Option<MemoryRow> = with_pool!(self.store.pool(), |p| sqlx::query_as(MEMORY_GET)
+            .bind(id)
+            .fetch_optional(p)
+            .await)?;
+        row.map(MemoryRow::decode).transpose()
+    }
+
+    /// Hybrid search in `scopes`: the best `limit` memories for `query`, best first.
+    pub async fn recall(
+        &self,
+        query: &str,
+        scopes: &[&str],
+        limit: usize,
+    ) -> Result<Vec<Hit>, MemoryError> {
+        self.recall_with(query, scopes, limit, Retrieval::Hybrid)
+            .await
+    }
+
+    /// [`Memory::recall`] with a choice of retrievers.
+    pub async fn recall_with(
+        &self,
+        query: &str,
+        scopes: &[&str],
+        limit: usize,
+        mode: Retrieval,
+    ) -> Result<Vec<Hit>, MemoryError> {
+        self.ensure_loaded().await?;
+        let vector = match (&self.embedder, mode) {
+            (Some(_), Retrieval::Hybrid | Retrieval::Dense) if !query.trim().is_empty() => {
+                self.embed_all(vec![query.to_owned()], &|_| {}).await?.pop()
+            }
+            _ => None,
+        };
+        Ok(self.search(query, vector.as_deref(), scopes, limit, mode))
+    }
+
+    /// The search itself, with the query's vector already computed (None: keywords only).
+    /// Call [`Memory::ensure_loaded`] first; this does no I/O.
+    pub fn search(
+        &self,
+        query: &str,
+        query_vector: Option<&[f32]>,
+        scopes: &[&str],
+        limit: usize,
+        mode: Retrieval,
+    ) -> Vec<Hit> {
+        if limit == 0 || query.trim().is_empty() {
+            return Vec::new();
+        }
+        let index = self.read_index();
+        let scope_ids: Vec<u32> = scopes.iter().filter_map(|s| index.scope_id(s)).collect();
+        let n = self.config.candidates.max(limit);
+        let mut lists = Vec::new();
+        if mode != Retrieval::Dense {
+            let hits = index.search_bm25(&terms(query), &scope_ids, n);
+            let ids = dedup_first(hits.iter().filter_map(|(s, _)| index.memory_of(*s)));
+            lists.push((self.config.keyword_weight, ids));
+        }
+        if mode != Retrieval::Keyword {
+            if let Some(q) = query_vector {
+                let hits = index.search_dense(q, &scope_ids, n);
+                let ids = dedup_first(hits.iter().filter_map(|(s, _)| index.memory_of(*s)));
+                lists.push((self.config.dense_weight, ids));
+            }
+        }
+        let mut fused = rrf(&lists, self.config.rrf_k);
+        if let Some(days) = self.config.recency_half_life_days.filter(|d| *d > 0.0) {
+            let now = Utc::now();
+            for (id, score) in &mut fused {
+                if let Some(r) = index.get(id) {
+                    let age = (now - r.created_at).num_seconds().max(0) as f64 / 86_400.0;
+                    *score *= 0.5f64.powf(age / days);
+                }
+            }
+            fused.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        }
+        fused
+            .into_iter()
+            .filter_map(|(id, score)| {
+                index.get(&id).map(|r| Hit {
+                    id: r.id.clone(),
+                    text: r.text.clone(),
+                    score,
+                    scope: r.scope.clone(),
+                    metadata: r.metadata.clone(),
+                    created_at: r.created_at,
+                })
+            })
+            .take(limit)
+            .collect()
+    }
+
+    /// Counts from the database (the truth), plus the embedder in use.
+    pub async fn stats(&self) -> Result<Stats, MemoryError> {
+        let scopes: Vec<(String, i64)> =
+            with_pool!(self.store.pool(), |p| sqlx::query_as(STATS_SCOPES)
+                .fetch_all(p)
+                .await)?;
+        let (chunks, vectors): (i64, i64) =
+            with_pool!(self.store.pool(), |p| sqlx::query_as(STATS_CHUNKS)
+                .bind(self.embedder_id())
+                .fetch_one(p)
+                .await)?;
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        Ok(Stats {
+            memories: scopes.iter().map(|(_, n)| count(*n)).sum(),
+            chunks: count(chunks),
+            vectors: count(vectors),
+            scopes: scopes.into_iter().map(|(s, n)| (s, count(n))).collect(),
+            embedder: self.embedder_id().map(str::to_owned),
+            dim: self.embedder.as_ref().map(|e| e.dim()),
+        })
+    }
+
+    /// Memories held in the in-process index (for tests and diagnostics).
+    pub fn indexed(&self) -> (usize, usize) {
+        let index = self.read_index();
+        (index.len(), index.chunk_count())
+    }
+
+    fn chunk_terms(&self, text: &str, metadata: &Metadata) -> Vec<String> {
+        let mut t = terms(text);
+        if self.config.index_metadata {
+            for v in metadata.values() {
+                if let Some(s) = v.as_str() {
+                    t.extend(terms(s));
+                }
+            }
+        }
+        t
+    }
+
+    fn entries(
+        &self,
+        texts: &[String],
+        vectors: Vec<Option<Vec<f32>>>,
+        metadata: &Metadata,
+    ) -> Vec<ChunkEntry> {
+        texts
+            .iter()
+            .zip(vectors)
+            .map(|(t, vector)| ChunkEntry {
+                terms: self.chunk_terms(t, metadata),
+                vector,
+            })
+            .collect()
+    }
+
+    /// Vectors for each memory's chunks (None everywhere without an embedder).
+    async fn embed_grouped(
+        &self,
+        groups: &[Vec<String>],
+        progress: &(dyn Fn(usize) + Send + Sync),
+    ) -> Result<Vec<Vec<Option<Vec<f32>>>>, MemoryError> {
+        if self.embedder.is_none() {
+            progress(groups.len());
+            return Ok(groups.iter().map(|g| vec![None; g.len()]).collect());
+        }
+        let flat: Vec<String> = groups.iter().flatten().cloned().collect();
+        // Progress in memories: map chunks done back to the memories they finish.
+        let ends: Vec<usize> = groups
+            .iter()
+            .scan(0, |acc, g| {
+                *acc += g.len();
+                Some(*acc)
+            })
+            .collect();
+        let report = |chunks_done: usize| progress(ends.partition_point(|&e| e <= chunks_done));
+        let mut vectors = self.embed_all(flat, &report).await?.into_iter();
+        Ok(groups
+            .iter()
+            .map(|g| g.iter().map(|_| vectors.next()).collect())
+            .collect())
+    }
+
+    /// Embeds `texts` in batches on a blocking thread; checks shape, re-normalises.
+    async fn embed_all(
+        &self,
+        texts: Vec<String>,
+        progress: &(dyn Fn(usize) + Send + Sync),
+    ) -> Result<Vec<Vec<f32>>, MemoryError> {
+        let Some(embedder) = self.embedder.clone() else {
+            return Ok(Vec::new());
+        };
+        let dim = embedder.dim();
+        let mut out = Vec::with_capacity(texts.len());
+        for batch in texts.chunks(EMBED_BATCH) {
+            let batch = batch.to_vec();
+            let e = embedder.clone();
+            let got = tokio::task::spawn_blocking(move || {
+                let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
+                e.embed(&refs).map(|v| (refs.len(), v))
+            })
+            .await
+            .map_err(|e| MemoryError::Corrupt(format!("embedder thread: {e}")))?;
+            let (want, vectors) = got?;
+            let bad = vectors.len() != want || vectors.iter().any(|v| v.len() != dim);
+            if bad {
+                return Err(MemoryError::EmbedShape {
+                    got: vectors.len(),
+                    want,
+                    dim: vectors.first().map_or(0, Vec::len),
+                    expected: dim,
+                });
+            }
+            out.extend(vectors.into_iter().map(normalise));
+            progress(out.len());
+        }
+        Ok(out)
+    }
+
+    fn read_index(&self) -> RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_index(&self) -> RwLockWriteGuard<'_, Index> {
+        self.index.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn normalise(mut v: Vec<f32>) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 && (norm - 1.0).abs() > 1e-4 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+    v
+}
+
+/// Little-endian f32s.
+pub fn to_blob(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+pub fn from_blob(b: &[u8]) -> Result<Vec<f32>, MemoryError> {
+    if !b.len().is_multiple_of(4) {
+        return Err(MemoryError::Corrupt(format!(
+            "vector of {} bytes is not a whole number of f32",
+            b.len()
+        )));
+    }
+    Ok(b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+fn from_ms(ms: i64) -> Result<DateTime<Utc>, MemoryError> {
+    DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| MemoryError::Corrupt(format!("timestamp {ms} out of range")))
+}
+
+#[derive(sqlx::FromRow)]
+struct MemoryRow {
+    id: String,
+    scope: String,
+    text: String,
+    metadata: String,
+    source: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl MemoryRow {
+    fn decode(self) -> Result<MemoryRecord, MemoryError> {
+        let metadata = match serde_json::from_str(&self.metadata) {
+            Ok(serde_json::Value::Object(m)) => m,
+            _ => {
+                return Err(MemoryError::Corrupt(format!(
+                    "memory {}: metadata is not a JSON object",
+                    self.id
+                )))
+            }
+        };
+        Ok(MemoryRecord {
+            created_at: from_ms(self.created_at)?,
+            updated_at: from_ms(self.updated_at)?,
+            id: self.id,
+            scope: self.scope,
+            text: self.text,
+            metadata,
+            source: self.source,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ChunkRow {
+    memory_id: String,
+    seq: i32,
+    text: String,
+    model: Option<String>,
+    vector: Option<Vec<u8>>,
+}

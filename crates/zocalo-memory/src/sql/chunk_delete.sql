@@ -1,0 +1,1 @@
+DELETE FROM memory_chunks WHERE memory_id = $1

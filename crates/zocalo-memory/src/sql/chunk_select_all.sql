@@ -1,0 +1,3 @@
+SELECT memory_id, seq, text, model, vector
+FROM memory_chunks
+ORDER BY memory_id, seq

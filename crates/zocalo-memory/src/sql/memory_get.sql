@@ -1,0 +1,3 @@
+SELECT id, scope, text, metadata, source, created_at, updated_at
+FROM memories
+WHERE id = $1

@@ -1,0 +1,2 @@
+SELECT COUNT(*), COALESCE(SUM(CASE WHEN model = $1 THEN 1 ELSE 0 END), 0)
+FROM memory_chunks

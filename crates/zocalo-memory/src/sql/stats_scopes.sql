@@ -1,0 +1,1 @@
+SELECT scope, COUNT(*) FROM memories GROUP BY scope ORDER BY scope
