@@ -75,6 +75,8 @@ const JOB_SELECT: &str = include_str!("sql/job_select.sql");
 /// Rows per enqueue statement: one JSON document each, so a large `--count` is a handful of
 /// round trips.
 const ENQUEUE_CHUNK: usize = 5000;
+/// Enqueues at least this large refresh the planner's statistics on Postgres.
+const ANALYZE_AFTER: usize = 1000;
 
 /// Runs `$body` with `$ex` an executor that may write: on SQLite inside `BEGIN IMMEDIATE`
 /// (taking the write lock up front, so a statement never has to upgrade a stale read snapshot,
@@ -279,16 +281,14 @@ impl SqlQueue {
     /// the statement on most disks, and losing the last moments of such writes in a database
     /// crash (never in a worker crash) only means a job runs again, which at-least-once
     /// delivery allows anyway. Enqueue and cancel, whose loss a user would see, stay on the
-    /// store's synchronous pool. Plans are made for the actual arguments too: a generic plan
-    /// of the claim cannot see the batch size or the ready time.
+    /// store's synchronous pool.
     pub fn for_worker(&self, connections: u32) -> SqlQueue {
         let (pool, own_pool) = match self.store.pool() {
             Pool::Sqlite(p) => (Pool::Sqlite(p.clone()), false),
             Pool::Postgres(p) => {
-                let options = (*p.connect_options()).clone().options([
-                    ("synchronous_commit", "off"),
-                    ("plan_cache_mode", "force_custom_plan"),
-                ]);
+                let options = (*p.connect_options())
+                    .clone()
+                    .options([("synchronous_commit", "off")]);
                 let pool = sqlx::postgres::PgPoolOptions::new()
                     .max_connections(connections.max(1))
                     .acquire_timeout(Duration::from_secs(5))
@@ -456,6 +456,14 @@ impl JobQueue for SqlQueue {
                     }),
                     None => out.push(Enqueued { id, created: true }),
                 }
+            }
+        }
+        if let (Pool::Postgres(p), true) = (self.pool(), jobs.len() >= ANALYZE_AFTER) {
+            // A burst into a table the planner has no statistics for (a fresh deployment, or a
+            // queue that was empty) makes it guess one queued row and plan the claim as "read
+            // them all and sort", tens of milliseconds per claim, until autovacuum catches up.
+            if let Err(e) = sqlx::query("ANALYZE pool_jobs").execute(p).await {
+                tracing::debug!("ANALYZE pool_jobs failed: {e}");
             }
         }
         self.notify().await?;

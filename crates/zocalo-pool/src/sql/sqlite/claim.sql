@@ -5,7 +5,9 @@ UPDATE pool_jobs
 SET state = 'running', attempts = attempts + 1, lease_owner = $2, started_at = $1,
     lease_expires = $1 + timeout_ms
 WHERE id IN (
-    SELECT id FROM pool_jobs
+    -- INDEXED BY: read the ready index in claim order and stop after the batch, whatever the
+    -- planner's statistics say.
+    SELECT id FROM pool_jobs INDEXED BY pool_jobs_ready
     WHERE state = 'queued' AND run_at <= $1
       AND kind IN (SELECT value FROM json_each($3))
       AND NOT EXISTS (SELECT 1 FROM json_each(pool_jobs.labels) AS l
