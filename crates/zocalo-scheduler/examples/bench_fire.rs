@@ -38,15 +38,15 @@ async fn add_many(store: &Store, n: usize, rrule: &str, spread: bool) {
             base
         };
         s.add(
-            NewAutomation {
-                name: format!("a{i:05}"),
-                rrule: rrule.into(),
-                start: start.format("%Y-%m-%dT%H:%M:%S").to_string(),
-                tz: "Europe/Berlin".into(),
-                action: Action::Shell {
+            NewAutomation::new(
+                &format!("a{i:05}"),
+                rrule,
+                &start.format("%Y-%m-%dT%H:%M:%S").to_string(),
+                "Europe/Berlin",
+                Action::Shell {
                     command: "true".into(),
                 },
-            },
+            ),
             Utc::now(),
         )
         .await

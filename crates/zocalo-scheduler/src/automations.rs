@@ -13,11 +13,12 @@
 //!    leaves run rows without a job, which the next tick (on any node) enqueues under the
 //!    same keys, and two tickers doing so get the same jobs.
 //!
-//! Missed occurrences (the scheduler was down, or paused): when a tick finds an automation
-//! whose `next_run_at` is past, it fires only the LATEST occurrence that has come and moves
-//! on to the first one after now (the "run once" misfire policy): a daily job after a week of
-//! downtime runs once, not seven times. Resuming a paused automation skips what fell in the
-//! pause.
+//! Missed occurrences (the scheduler was down): each automation has a misfire policy. The
+//! default, `run-once`, fires only the LATEST occurrence that has come and moves on to the
+//! first one after now: a daily job after a week of downtime runs once, not seven times.
+//! `skip` fires nothing more than a minute late; `run-all` fires every missed occurrence, at
+//! most the automation's catch-up limit (the latest ones). Resuming a paused automation skips
+//! what fell in the pause.
 
 use std::future::Future;
 use std::time::Duration;
@@ -158,6 +159,49 @@ impl Action {
     }
 }
 
+/// What to do with occurrences that came while no scheduler was running.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Misfire {
+    /// Fire nothing late: only an occurrence at most [`MISFIRE_GRACE`] old fires.
+    Skip,
+    /// Fire the latest missed occurrence, once.
+    #[default]
+    RunOnce,
+    /// Fire every missed occurrence, at most the automation's catch-up limit (the latest).
+    RunAll,
+}
+
+/// Under [`Misfire::Skip`], an occurrence older than this when a tick sees it is skipped.
+pub const MISFIRE_GRACE: Duration = Duration::from_secs(60);
+/// Largest catch-up limit.
+pub const MAX_CATCHUP: u32 = 10_000;
+
+impl Misfire {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Misfire::Skip => "skip",
+            Misfire::RunOnce => "run-once",
+            Misfire::RunAll => "run-all",
+        }
+    }
+}
+
+impl std::str::FromStr for Misfire {
+    type Err = SchedulerError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "skip" => Ok(Misfire::Skip),
+            "run-once" => Ok(Misfire::RunOnce),
+            "run-all" => Ok(Misfire::RunAll),
+            _ => Err(SchedulerError::Invalid(format!(
+                "unknown misfire policy `{s}`: use skip, run-once or run-all"
+            ))),
+        }
+    }
+}
+
 /// What `schedule add` stores.
 #[derive(Clone, Debug)]
 pub struct NewAutomation {
@@ -168,6 +212,24 @@ pub struct NewAutomation {
     pub start: String,
     pub tz: String,
     pub action: Action,
+    pub misfire: Misfire,
+    /// Under [`Misfire::RunAll`], at most this many missed occurrences fire (1 to 10,000).
+    pub catchup_limit: u32,
+}
+
+impl NewAutomation {
+    /// With the default misfire policy (run-once) and a catch-up limit of 100.
+    pub fn new(name: &str, rrule: &str, start: &str, tz: &str, action: Action) -> Self {
+        Self {
+            name: name.to_owned(),
+            rrule: rrule.to_owned(),
+            start: start.to_owned(),
+            tz: tz.to_owned(),
+            action,
+            misfire: Misfire::RunOnce,
+            catchup_limit: 100,
+        }
+    }
 }
 
 /// One stored automation.
@@ -184,6 +246,8 @@ pub struct Automation {
     /// None when the rule has no more occurrences.
     pub next_run_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    pub misfire: Misfire,
+    pub catchup_limit: u32,
 }
 
 impl Automation {
@@ -205,14 +269,22 @@ type AutomationRow = (
     bool,
     Option<i64>,
     i64,
+    String,
+    i32,
 );
 
 fn decode(row: AutomationRow) -> Result<Automation, SchedulerError> {
-    let (id, name, rrule, start, tz, action, paused, next, created) = row;
+    let (id, name, rrule, start, tz, action, paused, next, created, misfire, catchup) = row;
     let action = serde_json::from_str(&action).map_err(|e| SchedulerError::Corrupt {
         name: name.clone(),
         reason: format!("action: {e}"),
     })?;
+    let misfire = misfire
+        .parse()
+        .map_err(|e: SchedulerError| SchedulerError::Corrupt {
+            name: name.clone(),
+            reason: e.to_string(),
+        })?;
     Ok(Automation {
         id,
         name,
@@ -223,6 +295,8 @@ fn decode(row: AutomationRow) -> Result<Automation, SchedulerError> {
         paused,
         next_run_at: next.map(ms_to_time),
         created_at: ms_to_time(created),
+        misfire,
+        catchup_limit: u32::try_from(catchup).unwrap_or(1),
     })
 }
 
@@ -274,6 +348,16 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
         .is_some_and(|d| d.is_unique_violation())
 }
 
+/// Checks a catch-up limit: 1 to [`MAX_CATCHUP`].
+pub fn check_catchup(n: u32) -> Result<(), SchedulerError> {
+    if n == 0 || n > MAX_CATCHUP {
+        return Err(SchedulerError::Invalid(format!(
+            "--catch-up {n} out of range: use 1 to {MAX_CATCHUP}"
+        )));
+    }
+    Ok(())
+}
+
 /// Checks an automation name: 1 to 100 letters, digits, `-`, `_` or `.`.
 pub fn check_name(name: &str) -> Result<(), SchedulerError> {
     if name.is_empty() {
@@ -321,6 +405,7 @@ impl Scheduler {
     ) -> Result<Automation, SchedulerError> {
         check_name(&new.name)?;
         new.action.validate()?;
+        check_catchup(new.catchup_limit)?;
         let schedule = Schedule::parse(&new.rrule, &new.start, &new.tz)?;
         let next = schedule.first_at_or_after(now);
         let start = schedule.start().format("%Y-%m-%dT%H:%M:%S").to_string();
@@ -334,6 +419,8 @@ impl Scheduler {
             paused: false,
             next_run_at: next,
             created_at: now,
+            misfire: new.misfire,
+            catchup_limit: new.catchup_limit,
         };
         let action = serde_json::to_string(&a.action)
             .map_err(|e| SchedulerError::Invalid(format!("action: {e}")))?;
@@ -346,6 +433,8 @@ impl Scheduler {
             .bind(&action)
             .bind(a.next_run_at.map(|t| t.timestamp_millis()))
             .bind(now.timestamp_millis())
+            .bind(a.misfire.as_str())
+            .bind(i32::try_from(a.catchup_limit).unwrap_or(1))
             .execute(p)
             .await
             .map(drop));
@@ -531,18 +620,35 @@ impl Scheduler {
                         }
                     };
                     let Some(old) = a.next_run_at else { continue };
-                    let (latest, next) = schedule.latest_in(old, now);
+                    let (fire, next) = match a.misfire {
+                        Misfire::RunOnce => {
+                            let (latest, next) = schedule.latest_in(old, now);
+                            (latest.into_iter().collect::<Vec<_>>(), next)
+                        }
+                        Misfire::Skip => {
+                            let (latest, next) = schedule.latest_in(old, now);
+                            let grace = chrono::Duration::from_std(MISFIRE_GRACE)
+                                .unwrap_or(chrono::Duration::MAX);
+                            (
+                                latest.filter(|l| now - *l <= grace).into_iter().collect(),
+                                next,
+                            )
+                        }
+                        Misfire::RunAll => {
+                            schedule.occurrences_in(old, now, a.catchup_limit as usize)
+                        }
+                    };
                     moves.push(json!({
                         "id": a.id,
                         "old": old.timestamp_millis(),
                         "next": next.map(|t| t.timestamp_millis()),
                     }));
-                    if let Some(occurrence) = latest {
+                    for occurrence in fire {
                         candidates.push(ToFire {
                             run_id: zocalo_core::ids::new_prefixed("srun"),
-                            automation_id: a.id,
-                            name: a.name,
-                            action: a.action,
+                            automation_id: a.id.clone(),
+                            name: a.name.clone(),
+                            action: a.action.clone(),
                             occurrence,
                         });
                     }

@@ -18,7 +18,7 @@ mod subdaily;
 pub mod zone;
 
 pub use automations::{
-    run_ticker, Action, Automation, Fired, NewAutomation, Run, Scheduler, TickReport,
+    run_ticker, Action, Automation, Fired, Misfire, NewAutomation, Run, Scheduler, TickReport,
 };
 pub use error::SchedulerError;
 pub use recur::{fmt_utc, Occurrences, Schedule};

@@ -236,6 +236,29 @@ impl Schedule {
         self.scan(from, to)
     }
 
+    /// The occurrences in `from..=to`, at most the last `max` of them, and the first one
+    /// after `to`.
+    pub fn occurrences_in(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        max: usize,
+    ) -> (Vec<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        let mut kept = std::collections::VecDeque::with_capacity(max.min(1024));
+        for o in self.iter_from(from).skip_while(|o| *o < from) {
+            if o > to {
+                return (kept.into(), Some(o));
+            }
+            if kept.len() == max {
+                kept.pop_front();
+            }
+            if max > 0 {
+                kept.push_back(o);
+            }
+        }
+        (kept.into(), None)
+    }
+
     fn scan(
         &self,
         from: DateTime<Utc>,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use zocalo_pool::{JobQueue, SqlQueue};
-use zocalo_scheduler::{Action, NewAutomation, Scheduler, SchedulerError};
+use zocalo_scheduler::{Action, Misfire, NewAutomation, Scheduler, SchedulerError};
 use zocalo_store::{with_pool, Store};
 use zocalo_testkit::both_backends;
 
@@ -17,15 +17,15 @@ fn t(s: &str) -> DateTime<Utc> {
 }
 
 fn shell(name: &str, rrule: &str, start: &str, tz: &str) -> NewAutomation {
-    NewAutomation {
-        name: name.into(),
-        rrule: rrule.into(),
-        start: start.into(),
-        tz: tz.into(),
-        action: Action::Shell {
+    NewAutomation::new(
+        name,
+        rrule,
+        start,
+        tz,
+        Action::Shell {
             command: "true".into(),
         },
-    }
+    )
 }
 
 async fn count(store: &Store, table: &str) -> i64 {
@@ -194,6 +194,51 @@ both_backends!(
         assert_eq!(count(&store, "pool_jobs").await, 1);
     }
 );
+
+both_backends!(misfire_policies_skip_run_once_run_all, |store| async move {
+    let s = Scheduler::new(store.clone());
+    let created = t("2026-05-01T00:00:00Z");
+    for (name, misfire, limit) in [
+        ("skip", Misfire::Skip, 100),
+        ("once", Misfire::RunOnce, 100),
+        ("all", Misfire::RunAll, 100),
+        ("all3", Misfire::RunAll, 3),
+    ] {
+        let mut new = shell(name, "FREQ=HOURLY", "2026-05-01T00:00:00", "UTC");
+        new.misfire = misfire;
+        new.catchup_limit = limit;
+        let a = s.add(new, created).await.unwrap();
+        assert_eq!(a.misfire, misfire);
+    }
+    let mut bad = shell("zero", "FREQ=HOURLY", "2026-05-01T00:00:00", "UTC");
+    bad.catchup_limit = 0;
+    assert!(s.add(bad, created).await.unwrap_err().is_usage());
+    // Down from 00:00 to 10:30: eleven hourly occurrences came (00:00 .. 10:00).
+    let r = s.tick(t("2026-05-01T10:30:00Z")).await.unwrap();
+    let count = |n: &str| r.fired.iter().filter(|f| f.automation == n).count();
+    assert_eq!(count("skip"), 0, "10:00 is 30 minutes late");
+    assert_eq!(count("once"), 1);
+    assert_eq!(count("all"), 11);
+    assert_eq!(count("all3"), 3);
+    let latest3: Vec<_> = r
+        .fired
+        .iter()
+        .filter(|f| f.automation == "all3")
+        .map(|f| f.occurrence)
+        .collect();
+    assert!(
+        latest3.contains(&t("2026-05-01T08:00:00Z"))
+            && latest3.contains(&t("2026-05-01T10:00:00Z"))
+    );
+    // On time, skip fires too; every policy moved on to 11:00.
+    let r = s.tick(t("2026-05-01T11:00:30Z")).await.unwrap();
+    assert_eq!(r.fired.len(), 4);
+    assert_eq!(count_runs(&store).await, 1 + 11 + 3 + 4);
+});
+
+async fn count_runs(store: &Store) -> i64 {
+    count(store, "sched_runs").await
+}
 
 both_backends!(a_finished_rule_stops, |store| async move {
     let s = Scheduler::new(store.clone());

@@ -49,15 +49,15 @@ async fn run(db: TestDb) {
     for i in 0..AUTOMATIONS {
         sched
             .add(
-                NewAutomation {
-                    name: format!("a{i:03}"),
-                    rrule: format!("FREQ=SECONDLY;INTERVAL={EVERY_SECS}"),
-                    start: local.clone(),
-                    tz: "UTC".into(),
-                    action: Action::Shell {
+                NewAutomation::new(
+                    &format!("a{i:03}"),
+                    &format!("FREQ=SECONDLY;INTERVAL={EVERY_SECS}"),
+                    &local,
+                    "UTC",
+                    Action::Shell {
                         command: "true".into(),
                     },
-                },
+                ),
                 start,
             )
             .await

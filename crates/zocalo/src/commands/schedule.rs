@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use clap::{ArgGroup, Args, Subcommand};
 use serde_json::Value;
-use zocalo_scheduler::automations::check_name;
+use zocalo_scheduler::automations::{check_catchup, check_name};
 use zocalo_scheduler::{fmt_utc, Action, Automation, NewAutomation, Schedule, Scheduler};
 
 use crate::exit::usage;
@@ -102,6 +102,13 @@ pub struct AddArgs {
     /// Run this command with `sh -c` (a pool `shell` job).
     #[arg(long, value_name = "CMD")]
     pub shell: Option<String>,
+    /// Occurrences missed while no scheduler ran: skip (fire nothing more than a minute
+    /// late), run-once (the latest, once), run-all (each, up to --catch-up).
+    #[arg(long, value_name = "POLICY", default_value = "run-once")]
+    pub misfire: String,
+    /// With --misfire run-all: fire at most this many missed occurrences (the latest).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub catch_up: u32,
     /// Arguments for --skill.
     #[arg(last = true, requires = "skill")]
     pub args: Vec<String>,
@@ -138,13 +145,14 @@ pub async fn run(ctx: &Ctx, cmd: ScheduleCmd) -> anyhow::Result<()> {
             }
             for a in &list {
                 println!(
-                    "{:<20}  {:<6}  next {:<20}  {}  {} ({})",
+                    "{:<20}  {:<6}  next {:<20}  {}  {} ({}, misfire {})",
                     a.name,
                     if a.paused { "paused" } else { "active" },
                     a.next_run_at.map(fmt_utc).unwrap_or_else(|| "-".into()),
                     a.action.kind(),
                     a.rrule.replace('\n', " "),
-                    a.tz
+                    a.tz,
+                    a.misfire.as_str()
                 );
             }
             Ok(())
@@ -296,14 +304,17 @@ async fn add(ctx: &Ctx, args: AddArgs) -> anyhow::Result<()> {
         (None, None, Some(command)) => Action::Shell { command },
         _ => return Err(usage("give exactly one of --ask, --skill or --shell")),
     };
-    let new = NewAutomation {
-        name: args.name,
-        rrule: args.rule.rrule,
-        start: args.rule.start,
-        tz: args.rule.tz,
+    let mut new = NewAutomation::new(
+        &args.name,
+        &args.rule.rrule,
+        &args.rule.start,
+        &args.rule.tz,
         action,
-    };
+    );
+    new.misfire = args.misfire.parse()?;
+    new.catchup_limit = args.catch_up;
     // Check everything before the database is opened (or created).
+    check_catchup(new.catchup_limit)?;
     check_name(&new.name)?;
     new.action.validate()?;
     Schedule::parse(&new.rrule, &new.start, &new.tz)?;

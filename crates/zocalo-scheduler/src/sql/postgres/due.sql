@@ -1,7 +1,8 @@
 -- Automations whose next occurrence has come, oldest first, locked for this transaction.
 -- SKIP LOCKED: concurrent tickers take disjoint batches instead of queueing behind (or
 -- deadlocking with) each other.
-SELECT id, name, rrule, dtstart, tz, action, paused, next_run_at, created_at
+SELECT id, name, rrule, dtstart, tz, action, paused, next_run_at, created_at, misfire,
+       catchup_limit
 FROM sched_automations
 WHERE paused = FALSE AND next_run_at IS NOT NULL AND next_run_at <= $1
 ORDER BY next_run_at, id
