@@ -145,7 +145,11 @@ impl Asker {
             .model
             .clone()
             .unwrap_or_else(|| self.provider.default_model().to_owned());
-        let tool_specs = self.tools.specs();
+        let tool_specs = if self.provider.supports_tools() {
+            self.tools.specs()
+        } else {
+            Vec::new()
+        };
         let fixed_cost = estimate_tokens(&self.settings.system_prompt)
             + tool_specs
                 .iter()

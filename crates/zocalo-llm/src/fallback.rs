@@ -91,6 +91,11 @@ impl Provider for FallbackProvider {
         self.chain.first().map(|p| p.default_model()).unwrap_or("")
     }
 
+    /// The chain's first choice decides: tools are offered when it can use them.
+    fn supports_tools(&self) -> bool {
+        self.chain.first().is_some_and(|p| p.supports_tools())
+    }
+
     async fn stream(&self, request: CompletionRequest) -> Result<EventStream, LlmError> {
         Ok(self.stream_named(request).await?.stream)
     }

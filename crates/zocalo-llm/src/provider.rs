@@ -25,6 +25,12 @@ pub trait Provider: Send + Sync {
     /// Model used when the request names none.
     fn default_model(&self) -> &str;
 
+    /// Whether the model can call tools. The ask loop offers no tools to one that cannot
+    /// (a small local model), rather than sending specs it would ignore or garble.
+    fn supports_tools(&self) -> bool {
+        true
+    }
+
     /// Start a streamed completion. Errors before the first byte (HTTP status, connect) come
     /// back here; errors after it come as stream items. A stream that stops without
     /// [`StreamEvent::Done`] yields [`LlmError::StreamCut`] as its last item.

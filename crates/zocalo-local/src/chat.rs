@@ -330,6 +330,11 @@ impl Provider for LocalChat {
         DEFAULT_MODEL
     }
 
+    /// SmolLM2-135M was not trained for tool calls; the ask loop runs it without tools.
+    fn supports_tools(&self) -> bool {
+        false
+    }
+
     async fn stream(&self, request: CompletionRequest) -> Result<EventStream, LlmError> {
         if !request.model.is_empty() && request.model != DEFAULT_MODEL {
             return Err(LlmError::BadRequest {

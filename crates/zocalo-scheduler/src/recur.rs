@@ -399,6 +399,25 @@ mod tests {
     }
 
     #[test]
+    fn a_skipped_day_maps_onto_the_next_and_fires_once() {
+        // Samoa skipped 2011-12-30 entirely (-10:00 to +14:00): its 09:00 read with the
+        // offset before the gap is the same instant as 09:00 on the 31st.
+        assert_eq!(
+            preview(
+                "FREQ=DAILY;COUNT=4",
+                "2011-12-28T09:00:00",
+                "Pacific/Apia",
+                10
+            ),
+            [
+                "2011-12-28T19:00:00Z",
+                "2011-12-29T19:00:00Z",
+                "2011-12-30T19:00:00Z"
+            ]
+        );
+    }
+
+    #[test]
     fn overlap_fires_once_at_its_first_instance() {
         assert_eq!(
             preview(
@@ -515,6 +534,43 @@ mod tests {
                         .copied()
                 );
                 assert_eq!(next, all.iter().find(|o| **o > to).copied());
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+        /// Whatever parses also expands without panicking, quickly, in order.
+        #[test]
+        fn any_valid_rule_expands_without_panicking(
+            parts in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec![
+                        "INTERVAL", "COUNT", "WKST", "BYSECOND", "BYMINUTE", "BYHOUR", "BYDAY",
+                        "BYMONTHDAY", "BYYEARDAY", "BYWEEKNO", "BYMONTH", "BYSETPOS",
+                    ]),
+                    proptest::sample::select(vec![
+                        "1", "2", "-1", "3,17", "59", "23", "12", "31", "-31", "366", "-366",
+                        "53", "-53", "60000", "MO", "-1FR", "5SU", "20MO", "MO,WE,FR", "SU",
+                    ]),
+                ),
+                0..4,
+            ),
+            freq in proptest::sample::select(vec![
+                "SECONDLY", "MINUTELY", "HOURLY", "DAILY", "WEEKLY", "MONTHLY", "YEARLY",
+            ]),
+            year in 1900i32..2200,
+            tz in proptest::sample::select(vec!["UTC", "Europe/Berlin", "Australia/Lord_Howe", "Pacific/Apia"]),
+        ) {
+            let mut rule = format!("FREQ={freq}");
+            for (k, v) in &parts {
+                rule.push_str(&format!(";{k}={v}"));
+            }
+            if let Ok(s) = Schedule::parse(&rule, &format!("{year}-02-28T23:30:00"), tz) {
+                let out = s.preview(5);
+                for w in out.windows(2) {
+                    proptest::prop_assert!(w[0] < w[1]);
+                }
             }
         }
     }

@@ -70,36 +70,28 @@ impl Ctx {
             .or_else(|| self.config.provider.clone())
         {
             Some(name) => name,
-            None => detect_provider(&env, &self.vault_names()).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "no provider configured, and the built-in local model is not available yet. \
-                     Set one: `--provider openai` with OPENAI_API_KEY (and OPENAI_BASE_URL for \
-                     any compatible server) or `zocalo keys set openai`, `--provider anthropic` \
-                     with ANTHROPIC_API_KEY, or ZOCALO_PROVIDER / `provider = \"...\"` in {}",
-                    self.home.config_file().display()
-                )
-            })?,
+            // Nothing chosen and no vendor key anywhere: the embedded local model.
+            None => detect_provider(&env, &self.vault_names())
+                .unwrap_or_else(|| zocalo_local::PROVIDER_NAME.to_owned()),
         };
-        let primary = registry.build_with_vault(&name, None, &env, &vault)?;
+        let primary = self.build_provider(&registry, &name, &env, &vault)?;
         let model = args.model.clone().or_else(|| self.config.model.clone());
         let mut chain = vec![primary];
         for member in &self.config.fallback {
             if member == &name || chain.iter().any(|p| p.name() == member) {
                 continue;
             }
-            if registry.spec(member).is_err() && member == "local" {
-                tracing::debug!("fallback member `local` skipped: no local provider in this build");
-                continue;
-            }
-            match registry.build_with_vault(member, None, &env, &vault) {
+            match self.build_provider(&registry, member, &env, &vault) {
                 Ok(p) => chain.push(p),
-                Err(e @ zocalo_llm::LlmError::UnknownProvider { .. }) => {
-                    return Err(anyhow::Error::new(e).context(format!(
+                Err(e) if is_unknown_provider(&e) => {
+                    return Err(e.context(format!(
                         "invalid `fallback` in {}",
                         self.home.config_file().display()
                     )))
                 }
-                Err(e) => tracing::warn!(provider = %member, error = %e, "fallback member skipped"),
+                Err(e) => {
+                    tracing::warn!(provider = %member, error = %format!("{e:#}"), "fallback member skipped")
+                }
             }
         }
         tracing::debug!(
@@ -116,6 +108,39 @@ impl Ctx {
             }
         };
         Ok((provider, model))
+    }
+
+    /// Where local model weights live: `ZOCALO_MODELS_DIR`, else `models/` in the data home.
+    pub fn models_dir(&self) -> std::path::PathBuf {
+        std::env::var_os("ZOCALO_MODELS_DIR")
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| self.home.models_dir())
+    }
+
+    /// One provider by name: `local` is the in-process model, the rest come from the registry
+    /// (keys: flag > environment > vault). An unknown name lists every known one.
+    fn build_provider(
+        &self,
+        registry: &Registry,
+        name: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+        vault: &dyn Fn(&str) -> Result<Option<Secret>, LlmError>,
+    ) -> anyhow::Result<Arc<dyn Provider>> {
+        if name == zocalo_local::PROVIDER_NAME {
+            let dir = self.models_dir();
+            // Loading maps and checks ~300 MB of weights: keep it off the async workers.
+            let chat = tokio::task::block_in_place(|| zocalo_local::LocalChat::load(&dir))?;
+            return Ok(Arc::new(chat));
+        }
+        match registry.build_with_vault(name, None, env, vault) {
+            Err(LlmError::UnknownProvider { name, mut known }) => {
+                known.push(zocalo_local::PROVIDER_NAME.to_owned());
+                known.sort();
+                Err(LlmError::UnknownProvider { name, known }.into())
+            }
+            other => Ok(other?),
+        }
     }
 
     /// Looks keys up in the vault: decrypted at most once per command, and only when asked
@@ -183,6 +208,13 @@ impl Ctx {
         };
         Asker::new(store, provider, tools, settings)
     }
+}
+
+fn is_unknown_provider(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<LlmError>(),
+        Some(LlmError::UnknownProvider { .. })
+    )
 }
 
 fn detect_provider(env: &dyn Fn(&str) -> Option<String>, in_vault: &[String]) -> Option<String> {

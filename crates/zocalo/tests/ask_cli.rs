@@ -58,7 +58,7 @@ async fn openai_streams_answer_and_sends_system_prompt() {
         .iter()
         .map(|t| t["function"]["name"].as_str().unwrap())
         .collect();
-    assert_eq!(tools, ["current_time"]);
+    assert!(tools.contains(&"current_time"), "{tools:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

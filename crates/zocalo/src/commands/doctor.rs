@@ -94,34 +94,30 @@ pub async fn run(ctx: &Ctx, json_out: bool) -> anyhow::Result<()> {
         Err(e) => add("providers", false, true, e.to_string(), None),
     }
 
-    add(
-        "local_models",
-        false,
-        false,
-        "the embedded local chat and embedding models are not built yet".into(),
-        Some("use a provider with a key until the local model lands".into()),
-    );
-
-    // Skill scripts' writes: confined to a scratch dir by Landlock where the kernel allows it.
-    let (sandbox, reason) = match std::env::current_exe() {
-        Ok(exe) => zocalo_skills::runner::probe_sandbox(&exe).await,
-        Err(e) => (
-            "none".into(),
-            Some(format!("cannot locate the zocalo binary: {e}")),
-        ),
-    };
-    add(
-        "skill_sandbox",
-        sandbox != "none",
-        false,
-        match reason {
-            Some(r) => format!("{sandbox}: {r}"),
-            None => format!("{sandbox}: skill scripts may write only their scratch directory"),
-        },
-        (sandbox == "none").then(|| {
-            "use Linux 5.13+ with Landlock enabled (lsm=...,landlock) to confine skill scripts' writes".into()
-        }),
-    );
+    // The embedded default: weights present and matching their pinned sha256.
+    for m in zocalo_local::status(&ctx.models_dir()) {
+        let problem = m
+            .files
+            .iter()
+            .find_map(|f| f.problem.clone().map(|p| format!("{}: {p}", f.name)));
+        add(
+            &format!("model:{}", m.name),
+            m.verified,
+            false,
+            if m.verified {
+                format!(
+                    "{} ({} MB, sha256 verified)",
+                    m.path.display(),
+                    m.size_bytes / 1_000_000
+                )
+            } else if m.present {
+                problem.unwrap_or_else(|| "checksum mismatch".into())
+            } else {
+                format!("not installed in {}", m.path.display())
+            },
+            (!m.verified).then(|| "zocalo models fetch".into()),
+        );
+    }
 
     let chromium = ["ZOCALO_CHROMIUM"]
         .iter()
