@@ -556,3 +556,50 @@ both!(
         }
     }
 );
+
+// An `ask` job runs the ask loop on the worker, against a local server speaking the OpenAI
+// streaming format, and stores {"conversation_id","text"}; the conversation is in the database.
+both!(ask_job_runs_the_ask_loop, |db, home| async move {
+    use zocalo_testkit::fake::{openai_text_sse, FakeServer, Reply};
+    let server = FakeServer::start().await;
+    server.push(Reply::sse(openai_text_sse(
+        "gpt-test",
+        &["Pool ", "says hi."],
+    )));
+    let payload = json!({"message": "Say hi", "provider": "openai"}).to_string();
+    let id = submit(db, home, &["ask", "--payload", &payload])
+        .await
+        .remove(0);
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_zocalo"));
+    for k in [
+        "ZOCALO_DATABASE_URL",
+        "ZOCALO_LOG",
+        "ZOCALO_PROVIDER",
+        "ZOCALO_MODEL",
+        "ANTHROPIC_API_KEY",
+    ] {
+        cmd.env_remove(k);
+    }
+    let child = cmd
+        .env("ZOCALO_HOME", home)
+        .env("OPENAI_BASE_URL", format!("{}/v1", server.url()))
+        .env("OPENAI_API_KEY", "sk-test-pool-0123456789")
+        .args(["--database-url", &db.url(), "worker", "--drain"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let r = wait_exit(child, 60).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let job = show(db, home, &id).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["result"]["text"], "Pool says hi.");
+    let conv = job["result"]["conversation_id"].as_str().unwrap();
+    assert!(conv.starts_with("conv_"));
+    let shown = z(db, home, &["conversations", "show", conv, "--json"]).await;
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    assert_eq!(shown.json()["messages"].as_array().unwrap().len(), 2);
+    assert_eq!(server.requests().len(), 1);
+});
