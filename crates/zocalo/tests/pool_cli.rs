@@ -603,3 +603,44 @@ both!(ask_job_runs_the_ask_loop, |db, home| async move {
     assert_eq!(shown.json()["messages"].as_array().unwrap().len(), 2);
     assert_eq!(server.requests().len(), 1);
 });
+
+both!(skill_job_runs_the_skill_script, |db, home| async move {
+    let dir = home.join("skills/greet");
+    std::fs::create_dir_all(dir.join("scripts")).unwrap();
+    std::fs::write(
+        dir.join("SKILL.md"),
+        "---\nname: greet\ndescription: Greets someone by name.\n---\nRun scripts/hello.sh NAME.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("scripts/hello.sh"),
+        "#!/bin/sh\necho \"hello, $1\"\n",
+    )
+    .unwrap();
+    let payload = json!({"name": "greet", "args": ["pool"]}).to_string();
+    let id = submit(db, home, &["skill", "--payload", &payload])
+        .await
+        .remove(0);
+    let missing = json!({"name": "no-such-skill"}).to_string();
+    let id_missing = submit(db, home, &["skill", "--payload", &missing])
+        .await
+        .remove(0);
+    let r = wait_exit(spawn_worker(db, home, &["--drain"]), 60).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let job = show(db, home, &id).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["result"]["stdout"], "hello, pool\n");
+    assert_eq!(job["result"]["exit_code"], 0);
+    // The same runner as `zocalo skills run`: its sandbox label is reported.
+    assert!(
+        job["result"]["sandbox"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
+        "{job}"
+    );
+    let job = show(db, home, &id_missing).await;
+    assert_eq!(
+        job["state"], "failed",
+        "a skill the worker lacks fails for good: {job}"
+    );
+});

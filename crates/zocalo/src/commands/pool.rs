@@ -92,7 +92,7 @@ pub fn submit_registry() -> Registry {
     r
 }
 
-fn validate_skill(p: &Value) -> Result<(), String> {
+pub(crate) fn validate_skill(p: &Value) -> Result<(), String> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     #[allow(dead_code)]

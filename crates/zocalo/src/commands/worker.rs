@@ -85,6 +85,12 @@ pub async fn run(ctx: &Ctx, args: WorkerArgs) -> anyhow::Result<()> {
             store: store.clone(),
         }),
     );
+    registry.register(
+        "skill",
+        Arc::new(SkillHandler {
+            home: ctx.home.root().to_path_buf(),
+        }),
+    );
     let worker = Worker::new(queue, registry, config)?;
     eprintln!(
         "worker {} joined the pool (concurrency {})",
@@ -198,6 +204,69 @@ impl Handler for AskHandler {
                 Err(e) => Err(JobError::retry(e.to_string())),
             },
             reason = job.stop.stopped() => Err(JobError::retry(format!("stopped ({reason:?})"))),
+        }
+    }
+}
+
+/// Runs a skill's script on this worker: payload {"name","args"?} → result {"exit_code",
+/// "stdout","stderr","sandbox"}. Skills are discovered as `zocalo skills` finds them on this
+/// machine; scripts run through the same sandboxed runner (Landlock launcher, clean
+/// environment, time and output limits). A skill this worker does not have fails the job for
+/// good; a script that exits non-zero or times out is retried like a shell job.
+struct SkillHandler {
+    home: std::path::PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+struct SkillPayload {
+    name: String,
+    #[serde(default)]
+    args: Vec<String>,
+}
+
+#[async_trait]
+impl Handler for SkillHandler {
+    fn validate(&self, payload: &Value) -> Result<(), String> {
+        super::pool::validate_skill(payload)
+    }
+
+    async fn run(&self, mut job: JobRun) -> Result<Value, JobError> {
+        super::pool::validate_skill(&job.payload).map_err(JobError::fatal)?;
+        let p: SkillPayload = serde_json::from_value(job.payload.clone())
+            .map_err(|e| JobError::fatal(e.to_string()))?;
+        let skills = zocalo_skills::Skills::load(zocalo_skills::default_roots(&self.home, &[]));
+        let skill = skills
+            .get(&p.name)
+            .map_err(|e| JobError::fatal(format!("on this worker: {e}")))?;
+        let limits = zocalo_skills::RunLimits {
+            launcher: std::env::current_exe().ok(),
+            ..zocalo_skills::RunLimits::default()
+        };
+        let out = tokio::select! {
+            r = zocalo_skills::run_script(&skill, None, &p.args, &limits) => {
+                r.map_err(|e| JobError::fatal(e.to_string()))?
+            }
+            reason = job.stop.stopped() => {
+                return Err(JobError::retry(format!("stopped ({reason:?})")));
+            }
+        };
+        let result = json!({
+            "exit_code": out.exit_code, "stdout": out.stdout, "stderr": out.stderr,
+            "timed_out": out.timed_out, "sandbox": out.sandbox, "elapsed_ms": out.elapsed_ms,
+        });
+        if out.success() {
+            Ok(result)
+        } else {
+            Err(JobError::retry(format!(
+                "skill {} {}: {}",
+                p.name,
+                if out.timed_out {
+                    "timed out".to_string()
+                } else {
+                    format!("exited with {:?}", out.exit_code)
+                },
+                out.stderr.trim()
+            )))
         }
     }
 }
