@@ -94,12 +94,34 @@ pub struct AskOutcome {
     pub stop_reason: StopReason,
 }
 
+/// Extra context for a turn (recalled memories, for example) and a hook once the turn is
+/// stored. Failures are logged and the ask goes on without the extra context.
+#[async_trait::async_trait]
+pub trait ContextSource: Send + Sync {
+    /// Text appended to the system prompt for this turn, at most `budget_tokens` (estimated
+    /// as [`estimate_tokens`] does); `None` for nothing.
+    async fn context_for(
+        &self,
+        conversation: &ConversationId,
+        message: &str,
+        budget_tokens: usize,
+    ) -> Result<Option<String>, String>;
+
+    /// Called after the turn (user message and answer) is committed.
+    async fn turn_committed(
+        &self,
+        conversation: &ConversationId,
+        message: &str,
+    ) -> Result<(), String>;
+}
+
 /// Runs asks against one provider, store and tool set.
 pub struct Asker {
     store: Store,
     provider: Arc<dyn Provider>,
     tools: ToolRegistry,
     settings: AskSettings,
+    context: Option<Arc<dyn ContextSource>>,
 }
 
 impl Asker {
@@ -114,7 +136,15 @@ impl Asker {
             provider,
             tools,
             settings,
+            context: None,
         }
+    }
+
+    /// Adds a [`ContextSource`] consulted before every turn (it gets at most a quarter of the
+    /// tokens the turn leaves free) and told after every committed turn.
+    pub fn with_context_source(mut self, source: Arc<dyn ContextSource>) -> Self {
+        self.context = Some(source);
+        self
     }
 
     /// Answer `request.message`. Streams events through `on_event`. Writes nothing unless the
@@ -150,7 +180,25 @@ impl Asker {
         } else {
             Vec::new()
         };
-        let fixed_cost = estimate_tokens(&self.settings.system_prompt)
+        let mut system = self.settings.system_prompt.clone();
+        if let Some(source) = &self.context {
+            let turn_cost = estimate_message_tokens(&Message::user(request.message.clone()));
+            let free = self.settings.context_tokens.saturating_sub(
+                estimate_tokens(&system) + self.settings.max_output_tokens as usize + turn_cost,
+            );
+            let budget = free / 4;
+            if budget > 0 {
+                match source
+                    .context_for(&conversation_id, &request.message, budget)
+                    .await
+                {
+                    Ok(Some(extra)) => system = format!("{system}\n\n{extra}"),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!("extra context unavailable: {e}"),
+                }
+            }
+        }
+        let fixed_cost = estimate_tokens(&system)
             + tool_specs
                 .iter()
                 .map(|s| estimate_tokens(&serde_json::to_string(s).unwrap_or_default()))
@@ -186,7 +234,7 @@ impl Asker {
             messages.extend(turn.iter().cloned());
             let call = CompletionRequest {
                 model: model.clone(),
-                system: Some(self.settings.system_prompt.clone()),
+                system: Some(system.clone()),
                 messages,
                 tools: tool_specs.clone(),
                 max_tokens: self.settings.max_output_tokens,
@@ -248,6 +296,14 @@ impl Asker {
         self.store
             .append_turn(&conversation_id, title.as_deref(), &rows)
             .await?;
+        if let Some(source) = &self.context {
+            if let Err(e) = source
+                .turn_committed(&conversation_id, &request.message)
+                .await
+            {
+                tracing::warn!("after-turn hook failed: {e}");
+            }
+        }
         Ok(AskOutcome {
             conversation_id,
             new_conversation,

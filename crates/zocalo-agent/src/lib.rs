@@ -10,7 +10,7 @@ pub mod context;
 pub mod error;
 pub mod tools;
 
-pub use ask::{AskEvent, AskOutcome, AskRequest, AskSettings, Asker};
+pub use ask::{AskEvent, AskOutcome, AskRequest, AskSettings, Asker, ContextSource};
 pub use error::AgentError;
 pub use tools::{CurrentTime, ToolRegistry};
 
