@@ -57,6 +57,9 @@ pub enum Command {
     /// Automations: RFC 5545 recurrences in IANA zones that fire asks, skills or commands.
     #[command(subcommand)]
     Schedule(crate::commands::schedule::ScheduleCmd),
+    /// Long-term memory: add, import, search (keyword + meaning), forget, stats.
+    #[command(subcommand)]
+    Memory(crate::commands::memory::MemoryCmd),
 }
 
 #[derive(Debug, Args, Clone)]

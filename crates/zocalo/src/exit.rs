@@ -31,6 +31,9 @@ fn is_usage(e: &anyhow::Error) -> bool {
                 .downcast_ref::<zocalo_pool::PoolError>()
                 .is_some_and(|e| e.is_usage())
             || cause
+                .downcast_ref::<zocalo_memory::MemoryError>()
+                .is_some_and(|e| e.is_usage())
+            || cause
                 .downcast_ref::<zocalo_scheduler::SchedulerError>()
                 .is_some_and(|e| e.is_usage())
     })

@@ -178,8 +178,14 @@ impl Ctx {
 
     pub fn asker(&self, store: Store, provider: Arc<dyn Provider>, tools: bool) -> Asker {
         let mut settings = AskSettings::from_config(&self.config.ask);
+        // Memory: recalled memories join the context before each turn, user turns are kept
+        // as episodic memories, and the model gets memory_save / memory_search.
+        let memory = crate::commands::memory::ask_memory(self, store.clone());
         let tools = if tools {
             let mut registry = ToolRegistry::builtin();
+            for tool in memory.iter().flat_map(|m| m.tools()) {
+                registry.register(tool);
+            }
             // Skills: only names and descriptions go into the prompt; the model opens the
             // rest with skill_open / skill_read / skill_run. Hot reload keeps the tools live
             // for a long chat. No skills, no catalog and no skill tools.
@@ -206,7 +212,13 @@ impl Ctx {
         } else {
             ToolRegistry::new()
         };
-        Asker::new(store, provider, tools, settings)
+        let asker = Asker::new(store, provider, tools, settings);
+        match memory {
+            Some(m) => {
+                asker.with_context_source(Arc::new(crate::commands::memory::MemoryContext(m)))
+            }
+            None => asker,
+        }
     }
 }
 

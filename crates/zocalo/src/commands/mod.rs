@@ -5,6 +5,7 @@ mod chat;
 mod conversations;
 mod doctor;
 pub mod keys;
+pub mod memory;
 pub mod models;
 pub mod pool;
 pub mod schedule;
@@ -27,6 +28,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(cmd) => keys::run(&ctx, cmd).await,
         Command::Models(cmd) => models::run(&ctx, cmd).await,
         Command::Schedule(cmd) => schedule::run(&ctx, cmd).await,
+        Command::Memory(cmd) => memory::run(&ctx, cmd).await,
     }
 }
 

