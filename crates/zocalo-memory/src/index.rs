@@ -31,6 +31,10 @@ pub(crate) struct Index {
     slot_terms: Vec<Vec<u32>>,
     slot_has_vec: Vec<bool>,
     vectors: Vec<f32>,
+    // The same vectors quantised to i8 (x * scale, scale = 127 / max |x|): a scan reads a
+    // quarter of the bytes, and the best candidates are rescored with the f32 vectors.
+    qvectors: Vec<i8>,
+    qscale: Vec<f32>,
     free: Vec<u32>,
     live_slots: usize,
     total_len: u64,
@@ -102,6 +106,8 @@ impl Index {
             match chunk.vector {
                 Some(v) if self.dim > 0 && v.len() == self.dim => {
                     self.vectors[s * self.dim..(s + 1) * self.dim].copy_from_slice(&v);
+                    self.qscale[s] =
+                        quantise(&v, &mut self.qvectors[s * self.dim..(s + 1) * self.dim]);
                     self.slot_has_vec[s] = true;
                 }
                 _ => self.slot_has_vec[s] = false,
@@ -128,6 +134,8 @@ impl Index {
             self.slot_memory[s] = None;
             if self.slot_has_vec[s] {
                 self.vectors[s * self.dim..(s + 1) * self.dim].fill(0.0);
+                self.qvectors[s * self.dim..(s + 1) * self.dim].fill(0);
+                self.qscale[s] = 0.0;
                 self.slot_has_vec[s] = false;
             }
             self.live_slots -= 1;
@@ -147,6 +155,8 @@ impl Index {
         self.slot_terms.push(Vec::new());
         self.slot_has_vec.push(false);
         self.vectors.resize(self.vectors.len() + self.dim, 0.0);
+        self.qvectors.resize(self.qvectors.len() + self.dim, 0);
+        self.qscale.push(0.0);
         s
     }
 
@@ -195,19 +205,34 @@ impl Index {
         if self.dim == 0 || query.len() != self.dim || scopes.is_empty() {
             return Vec::new();
         }
+        let mut q8 = vec![0i8; self.dim];
+        let qs = quantise(query, &mut q8);
+        if qs == 0.0 {
+            return Vec::new();
+        }
+        // Pass 1: approximate scores from the i8 copies; keep a generous candidate set.
         let mut scored = Vec::new();
         for (s, (scope, vector)) in self
             .slot_scope
             .iter()
-            .zip(self.vectors.chunks_exact(self.dim))
+            .zip(self.qvectors.chunks_exact(self.dim))
             .enumerate()
         {
             if !scopes.contains(scope) || !self.slot_has_vec[s] {
                 continue;
             }
-            scored.push((s as u32, dot(query, vector)));
+            scored.push((s as u32, dot_i8(&q8, vector) as f32 / self.qscale[s]));
         }
-        top_n(scored, n)
+        let candidates = top_n(scored, n.saturating_mul(4).max(64));
+        // Pass 2: exact cosine for the candidates.
+        let exact = candidates
+            .into_iter()
+            .map(|(s, _)| {
+                let i = s as usize * self.dim;
+                (s, dot(query, &self.vectors[i..i + self.dim]))
+            })
+            .collect();
+        top_n(exact, n)
     }
 }
 
@@ -224,6 +249,37 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut sum: f32 = acc.iter().sum();
     for (x, y) in ra.iter().zip(rb) {
         sum += x * y;
+    }
+    sum
+}
+
+/// Writes `v * scale` rounded into `out` and returns `scale` (0 for a zero vector).
+fn quantise(v: &[f32], out: &mut [i8]) -> f32 {
+    let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    if max == 0.0 {
+        out.fill(0);
+        return 0.0;
+    }
+    let scale = 127.0 / max;
+    for (o, x) in out.iter_mut().zip(v) {
+        *o = (x * scale).round().clamp(-127.0, 127.0) as i8;
+    }
+    scale
+}
+
+/// Integer dot product in 16 lanes, so the compiler vectorises it.
+fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    let mut acc = [0i32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..16 {
+            acc[i] += i32::from(x[i]) * i32::from(y[i]);
+        }
+    }
+    let mut sum: i32 = acc.iter().sum();
+    for (x, y) in ra.iter().zip(rb) {
+        sum += i32::from(*x) * i32::from(*y);
     }
     sum
 }
@@ -308,12 +364,57 @@ mod tests {
         assert!(ix.search_dense(&[1.0, 0.0], &[a], 10).is_empty());
         assert!(ix.postings.iter().all(Vec::is_empty));
         assert!(ix.vectors.iter().all(|x| *x == 0.0));
+        assert!(ix.qvectors.iter().all(|x| *x == 0));
         ix.insert(
             record("m2", "a", "gamma"),
             vec![entry("gamma", Some(vec![1.0, 0.0]))],
         );
         assert_eq!(ix.slot_scope.len(), 2, "a freed slot is reused");
         assert_eq!(ix.search_bm25(&terms("gamma"), &[a], 10).len(), 1);
+    }
+
+    #[test]
+    fn quantised_scan_keeps_the_exact_order() {
+        let dim = 48;
+        let mut ix = Index::new(dim);
+        let vecs: Vec<Vec<f32>> = (0..300)
+            .map(|i| {
+                let v: Vec<f32> = (0..dim)
+                    .map(|j| ((i * 31 + j * 17) % 23) as f32 - 11.0)
+                    .collect();
+                let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                v.iter().map(|x| x / n).collect()
+            })
+            .collect();
+        for (i, v) in vecs.iter().enumerate() {
+            let id = format!("m{i}");
+            ix.insert(
+                record(&id, "a", "x"),
+                vec![ChunkEntry {
+                    terms: vec![],
+                    vector: Some(v.clone()),
+                }],
+            );
+        }
+        let a = ix.scope_id("a").unwrap();
+        let q = &vecs[7];
+        let got = ix.search_dense(q, &[a], 10);
+        let mut exact: Vec<(usize, f32)> = vecs
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i, dot(q, v)))
+            .collect();
+        exact.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+        let want: Vec<String> = exact
+            .iter()
+            .take(10)
+            .map(|(i, _)| format!("m{i}"))
+            .collect();
+        let got: Vec<String> = got
+            .iter()
+            .map(|(s, _)| ix.memory_of(*s).unwrap().to_string())
+            .collect();
+        assert_eq!(got, want);
     }
 
     #[test]
