@@ -119,6 +119,27 @@ pub async fn run(ctx: &Ctx, json_out: bool) -> anyhow::Result<()> {
         );
     }
 
+    // Skill scripts' writes: confined to a scratch dir by Landlock where the kernel allows it.
+    let (sandbox, reason) = match std::env::current_exe() {
+        Ok(exe) => zocalo_skills::runner::probe_sandbox(&exe).await,
+        Err(e) => (
+            "none".into(),
+            Some(format!("cannot locate the zocalo binary: {e}")),
+        ),
+    };
+    add(
+        "skill_sandbox",
+        sandbox != "none",
+        false,
+        match reason {
+            Some(r) => format!("{sandbox}: {r}"),
+            None => format!("{sandbox}: skill scripts may write only their scratch directory"),
+        },
+        (sandbox == "none").then(|| {
+            "use Linux 5.13+ with Landlock enabled (lsm=...,landlock) to confine skill scripts' writes".into()
+        }),
+    );
+
     let chromium = ["ZOCALO_CHROMIUM"]
         .iter()
         .filter_map(|k| std::env::var(k).ok())
