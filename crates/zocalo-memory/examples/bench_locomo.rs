@@ -273,17 +273,26 @@ async fn main() {
             Retrieval::Keyword,
         ),
         (
-            "ours: hybrid + date/neighbour keywords",
+            "hybrid + date/neighbour keywords, dense weight 1",
             MemoryConfig::default(),
             Shape::Context,
             Retrieval::Hybrid,
         ),
         (
-            "ours, dense weight 1.5",
-            MemoryConfig {
-                dense_weight: 1.5,
-                ..MemoryConfig::default()
-            },
+            "hybrid + date/neighbour keywords, dense weight 0.5",
+            MemoryConfig { dense_weight: 0.5, ..MemoryConfig::default() },
+            Shape::Context,
+            Retrieval::Hybrid,
+        ),
+        (
+            "hybrid + date/neighbour keywords, dense weight 0.3",
+            MemoryConfig { dense_weight: 0.3, ..MemoryConfig::default() },
+            Shape::Context,
+            Retrieval::Hybrid,
+        ),
+        (
+            "hybrid + date/neighbour keywords, dense weight 0.2",
+            MemoryConfig { dense_weight: 0.2, ..MemoryConfig::default() },
             Shape::Context,
             Retrieval::Hybrid,
         ),
