@@ -280,19 +280,28 @@ async fn main() {
         ),
         (
             "hybrid + date/neighbour keywords, dense weight 0.5",
-            MemoryConfig { dense_weight: 0.5, ..MemoryConfig::default() },
+            MemoryConfig {
+                dense_weight: 0.5,
+                ..MemoryConfig::default()
+            },
             Shape::Context,
             Retrieval::Hybrid,
         ),
         (
             "hybrid + date/neighbour keywords, dense weight 0.3",
-            MemoryConfig { dense_weight: 0.3, ..MemoryConfig::default() },
+            MemoryConfig {
+                dense_weight: 0.3,
+                ..MemoryConfig::default()
+            },
             Shape::Context,
             Retrieval::Hybrid,
         ),
         (
             "hybrid + date/neighbour keywords, dense weight 0.2",
-            MemoryConfig { dense_weight: 0.2, ..MemoryConfig::default() },
+            MemoryConfig {
+                dense_weight: 0.2,
+                ..MemoryConfig::default()
+            },
             Shape::Context,
             Retrieval::Hybrid,
         ),
