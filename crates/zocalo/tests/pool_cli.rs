@@ -3,6 +3,7 @@
 //! SIGKILL mid-job, cancel, retries, graceful shutdown.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
 
 use std::collections::HashMap;
@@ -12,45 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use zocalo_testkit::db::TestDb;
 
-/// Runs each test body on a fresh SQLite file and a fresh Postgres schema.
-macro_rules! both {
-    ($name:ident, |$db:ident, $home:ident| $body:expr) => {
-        mod $name {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let db = zocalo_testkit::db::sqlite().await;
-                let home = tempfile::tempdir().unwrap();
-                {
-                    let $db = &db;
-                    let $home = home.path();
-                    $body.await;
-                }
-                db.cleanup().await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let db = zocalo_testkit::db::postgres().await;
-                let home = tempfile::tempdir().unwrap();
-                {
-                    let $db = &db;
-                    let $home = home.path();
-                    $body.await;
-                }
-                db.cleanup().await;
-            }
-        }
-    };
-}
-
-async fn z(db: &TestDb, home: &Path, args: &[&str]) -> common::Run {
-    let url = db.url();
-    let mut all = vec!["--database-url", url.as_str()];
-    all.extend_from_slice(args);
-    common::zocalo(home, &[], &all).await
-}
+use common::z;
 
 /// A `zocalo worker` process left running.
 fn spawn_worker(db: &TestDb, home: &Path, args: &[&str]) -> tokio::process::Child {

@@ -4,51 +4,14 @@
 //! exactly once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
 
 use std::path::Path;
 
 use serde_json::{json, Value};
-use zocalo_testkit::db::TestDb;
 
-macro_rules! both {
-    ($name:ident, |$db:ident, $home:ident| $body:expr) => {
-        mod $name {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let db = zocalo_testkit::db::sqlite().await;
-                let home = tempfile::tempdir().unwrap();
-                {
-                    let $db = &db;
-                    let $home = home.path();
-                    $body.await;
-                }
-                db.cleanup().await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let db = zocalo_testkit::db::postgres().await;
-                let home = tempfile::tempdir().unwrap();
-                {
-                    let $db = &db;
-                    let $home = home.path();
-                    $body.await;
-                }
-                db.cleanup().await;
-            }
-        }
-    };
-}
-
-async fn z(db: &TestDb, home: &Path, args: &[&str]) -> common::Run {
-    let url = db.url();
-    let mut all = vec!["--database-url", url.as_str()];
-    all.extend_from_slice(args);
-    common::zocalo(home, &[], &all).await
-}
+use common::z;
 
 async fn preview(home: &Path, rrule: &str, start: &str, tz: &str, limit: &str) -> common::Run {
     common::zocalo(

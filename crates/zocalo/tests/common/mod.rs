@@ -1,5 +1,5 @@
 //! Running the real `zocalo` binary against local fake providers.
-#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
+#![allow(dead_code, unused_macros, clippy::expect_used, clippy::unwrap_used)]
 
 use std::path::Path;
 use std::process::Output;
@@ -59,4 +59,47 @@ pub async fn zocalo(home: &Path, env: &[(&str, &str)], args: &[&str]) -> Run {
         .expect("zocalo did not finish within 60 s")
         .expect("zocalo could not be started");
     out.into()
+}
+
+/// `zocalo --database-url <the test's database> ARGS`.
+pub async fn z(db: &zocalo_testkit::db::TestDb, home: &Path, args: &[&str]) -> Run {
+    let url = db.url();
+    let mut all = vec!["--database-url", url.as_str()];
+    all.extend_from_slice(args);
+    zocalo(home, &[], &all).await
+}
+
+/// `both!(name, |db, home| async move { ... })`: the body runs twice, as `name::sqlite` on a
+/// fresh SQLite file and `name::postgres` on a fresh Postgres schema, each with its own data
+/// home; the database is dropped afterwards.
+macro_rules! both {
+    ($name:ident, |$db:ident, $home:ident| $body:expr) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let db = zocalo_testkit::db::sqlite().await;
+                let home = tempfile::tempdir().unwrap();
+                {
+                    let $db = &db;
+                    let $home = home.path();
+                    $body.await;
+                }
+                db.cleanup().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let db = zocalo_testkit::db::postgres().await;
+                let home = tempfile::tempdir().unwrap();
+                {
+                    let $db = &db;
+                    let $home = home.path();
+                    $body.await;
+                }
+                db.cleanup().await;
+            }
+        }
+    };
 }
