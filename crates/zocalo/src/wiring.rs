@@ -129,8 +129,16 @@ impl Ctx {
     ) -> anyhow::Result<Arc<dyn Provider>> {
         if name == zocalo_local::PROVIDER_NAME {
             let dir = self.models_dir();
-            // Loading maps and checks ~300 MB of weights: keep it off the async workers.
-            let chat = tokio::task::block_in_place(|| zocalo_local::LocalChat::load(&dir))?;
+            // Loading maps and checks ~300 MB of weights: keep it off the async workers where
+            // the runtime allows (block_in_place panics on a current-thread runtime).
+            let load = || zocalo_local::LocalChat::load(&dir);
+            let multi_thread = tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+            let chat = if multi_thread {
+                tokio::task::block_in_place(load)?
+            } else {
+                load()?
+            };
             return Ok(Arc::new(chat));
         }
         match registry.build_with_vault(name, None, env, vault) {
