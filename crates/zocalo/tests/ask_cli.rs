@@ -422,3 +422,66 @@ async fn ask_on_postgres_backend() {
         "no SQLite file when a URL is given"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chat_keeps_one_conversation_and_streams_answers() {
+    use tokio::io::AsyncWriteExt;
+    let home = tempfile::tempdir().unwrap();
+    let server = FakeServer::start().await;
+    server.push(Reply::sse(openai_text_sse("gpt-test", &["Hi ", "Ada."])));
+    server.push(Reply::sse(openai_text_sse("gpt-test", &["You are Ada."])));
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_zocalo"));
+    for k in [
+        "ANTHROPIC_API_KEY",
+        "ZOCALO_PROVIDER",
+        "ZOCALO_DATABASE_URL",
+        "ZOCALO_LOG",
+    ] {
+        cmd.env_remove(k);
+    }
+    let mut child = cmd
+        .env("ZOCALO_HOME", home.path())
+        .env("OPENAI_BASE_URL", format!("{}/v1", server.url()))
+        .env("OPENAI_API_KEY", OPENAI_KEY)
+        .args(["chat", "--provider", "openai"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"I am Ada\n\nWho am I?\n/exit\n")
+        .await
+        .unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("Hi Ada.") && stdout.contains("You are Ada."),
+        "{stdout}"
+    );
+    // The blank line is skipped; the second question continues the first conversation.
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 2);
+    let msgs = reqs[1].body["messages"].as_array().unwrap();
+    assert_eq!(
+        msgs.len(),
+        4,
+        "system + first exchange + second question: {msgs:?}"
+    );
+    assert_eq!(msgs[1]["content"], "I am Ada");
+    let list = zocalo(home.path(), &[], &["conversations", "list", "--json"]).await;
+    let convs = list.json();
+    assert_eq!(convs.as_array().unwrap().len(), 1, "{convs}");
+    assert_eq!(convs[0]["messages"], 4);
+}
