@@ -40,12 +40,7 @@ impl AnthropicProvider {
 
     /// The JSON body sent for `request` (always streaming).
     pub fn request_body(&self, request: &CompletionRequest) -> Value {
-        let model = if request.model.is_empty() {
-            &self.endpoint.default_model
-        } else {
-            &request.model
-        };
-        request_body(request, model)
+        request_body(request, self.endpoint.model_for(request))
     }
 }
 

@@ -36,12 +36,7 @@ impl OpenAiProvider {
 
     /// The JSON body sent for `request` (always streaming, with usage).
     pub fn request_body(&self, request: &CompletionRequest) -> Value {
-        let model = if request.model.is_empty() {
-            &self.endpoint.default_model
-        } else {
-            &request.model
-        };
-        request_body(request, model)
+        request_body(request, self.endpoint.model_for(request))
     }
 }
 

@@ -111,6 +111,15 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// The model a request asks for, or this endpoint's default when it names none.
+    pub fn model_for<'a>(&'a self, request: &'a zocalo_core::CompletionRequest) -> &'a str {
+        if request.model.is_empty() {
+            &self.default_model
+        } else {
+            &request.model
+        }
+    }
+
     /// An endpoint with default timeouts and retry policy.
     pub fn new(
         name: &str,
