@@ -83,6 +83,7 @@ pub async fn run(ctx: &Ctx, args: WorkerArgs) -> anyhow::Result<()> {
         Arc::new(AskHandler {
             ctx: Ctx::load(ctx.database_url.clone())?,
             store: store.clone(),
+            askers: Default::default(),
         }),
     );
     registry.register(
@@ -163,9 +164,42 @@ impl AskPayload {
 /// Runs the ask loop: payload {"message","conversation_id"?,"provider"?,"model"?} → result
 /// {"conversation_id","text"}. A missing key or unknown provider fails the job for good;
 /// provider outages are retried.
+///
+/// The ask loop for each (provider, model) is built once per worker and shared by its jobs:
+/// building it loads the provider (the local model's weights), the skills and the memory
+/// indexes, which would otherwise be repeated for every job.
 struct AskHandler {
     ctx: Ctx,
     store: zocalo_store::Store,
+    askers: tokio::sync::Mutex<std::collections::HashMap<AskerKey, AskerFor>>,
+}
+
+type AskerKey = (Option<String>, Option<String>);
+/// An ask loop and the model it should ask (None: the provider's default).
+type AskerFor = (Arc<zocalo_agent::Asker>, Option<String>);
+
+impl AskHandler {
+    async fn asker(&self, p: &AskPayload) -> Result<AskerFor, JobError> {
+        let key = (p.provider.clone(), p.model.clone());
+        let mut askers = self.askers.lock().await;
+        if let Some(found) = askers.get(&key) {
+            return Ok(found.clone());
+        }
+        let (provider, model) = self
+            .ctx
+            .provider(&ModelArgs {
+                provider: p.provider.clone(),
+                model: p.model.clone(),
+                no_tools: false,
+            })
+            .map_err(|e| JobError::fatal(format!("{e:#}")))?;
+        let built = (
+            Arc::new(self.ctx.asker(self.store.clone(), provider, true)),
+            model,
+        );
+        askers.insert(key, built.clone());
+        Ok(built)
+    }
 }
 
 #[async_trait]
@@ -176,15 +210,7 @@ impl Handler for AskHandler {
 
     async fn run(&self, mut job: JobRun) -> Result<Value, JobError> {
         let p = AskPayload::parse(&job.payload).map_err(JobError::fatal)?;
-        let (provider, model) = self
-            .ctx
-            .provider(&ModelArgs {
-                provider: p.provider.clone(),
-                model: p.model.clone(),
-                no_tools: false,
-            })
-            .map_err(|e| JobError::fatal(format!("{e:#}")))?;
-        let asker = self.ctx.asker(self.store.clone(), provider, true);
+        let (asker, model) = self.asker(&p).await?;
         let conversation = p
             .conversation_id
             .as_deref()
