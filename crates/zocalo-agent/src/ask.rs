@@ -10,6 +10,7 @@ use zocalo_core::{
 use zocalo_llm::{collect_stream, Provider};
 use zocalo_store::{NewMessage, Store};
 
+use crate::compress::{Compressor, Room};
 use crate::context::fit_history;
 use crate::{AgentError, ToolRegistry, DEFAULT_SYSTEM_PROMPT};
 
@@ -29,6 +30,8 @@ pub struct AskSettings {
     /// Stored messages loaded before budgeting.
     pub history_messages: i64,
     pub temperature: Option<f32>,
+    /// Summarise the oldest turns when the history no longer fits (see [`crate::compress`]).
+    pub compress_history: bool,
 }
 
 impl AskSettings {
@@ -43,6 +46,7 @@ impl AskSettings {
             max_output_tokens: c.max_output_tokens,
             history_messages: 200,
             temperature: None,
+            compress_history: c.compress_history,
         }
     }
 }
@@ -158,7 +162,7 @@ impl Asker {
         if request.message.trim().is_empty() {
             return Err(AgentError::EmptyMessage);
         }
-        let (conversation_id, new_conversation, history) = match request.conversation {
+        let (conversation_id, new_conversation, mut rows) = match request.conversation {
             Some(id) => {
                 if self.store.get_conversation(&id).await?.is_none() {
                     return Err(AgentError::UnknownConversation(id));
@@ -167,10 +171,19 @@ impl Asker {
                     .store
                     .recent_messages(&id, self.settings.history_messages)
                     .await?;
-                (id, false, rows.into_iter().map(|r| r.message).collect())
+                (id, false, rows)
             }
-            None => (ConversationId::new(), true, Vec::<Message>::new()),
+            None => (ConversationId::new(), true, Vec::new()),
         };
+        // Turns an earlier summary stands for are replaced by it (they stay in the store).
+        let summary = if self.settings.compress_history && !new_conversation {
+            self.store.latest_summary(&conversation_id).await?
+        } else {
+            None
+        };
+        if let Some(s) = &summary {
+            rows.retain(|r| r.seq > s.through_seq);
+        }
         let model = request
             .model
             .clone()
@@ -198,21 +211,46 @@ impl Asker {
                 }
             }
         }
-        let fixed_cost = estimate_tokens(&system)
+        let mut fixed_cost = estimate_tokens(&system)
             + tool_specs
                 .iter()
                 .map(|s| estimate_tokens(&serde_json::to_string(s).unwrap_or_default()))
                 .sum::<usize>()
             + self.settings.max_output_tokens as usize;
-
         let mut turn = vec![Message::user(request.message.clone())];
+        let mut usage = Usage::default();
+        let history: Vec<Message> = if self.settings.compress_history {
+            let compressor = Compressor {
+                store: &self.store,
+                provider: self.provider.as_ref(),
+                model: &model,
+                conversation: &conversation_id,
+            };
+            let room = Room {
+                context_tokens: self.settings.context_tokens,
+                available: self
+                    .settings
+                    .context_tokens
+                    .saturating_sub(fixed_cost + estimate_message_tokens(&turn[0])),
+                max_output_tokens: self.settings.max_output_tokens as usize,
+            };
+            let compacted = compressor.compact(summary, rows, &room).await;
+            usage.add(compacted.usage);
+            if let Some(block) = compacted.summary_block {
+                fixed_cost += estimate_tokens(&block) + 1;
+                system = format!("{system}\n\n{block}");
+            }
+            compacted.history
+        } else {
+            rows.into_iter().map(|r| r.message).collect()
+        };
+
         let mut rows = vec![NewMessage {
             message: turn[0].clone(),
             model: None,
             usage: None,
             provider: None,
         }];
-        let mut usage = Usage::default();
         let mut all_calls = Vec::new();
         let mut steps = 0;
         let (text, stop_reason, answered_model, answered_by) = loop {

@@ -2,10 +2,13 @@
 //!
 //! - [`ask`]: one user message in, one persisted answer out — context under a token budget,
 //!   streaming, tool rounds, a single commit at the end.
+//! - [`compress`]: when the history no longer fits, the model summarises the oldest turns
+//!   (stored with the conversation) and later asks send summary + recent turns.
 //! - [`context`]: fitting history into the budget without orphaning tool results.
 //! - [`tools`]: the tool registry and the built-in tools (`current_time`).
 
 pub mod ask;
+pub mod compress;
 pub mod context;
 pub mod error;
 pub mod tools;

@@ -187,9 +187,11 @@ on_both!(
     history_is_cut_to_budget_at_user_turns,
     |store: Store| async move {
         let server = FakeServer::start().await;
+        // Plain truncation; summarising instead is tested in tests/compress.rs.
         let settings = AskSettings {
             context_tokens: 1200,
             max_output_tokens: 200,
+            compress_history: false,
             ..AskSettings::default()
         };
         let a = asker(&store, &server, settings);

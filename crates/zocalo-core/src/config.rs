@@ -59,6 +59,9 @@ pub struct AskConfig {
     pub max_steps: usize,
     /// `max_tokens` asked of the model per call.
     pub max_output_tokens: u32,
+    /// When a conversation's history no longer fits `context_tokens`, have the model
+    /// summarise its oldest turns (kept with the conversation) instead of only dropping them.
+    pub compress_history: bool,
 }
 
 impl Default for AskConfig {
@@ -68,6 +71,7 @@ impl Default for AskConfig {
             context_tokens: 8192,
             max_steps: 8,
             max_output_tokens: 1024,
+            compress_history: true,
         }
     }
 }
@@ -190,6 +194,20 @@ mod tests {
     }
 
     #[test]
+    fn history_compression_is_on_unless_turned_off() {
+        assert!(parse("").unwrap().ask.compress_history);
+        assert!(parse("[ask]\nmax_steps = 2").unwrap().ask.compress_history);
+        assert!(
+            !parse("[ask]\ncompress_history = false")
+                .unwrap()
+                .ask
+                .compress_history
+        );
+        let e = parse("[ask]\ncompress_history = \"no\"").unwrap_err();
+        assert!(e.to_string().contains("compress_history"), "{e}");
+    }
+
+    #[test]
     fn malformed_inputs_name_the_problem() {
         let cases = [
             ("provider = ", "line 1"),
@@ -204,6 +222,7 @@ mod tests {
             ),
             ("[ask]\nmax_steps = 0", "max_steps"),
             ("[ask]\ncontext_tokens = -1", "context_tokens"),
+            ("[ask]\ncompress_history = 1", "compress_history"),
         ];
         for (text, needle) in cases {
             let e = parse(text).expect_err(text).to_string();

@@ -352,6 +352,6 @@ impl MessageRow {
     }
 }
 
-fn conversation_id(s: &str) -> Result<ConversationId, StoreError> {
+pub(crate) fn conversation_id(s: &str) -> Result<ConversationId, StoreError> {
     ConversationId::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
 }

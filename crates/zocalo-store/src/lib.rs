@@ -3,6 +3,8 @@
 //! - [`Store`]: connect by URL, open the SQLite file, or a Postgres schema; migrations run on
 //!   connect, are idempotent, and a database migrated by a newer zocalo is refused.
 //! - [`conversations`]: conversations and messages; a turn is appended in one transaction.
+//! - [`summaries`]: the model's summaries of a conversation's oldest turns (context
+//!   compression); the turns themselves stay.
 //! - [`StoreError`]: what can fail; URLs in errors never carry a password.
 //! - [`with_pool!`]: run the same SQL on whichever backend is configured.
 //!
@@ -13,9 +15,11 @@
 pub mod conversations;
 pub mod error;
 mod store;
+pub mod summaries;
 mod ts;
 mod url;
 
 pub use conversations::{Conversation, NewMessage, StoredMessage};
 pub use error::{redact_url, StoreError};
 pub use store::{Backend, Pool, Store};
+pub use summaries::ConversationSummary;

@@ -397,3 +397,44 @@ both_backends!(
         assert_eq!(read[2].message.content, "out\u{FFFD}");
     }
 );
+
+both_backends!(
+    summaries_are_kept_with_the_conversation,
+    |store| async move {
+        let id = ConversationId::new();
+        store
+            .append_turn(&id, None, &[user("hi"), assistant("hello", "m", 1, 1)])
+            .await
+            .unwrap();
+        assert_eq!(store.latest_summary(&id).await.unwrap(), None);
+        let first = store
+            .save_summary(&id, 2, "  The user said hi.\n", Some("m"))
+            .await
+            .unwrap();
+        assert_eq!(first.text, "The user said hi.");
+        store
+            .save_summary(&id, 6, "Later: \0greetings.", None)
+            .await
+            .unwrap();
+        let latest = store.latest_summary(&id).await.unwrap().unwrap();
+        assert_eq!(latest.through_seq, 6);
+        assert_eq!(latest.text, "Later: \u{FFFD}greetings.");
+        assert_eq!(latest.model, None);
+        let all = store.summaries(&id).await.unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0], first, "read back exactly as written");
+        // Summarising the same range again replaces that summary.
+        store.save_summary(&id, 2, "Again.", None).await.unwrap();
+        assert_eq!(store.summaries(&id).await.unwrap()[0].text, "Again.");
+        // Nothing to summarise, a summary of no messages, an unknown conversation: refused.
+        assert!(store.save_summary(&id, 3, " \n", None).await.is_err());
+        assert!(store.save_summary(&id, 0, "x", None).await.is_err());
+        let other = ConversationId::new();
+        assert!(store.save_summary(&other, 1, "x", None).await.is_err());
+        // The messages are untouched; deleting the conversation deletes its summaries.
+        assert_eq!(store.messages(&id).await.unwrap().len(), 2);
+        assert!(store.delete_conversation(&id).await.unwrap());
+        assert!(store.summaries(&id).await.unwrap().is_empty());
+        assert_eq!(count_rows(&store, "conversation_summaries").await, 0);
+    }
+);
