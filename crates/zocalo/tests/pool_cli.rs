@@ -456,11 +456,14 @@ both!(
             Some(_) => format!("{}&application_name={app}", db.url()),
             None => db.url(),
         };
+        // A 3 s node timeout (heartbeat every 1 s): with 1 s, a CI machine under heavy load
+        // (load average > 20 seen) let a live worker's heartbeat lapse, so its jobs were
+        // reclaimed while running and two ran out of attempts.
         let args = [
             "--concurrency",
             "4",
             "--node-timeout",
-            "1",
+            "3",
             "--poll-ms",
             "50",
         ];
