@@ -2,7 +2,9 @@
 //!
 //! Tests queue [`Reply`]s; every request, whatever its method and path, is recorded and
 //! answered with the next reply in order. With the queue empty the server answers 500 with a
-//! JSON error, so a test that makes more calls than it scripted fails loudly. Replies can
+//! JSON error, so a test that makes more calls than it scripted fails loudly (unless the test
+//! set a [`FakeServer::respond_with`] function for that). It counts the requests in flight
+//! ([`FakeServer::peak_in_flight`]), so tests can check a client's concurrency bound. Replies can
 //! split their body into chunks at chosen byte offsets, pause between chunks, stall, or cut
 //! the connection mid-body: the ways real streams arrive and break.
 //!
@@ -19,6 +21,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -248,10 +251,36 @@ impl IntoResponse for Reply {
     }
 }
 
+/// Builds the reply to a request when no scripted reply is queued.
+pub type Responder = Arc<dyn Fn(&RecordedRequest) -> Reply + Send + Sync>;
+
 #[derive(Default)]
 struct Shared {
     replies: Mutex<VecDeque<Reply>>,
     requests: Mutex<Vec<RecordedRequest>>,
+    responder: Mutex<Option<Responder>>,
+    /// Requests received whose response body has not ended yet.
+    in_flight: AtomicUsize,
+    /// The most `in_flight` ever was.
+    peak_in_flight: AtomicUsize,
+}
+
+/// Counts one request as in flight until dropped (with the response body, or with the
+/// handler if the client goes away first).
+struct InFlight(Arc<Shared>);
+
+impl InFlight {
+    fn enter(shared: &Arc<Shared>) -> Self {
+        let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.peak_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(Arc::clone(shared))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -310,6 +339,23 @@ impl FakeServer {
     pub fn pending_replies(&self) -> usize {
         lock(&self.shared.replies).len()
     }
+
+    /// Answer every request that finds the queue empty with `f(request)` (instead of a 500),
+    /// e.g. to echo the prompt back or to serve any number of identical replies.
+    pub fn respond_with(&self, f: impl Fn(&RecordedRequest) -> Reply + Send + Sync + 'static) {
+        *lock(&self.shared.responder) = Some(Arc::new(f));
+    }
+
+    /// Requests being answered right now: received, and their response body not yet ended
+    /// (a reply's `delay` counts; a client that hangs up ends it).
+    pub fn in_flight(&self) -> usize {
+        self.shared.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// The largest [`FakeServer::in_flight`] seen since the start.
+    pub fn peak_in_flight(&self) -> usize {
+        self.shared.peak_in_flight.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for FakeServer {
@@ -319,6 +365,7 @@ impl Drop for FakeServer {
 }
 
 async fn answer(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let guard = InFlight::enter(&shared);
     let (parts, body) = request.into_parts();
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
     for (k, v) in &parts.headers {
@@ -346,13 +393,16 @@ async fn answer(State(shared): State<Arc<Shared>>, request: Request) -> Response
         .path_and_query()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| parts.uri.path().to_owned());
-    lock(&shared.requests).push(RecordedRequest {
+    let recorded = RecordedRequest {
         method: parts.method.to_string(),
         path: path.clone(),
         headers,
         body,
-    });
+    };
     let reply = lock(&shared.replies).pop_front();
+    let responder = lock(&shared.responder).clone();
+    let reply = reply.or_else(|| responder.map(|f| f(&recorded)));
+    lock(&shared.requests).push(recorded);
     let reply = reply.unwrap_or_else(|| {
         Reply::json(
             500,
@@ -365,7 +415,13 @@ async fn answer(State(shared): State<Arc<Shared>>, request: Request) -> Response
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
-    reply.build_response()
+    let (parts, body) = reply.build_response().into_parts();
+    // The request stays in flight until its body has been sent (or dropped).
+    let body = body.into_data_stream().map(move |chunk| {
+        let _ = &guard;
+        chunk
+    });
+    Response::from_parts(parts, Body::from_stream(body))
 }
 
 /// The directory of recorded fixtures (`crates/zocalo-testkit/fixtures`).
