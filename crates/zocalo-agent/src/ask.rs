@@ -151,6 +151,11 @@ impl Asker {
         self
     }
 
+    /// The name of the provider (or the first of a fallback chain) this loop asks.
+    pub fn provider_name(&self) -> &str {
+        self.provider.name()
+    }
+
     /// Answer `request.message`. Streams events through `on_event`. Writes nothing unless the
     /// answer completes: the user turn, every tool round and the final answer are committed
     /// together in one transaction at the end.
@@ -302,17 +307,21 @@ impl Asker {
             }
             for call in calls {
                 on_event(AskEvent::ToolCall(call.clone()));
-                let (content, is_error) =
-                    match self.tools.call(&call.name, call.arguments.clone()).await {
-                        Ok(out) => (truncate_output(out), false),
-                        Err(ToolError::Recoverable(msg)) => (msg, true),
-                        Err(ToolError::Fatal(message)) => {
-                            return Err(AgentError::ToolFatal {
-                                tool: call.name,
-                                message,
-                            })
-                        }
-                    };
+                // Tools that spawn sub-agents record this conversation as their parent.
+                let called = crate::spawn::in_conversation(
+                    conversation_id.clone(),
+                    self.tools.call(&call.name, call.arguments.clone()),
+                );
+                let (content, is_error) = match called.await {
+                    Ok(out) => (truncate_output(out), false),
+                    Err(ToolError::Recoverable(msg)) => (msg, true),
+                    Err(ToolError::Fatal(message)) => {
+                        return Err(AgentError::ToolFatal {
+                            tool: call.name,
+                            message,
+                        })
+                    }
+                };
                 on_event(AskEvent::ToolResult {
                     call_id: call.id.clone(),
                     name: call.name.clone(),

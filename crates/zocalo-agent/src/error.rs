@@ -14,6 +14,13 @@ pub enum AgentError {
     MaxSteps(usize),
     #[error("tool {tool} failed: {message}")]
     ToolFatal { tool: String, message: String },
+    /// A sub-agent task that cannot run (bad JSONL line, empty prompt, duplicate id).
+    #[error("{}{message}", line.map(|l| format!("line {l}: ")).unwrap_or_default())]
+    BadTask {
+        /// 1-based line of the input, when the tasks came from a file.
+        line: Option<usize>,
+        message: String,
+    },
     #[error(transparent)]
     Llm(#[from] LlmError),
     #[error(transparent)]
@@ -24,7 +31,9 @@ impl AgentError {
     /// Bad input the user can fix by changing the command (exit code 2).
     pub fn is_usage(&self) -> bool {
         match self {
-            AgentError::EmptyMessage | AgentError::UnknownConversation(_) => true,
+            AgentError::EmptyMessage
+            | AgentError::UnknownConversation(_)
+            | AgentError::BadTask { .. } => true,
             AgentError::Llm(e) => e.is_usage(),
             AgentError::Store(e) => e.is_usage(),
             _ => false,

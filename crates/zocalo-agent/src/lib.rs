@@ -6,15 +6,29 @@
 //!   (stored with the conversation) and later asks send summary + recent turns.
 //! - [`context`]: fitting history into the budget without orphaning tool results.
 //! - [`tools`]: the tool registry and the built-in tools (`current_time`).
+//! - [`spawn`]: sub-agents — [`Spawner`] runs batches of asks, bounded, with timeouts, a
+//!   deadline and cancellation, streaming results; [`batches`] records them;
+//!   [`spawn_tool`] lets the model fan out with `spawn_agents` (depth and budget limits).
 
 pub mod ask;
+pub mod batches;
 pub mod compress;
 pub mod context;
 pub mod error;
+pub mod spawn;
+pub mod spawn_tool;
 pub mod tools;
 
 pub use ask::{AskEvent, AskOutcome, AskRequest, AskSettings, Asker, ContextSource};
+pub use batches::{BatchDetail, BatchState, BatchSummary, Batches, RunRecord};
 pub use error::AgentError;
+pub use spawn::{
+    current_depth, parse_tasks_jsonl, validate_tasks, AgentAnswer, AgentEvent, AgentResult,
+    AgentRun, AgentRunner, AgentStatus, AgentTask, BatchReport, ErrorKind, RunningBatch,
+    SpawnOptions, Spawner,
+};
+pub use spawn_tool::{SpawnAgentsTool, SpawnLimits, SPAWN_AGENTS};
+pub use tokio_util::sync::CancellationToken;
 pub use tools::{CurrentTime, ToolRegistry};
 
 /// The system prompt used when the config gives none.

@@ -33,6 +33,38 @@ pub struct Config {
     /// Daemon settings; read by the daemon.
     #[serde(default)]
     pub daemon: Option<toml::Value>,
+    /// Sub-agent defaults (`zocalo agents`, the `spawn_agents` tool).
+    #[serde(default)]
+    pub agents: AgentsConfig,
+    /// Requests per minute allowed per provider name (`openai = 500`): requests beyond it
+    /// wait for their turn, shared by every agent and ask of the process.
+    #[serde(default)]
+    pub requests_per_minute: BTreeMap<String, u32>,
+}
+
+/// `[agents]` in config.toml.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentsConfig {
+    /// Agents of one batch running at once (`--concurrency` overrides).
+    pub concurrency: usize,
+    /// Seconds one agent may run (`--timeout` overrides); none: no limit.
+    pub timeout_secs: Option<f64>,
+    /// How deep sub-agents may spawn sub-agents through the `spawn_agents` tool.
+    pub max_depth: u32,
+    /// Tasks one `spawn_agents` call may start.
+    pub max_agents_per_call: usize,
+}
+
+impl Default for AgentsConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 16,
+            timeout_secs: None,
+            max_depth: 2,
+            max_agents_per_call: 16,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -153,6 +185,24 @@ impl Config {
         if self.ask.context_tokens < 256 {
             return Err(err("ask.context_tokens must be at least 256".into()));
         }
+        if self.agents.concurrency == 0 {
+            return Err(err("agents.concurrency must be at least 1".into()));
+        }
+        if self.agents.max_agents_per_call == 0 {
+            return Err(err("agents.max_agents_per_call must be at least 1".into()));
+        }
+        if let Some(t) = self.agents.timeout_secs {
+            if !(t.is_finite() && t > 0.0) {
+                return Err(err(format!(
+                    "agents.timeout_secs must be a positive number of seconds, got {t}"
+                )));
+            }
+        }
+        if let Some((name, _)) = self.requests_per_minute.iter().find(|(_, n)| **n == 0) {
+            return Err(err(format!(
+                "requests_per_minute.{name} must be at least 1 (remove it for no limit)"
+            )));
+        }
         Ok(())
     }
 }
@@ -183,6 +233,11 @@ mod tests {
             models = ["m1", "m2"]
             [ask]
             max_steps = 3
+            [agents]
+            concurrency = 50
+            timeout_secs = 90.5
+            [requests_per_minute]
+            openai = 500
             "#,
         )
         .unwrap();
@@ -191,6 +246,10 @@ mod tests {
         assert_eq!(cfg.providers["mine"].models[0], "m1");
         assert_eq!(cfg.ask.max_steps, 3);
         assert_eq!(cfg.ask.context_tokens, AskConfig::default().context_tokens);
+        assert_eq!(cfg.agents.concurrency, 50);
+        assert_eq!(cfg.agents.timeout_secs, Some(90.5));
+        assert_eq!(cfg.agents.max_depth, AgentsConfig::default().max_depth);
+        assert_eq!(cfg.requests_per_minute["openai"], 500);
     }
 
     #[test]
@@ -223,6 +282,18 @@ mod tests {
             ("[ask]\nmax_steps = 0", "max_steps"),
             ("[ask]\ncontext_tokens = -1", "context_tokens"),
             ("[ask]\ncompress_history = 1", "compress_history"),
+            ("[agents]\nconcurrency = 0", "agents.concurrency"),
+            ("[agents]\ntimeout_secs = -2.0", "agents.timeout_secs"),
+            ("[agents]\nmax_agents_per_call = 0", "max_agents_per_call"),
+            ("[agents]\nfanout = 3", "fanout"),
+            (
+                "[requests_per_minute]\nopenai = 0",
+                "requests_per_minute.openai",
+            ),
+            (
+                "[requests_per_minute]\nopenai = \"fast\"",
+                "requests_per_minute",
+            ),
         ];
         for (text, needle) in cases {
             let e = parse(text).expect_err(text).to_string();

@@ -10,6 +10,8 @@
 //! - [`registry`]: provider names → endpoints, keys from flag > environment > vault; model
 //!   listing and key checks against the vendors' `/models`.
 //! - [`fallback`]: [`FallbackProvider`], a chain tried in order on failover-eligible errors.
+//! - [`throttle`]: [`Throttled`], a provider behind a shared [`Gate`] (requests per minute,
+//!   everyone pauses after a 429).
 //! - [`vault`]: API keys encrypted at rest (`vault.bin`, XChaCha20-Poly1305, Argon2id).
 //! - [`redact`]: registered secret values scrubbed from every log line.
 
@@ -23,6 +25,7 @@ pub mod redact;
 pub mod registry;
 pub mod retry;
 mod sse;
+pub mod throttle;
 pub mod vault;
 
 pub use error::LlmError;
@@ -30,4 +33,5 @@ pub use fallback::FallbackProvider;
 pub use provider::{collect_stream, EventStream, NamedStream, Provider};
 pub use registry::{ProviderSpec, Registry, ResolveOptions};
 pub use retry::{with_retry, RetryPolicy};
+pub use throttle::{Gate, Throttled};
 pub use vault::{Vault, VaultError};

@@ -324,6 +324,27 @@ impl SqlQueue {
         &self.store
     }
 
+    /// The jobs with these ids that exist, in no particular order: one query per 500 ids,
+    /// for callers that wait on many jobs at once (a batch of agents on the pool).
+    pub async fn get_many(&self, ids: &[String]) -> Result<Vec<Job>, PoolError> {
+        let mut jobs = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let rows: Vec<JobRow> = zocalo_store::with_pool!(self.pool(), |p| {
+                let mut q = sqlx::QueryBuilder::new(format!("{JOB_SELECT} WHERE id IN ("));
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(id.as_str());
+                }
+                q.push(")");
+                q.build_query_as().fetch_all(p).await
+            })?;
+            for row in rows {
+                jobs.push(row.decode()?);
+            }
+        }
+        Ok(jobs)
+    }
+
     fn pool(&self) -> &Pool {
         &self.pool
     }

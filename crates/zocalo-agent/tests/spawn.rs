@@ -1,0 +1,342 @@
+//! Sub-agent batches through the real ask loop and OpenAI provider, against a local server
+//! speaking the OpenAI wire format, recorded on both store backends.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use zocalo_agent::{
+    AgentEvent, AgentTask, AskSettings, Asker, BatchState, ErrorKind, SpawnOptions, Spawner,
+    ToolRegistry,
+};
+use zocalo_llm::openai::OpenAiProvider;
+use zocalo_llm::registry::Endpoint;
+use zocalo_llm::RetryPolicy;
+use zocalo_store::Store;
+use zocalo_testkit::fake::{openai_text_sse, FakeServer, RecordedRequest, Reply};
+
+fn provider(server: &FakeServer) -> Arc<OpenAiProvider> {
+    let mut ep = Endpoint::new(
+        "openai",
+        &format!("{}/v1", server.url()),
+        Some(zocalo_core::Secret::new("sk-test")),
+        "OPENAI_API_KEY",
+        "gpt-test",
+    );
+    ep.retry = RetryPolicy::none();
+    Arc::new(OpenAiProvider::new(ep))
+}
+
+fn spawner(store: &Store, server: &FakeServer) -> Spawner {
+    let asker = Asker::new(
+        store.clone(),
+        provider(server),
+        ToolRegistry::new(),
+        AskSettings::default(),
+    );
+    Spawner::new(Arc::new(asker)).with_store(store.clone())
+}
+
+/// The last user message of a recorded chat request.
+fn prompt_of(r: &RecordedRequest) -> String {
+    r.body["messages"]
+        .as_array()
+        .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Answers "echo: PROMPT" after `delay`; prompts starting with `slow` wait 30 s instead, and
+/// prompts starting with `fail` get a 400 the provider does not retry.
+fn echo(server: &FakeServer, delay: Duration) {
+    server.respond_with(move |r| {
+        let prompt = prompt_of(r);
+        if prompt.starts_with("fail") {
+            return Reply::json(
+                400,
+                serde_json::json!({"error": {"message": format!("refused {prompt}"), "type": "invalid_request_error"}}),
+            );
+        }
+        let wait = if prompt.starts_with("slow") {
+            Duration::from_secs(30)
+        } else {
+            delay
+        };
+        let answer = format!("echo: {prompt}");
+        Reply::sse(openai_text_sse("gpt-test", &[&answer])).delay(wait)
+    });
+}
+
+fn tasks(n: usize, prompt: impl Fn(usize) -> String) -> Vec<AgentTask> {
+    (0..n)
+        .map(|i| AgentTask::new(format!("t{i}"), prompt(i)))
+        .collect()
+}
+
+zocalo_testkit::both_backends!(
+    a_thousand_agents_stay_within_the_bound,
+    |store| async move {
+        let server = FakeServer::start().await;
+        echo(&server, Duration::from_millis(10));
+        let limit = 40;
+        let mut finished = 0usize;
+        let mut started = 0usize;
+        let report = spawner(&store, &server)
+            .spawn_all(
+                tasks(1000, |i| format!("question {i}")),
+                SpawnOptions {
+                    concurrency: limit,
+                    ..SpawnOptions::default()
+                },
+                |e| match e {
+                    AgentEvent::Started { .. } => started += 1,
+                    AgentEvent::Finished(_) => finished += 1,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!((started, finished), (1000, 1000));
+        assert_eq!(server.requests().len(), 1000);
+        let peak = server.peak_in_flight();
+        assert!(
+            peak <= limit,
+            "the server saw {peak} requests at once, limit {limit}"
+        );
+        assert!(
+            peak >= limit / 2,
+            "only {peak} at once: the batch did not run in parallel"
+        );
+        assert_eq!(report.results.len(), 1000);
+        for (i, r) in report.results.iter().enumerate() {
+            assert_eq!(r.id, format!("t{i}"));
+            assert!(r.is_ok(), "{r:?}");
+            assert_eq!(
+                r.output.as_deref(),
+                Some(format!("echo: question {i}").as_str())
+            );
+        }
+
+        // The record: one batch, every agent ok with its own stored conversation.
+        let batches = zocalo_agent::Batches::new(store.clone());
+        let shown = batches.show(&report.batch_id).await.unwrap().unwrap();
+        assert_eq!(shown.batch.state, BatchState::Finished);
+        assert_eq!(
+            (shown.batch.total, shown.batch.ok, shown.batch.error),
+            (1000, 1000, 0)
+        );
+        assert_eq!(shown.batch.depth, 1);
+        assert_eq!(shown.agents.len(), 1000);
+        let sample = &shown.agents[617];
+        assert_eq!(sample.id, "t617");
+        assert_eq!(sample.output.as_deref(), Some("echo: question 617"));
+        let conv = sample.conversation_id.as_deref().unwrap().parse().unwrap();
+        let messages = store.messages(&conv).await.unwrap();
+        assert_eq!(messages.len(), 2);
+        assert_eq!(messages[0].message.content, "question 617");
+        assert_eq!(messages[1].message.content, "echo: question 617");
+        assert_eq!(batches.list(10).await.unwrap()[0].id, report.batch_id);
+    }
+);
+
+zocalo_testkit::both_backends!(
+    cancelling_stops_running_and_unstarted_agents,
+    |store| async move {
+        let server = FakeServer::start().await;
+        echo(&server, Duration::from_millis(5));
+        let cancel = zocalo_agent::CancellationToken::new();
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            c.cancel();
+        });
+        // Two quick agents, then slow ones: 3 run at once, so 3 slow ones are running when the
+        // cancel comes and the rest never start.
+        let input = tasks(10, |i| {
+            if i < 2 {
+                format!("quick {i}")
+            } else {
+                format!("slow {i}")
+            }
+        });
+        let t0 = Instant::now();
+        let report = spawner(&store, &server)
+            .spawn_all(
+                input,
+                SpawnOptions {
+                    concurrency: 3,
+                    cancel,
+                    ..SpawnOptions::default()
+                },
+                |_| {},
+            )
+            .await
+            .unwrap();
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            t0.elapsed()
+        );
+        assert_eq!(report.stopped, Some(ErrorKind::Cancelled));
+        let kinds: Vec<Option<ErrorKind>> = report.results.iter().map(|r| r.error_kind).collect();
+        assert_eq!(&kinds[..2], &[None, None]);
+        assert!(
+            kinds[2..].iter().all(|k| *k == Some(ErrorKind::Cancelled)),
+            "{kinds:?}"
+        );
+        // Agents 2..5 were running when the cancel came; 5.. never started.
+        for r in &report.results[2..5] {
+            assert!(r.elapsed_ms >= 150, "{r:?}");
+        }
+        for r in &report.results[5..] {
+            assert_eq!(r.elapsed_ms, 0, "{r:?}");
+        }
+        assert_eq!(server.requests().len(), 5);
+        // The stopped requests were closed, not left hanging on the server.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(server.in_flight(), 0);
+
+        let shown = zocalo_agent::Batches::new(store.clone())
+            .show(&report.batch_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(shown.batch.state, BatchState::Cancelled);
+        assert_eq!(
+            (shown.batch.ok, shown.batch.error, shown.batch.pending),
+            (2, 8, 0)
+        );
+        assert!(shown.agents[2..]
+            .iter()
+            .all(|a| a.status == "error" && a.error_kind.as_deref() == Some("cancelled")));
+        // Only the two finished agents left conversations behind.
+        assert_eq!(store.list_conversations(100).await.unwrap().len(), 2);
+    }
+);
+
+zocalo_testkit::both_backends!(
+    timeouts_and_failures_stay_with_their_agent,
+    |store| async move {
+        let server = FakeServer::start().await;
+        echo(&server, Duration::from_millis(5));
+        let input = vec![
+            AgentTask::new("a", "first"),
+            AgentTask::new("b", "slow second"),
+            AgentTask::new("c", "fail third"),
+            AgentTask::new("d", "fourth"),
+        ];
+        let report = spawner(&store, &server)
+            .spawn_all(
+                input,
+                SpawnOptions {
+                    concurrency: 4,
+                    timeout: Some(Duration::from_millis(300)),
+                    ..SpawnOptions::default()
+                },
+                |_| {},
+            )
+            .await
+            .unwrap();
+        assert_eq!(report.stopped, None);
+        let r = &report.results;
+        assert!(r[0].is_ok() && r[3].is_ok(), "{r:?}");
+        assert_eq!(r[1].error_kind, Some(ErrorKind::Timeout));
+        assert!(
+            r[1].elapsed_ms >= 290 && r[1].elapsed_ms < 3000,
+            "{:?}",
+            r[1]
+        );
+        assert_eq!(r[2].error_kind, Some(ErrorKind::Failed));
+        let reason = r[2].error.as_deref().unwrap();
+        assert!(reason.contains("refused fail third"), "{reason}");
+        assert_eq!(r[2].output, None);
+
+        let shown = zocalo_agent::Batches::new(store.clone())
+            .show(&report.batch_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(shown.batch.state, BatchState::Finished);
+        assert_eq!(shown.agents[1].error_kind.as_deref(), Some("timeout"));
+        assert!(shown.agents[2]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("refused"));
+    }
+);
+
+zocalo_testkit::both_backends!(the_deadline_ends_the_batch, |store| async move {
+    let server = FakeServer::start().await;
+    echo(&server, Duration::from_millis(250));
+    let t0 = Instant::now();
+    let report = spawner(&store, &server)
+        .spawn_all(
+            tasks(6, |i| format!("q{i}")),
+            SpawnOptions {
+                concurrency: 1,
+                deadline: Some(Duration::from_millis(650)),
+                ..SpawnOptions::default()
+            },
+            |_| {},
+        )
+        .await
+        .unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_millis(2000),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!(report.stopped, Some(ErrorKind::Deadline));
+    let ok = report.results.iter().filter(|r| r.is_ok()).count();
+    assert!((1..=2).contains(&ok), "{:?}", report.results);
+    assert!(report.results[ok..]
+        .iter()
+        .all(|r| r.error_kind == Some(ErrorKind::Deadline)));
+});
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_stream_as_they_finish_and_the_report_keeps_input_order() {
+    let db = zocalo_testkit::db::sqlite().await;
+    let server = FakeServer::start().await;
+    // The later the task, the sooner it answers.
+    server.respond_with(|r| {
+        let prompt = prompt_of(r);
+        let n: u64 = prompt.trim_start_matches('q').parse().unwrap_or(0);
+        Reply::sse(openai_text_sse("gpt-test", &[&prompt]))
+            .delay(Duration::from_millis(60 * (4 - n)))
+    });
+    let mut running = spawner(&db.store, &server)
+        .start(tasks(5, |i| format!("q{i}")), SpawnOptions::default())
+        .unwrap();
+    let mut finish_order = Vec::new();
+    while let Some(e) = running.events.recv().await {
+        if let AgentEvent::Finished(r) = e {
+            finish_order.push(r.id);
+        }
+    }
+    assert_eq!(finish_order, ["t4", "t3", "t2", "t1", "t0"]);
+    let report = running.report.await.unwrap().unwrap();
+    assert_eq!(report.batch_id, running.batch_id);
+    let ids: Vec<&str> = report.results.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["t0", "t1", "t2", "t3", "t4"]);
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn bad_tasks_are_refused_before_anything_runs() {
+    let db = zocalo_testkit::db::sqlite().await;
+    let server = FakeServer::start().await;
+    let s = spawner(&db.store, &server);
+    let dup = vec![AgentTask::new("x", "p"), AgentTask::new("x", "q")];
+    let e = s
+        .spawn_all(dup, SpawnOptions::default(), |_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        e.is_usage() && e.to_string().contains("duplicate id \"x\""),
+        "{e}"
+    );
+    assert!(server.requests().is_empty());
+    assert!(s.batches().unwrap().list(10).await.unwrap().is_empty());
+    db.cleanup().await;
+}
