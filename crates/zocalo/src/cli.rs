@@ -60,6 +60,9 @@ pub enum Command {
     /// Long-term memory: add, import, search (keyword + meaning), forget, stats.
     #[command(subcommand)]
     Memory(crate::commands::memory::MemoryCmd),
+    /// Sub-agents: spawn one or thousands in parallel (here or on the pool); past batches.
+    #[command(subcommand)]
+    Agents(crate::commands::agents::AgentsCmd),
 }
 
 #[derive(Debug, Args, Clone)]

@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::Context;
-use zocalo_agent::{AskSettings, Asker, ToolRegistry};
+use zocalo_agent::{AgentRunner, AskSettings, Asker, SpawnAgentsTool, SpawnLimits, ToolRegistry};
 use zocalo_core::paths::DataHome;
 use zocalo_core::{Config, ConversationId, Secret};
-use zocalo_llm::{FallbackProvider, LlmError, Provider, Registry, Vault};
+use zocalo_llm::{FallbackProvider, Gate, LlmError, Provider, Registry, Throttled, Vault};
 use zocalo_store::Store;
 
 use crate::cli::ModelArgs;
@@ -184,13 +184,71 @@ impl Ctx {
         Vault::in_dir(self.home.root()).names().unwrap_or_default()
     }
 
-    pub fn asker(&self, store: Store, provider: Arc<dyn Provider>, tools: bool) -> Asker {
+    /// The ask loop: memory, skills, built-in tools and `spawn_agents` (bound to this loop).
+    pub fn asker(&self, store: Store, provider: Arc<dyn Provider>, tools: bool) -> Arc<Asker> {
+        self.build_asker(store, provider, tools, true)
+    }
+
+    /// The ask loop sub-agents run in: [`Ctx::asker`] behind the provider's shared rate gate
+    /// ([`Ctx::throttled`]), and without episodic memory (an agent's prompt is not something
+    /// the user said).
+    pub fn agent_asker(
+        &self,
+        store: Store,
+        provider: Arc<dyn Provider>,
+        tools: bool,
+    ) -> Arc<Asker> {
+        self.build_asker(store, self.throttled(provider), tools, false)
+    }
+
+    /// `provider` behind its process-wide [`Gate`]: `requests_per_minute.NAME` from
+    /// config.toml, and every request pauses after a 429.
+    pub fn throttled(&self, provider: Arc<dyn Provider>) -> Arc<dyn Provider> {
+        let rpm = self
+            .config
+            .requests_per_minute
+            .get(provider.name())
+            .copied();
+        let gate = Gate::shared(provider.name(), rpm);
+        Arc::new(Throttled::new(provider, gate))
+    }
+
+    /// Limits of the `spawn_agents` tool, from `[agents]` in config.toml.
+    pub fn spawn_limits(&self) -> SpawnLimits {
+        let a = &self.config.agents;
+        SpawnLimits {
+            max_depth: a.max_depth,
+            max_agents: a.max_agents_per_call,
+            concurrency: a.concurrency,
+            timeout: a
+                .timeout_secs
+                .map(std::time::Duration::from_secs_f64)
+                .or(SpawnLimits::default().timeout),
+            ..SpawnLimits::default()
+        }
+    }
+
+    fn build_asker(
+        &self,
+        store: Store,
+        provider: Arc<dyn Provider>,
+        tools: bool,
+        episodic: bool,
+    ) -> Arc<Asker> {
         let mut settings = AskSettings::from_config(&self.config.ask);
         // Memory: recalled memories join the context before each turn, user turns are kept
         // as episodic memories, and the model gets memory_save / memory_search.
-        let memory = crate::commands::memory::ask_memory(self, store.clone());
+        let mut memory = crate::commands::memory::ask_memory(self, store.clone());
+        if let Some(m) = memory.as_mut() {
+            m.episodic &= episodic;
+        }
+        let spawn_tool =
+            tools.then(|| SpawnAgentsTool::new(self.spawn_limits(), Some(store.clone())));
         let tools = if tools {
             let mut registry = ToolRegistry::builtin();
+            if let Some(t) = &spawn_tool {
+                registry.register(t.clone());
+            }
             for tool in memory.iter().flat_map(|m| m.tools()) {
                 registry.register(tool);
             }
@@ -221,12 +279,17 @@ impl Ctx {
             ToolRegistry::new()
         };
         let asker = Asker::new(store, provider, tools, settings);
-        match memory {
+        let asker = Arc::new(match memory {
             Some(m) => {
                 asker.with_context_source(Arc::new(crate::commands::memory::MemoryContext(m)))
             }
             None => asker,
+        });
+        if let Some(t) = spawn_tool {
+            let runner: Arc<dyn AgentRunner> = asker.clone();
+            t.bind(&runner);
         }
+        asker
     }
 }
 

@@ -1,5 +1,6 @@
 //! One module per top-level command.
 
+pub mod agents;
 mod ask;
 mod chat;
 mod conversations;
@@ -29,6 +30,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Models(cmd) => models::run(&ctx, cmd).await,
         Command::Schedule(cmd) => schedule::run(&ctx, cmd).await,
         Command::Memory(cmd) => memory::run(&ctx, cmd).await,
+        Command::Agents(cmd) => agents::run(&ctx, cmd).await,
     }
 }
 

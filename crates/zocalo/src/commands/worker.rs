@@ -194,7 +194,9 @@ impl AskHandler {
             })
             .map_err(|e| JobError::fatal(format!("{e:#}")))?;
         let built = (
-            Arc::new(self.ctx.asker(self.store.clone(), provider, true)),
+            // Many ask jobs at once share the provider's rate gate (requests_per_minute).
+            self.ctx
+                .asker(self.store.clone(), self.ctx.throttled(provider), true),
             model,
         );
         askers.insert(key, built.clone());
