@@ -555,7 +555,7 @@ impl Spawner {
                     index,
                     &tasks[index].id,
                     kind,
-                    stop_message(kind, None).into(),
+                    stop_message(kind, None),
                     Duration::ZERO,
                 );
                 on_event(AgentEvent::Finished(r.clone()));

@@ -292,7 +292,7 @@ mod tests {
             ),
             (
                 "[requests_per_minute]\nopenai = \"fast\"",
-                "requests_per_minute",
+                "expected u32",
             ),
         ];
         for (text, needle) in cases {

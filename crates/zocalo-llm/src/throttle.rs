@@ -59,7 +59,8 @@ impl Gate {
     /// The process-wide gate of provider `name` with limit `rpm` (the same pair always gives
     /// the same gate).
     pub fn shared(name: &str, rpm: Option<u32>) -> Arc<Gate> {
-        static GATES: OnceLock<Mutex<HashMap<(String, Option<u32>), Arc<Gate>>>> = OnceLock::new();
+        type Gates = HashMap<(String, Option<u32>), Arc<Gate>>;
+        static GATES: OnceLock<Mutex<Gates>> = OnceLock::new();
         let gates = GATES.get_or_init(Default::default);
         let mut gates = gates.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(

@@ -129,7 +129,7 @@ both!(
             assert!(a["elapsed_ms"].as_u64().unwrap() >= 25, "{a}");
         }
         let peak = server.peak_in_flight();
-        assert!(peak <= 6 && peak >= 3, "peak in flight {peak}");
+        assert!((3..=6).contains(&peak), "peak in flight {peak}");
 
         // The batch is recorded: list and show agree with what was printed.
         let listed = run(db, home, &server, &["agents", "list", "--json"]).await;
