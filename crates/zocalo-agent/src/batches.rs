@@ -173,35 +173,45 @@ impl Batches {
         Ok(())
     }
 
-    /// Records how agent `seq` ended.
-    pub(crate) async fn finish_run(
+    /// Records how these agents ended, in one transaction (the spawner batches its writes:
+    /// one commit per agent would make a thousand agents queue behind SQLite's write lock).
+    pub(crate) async fn finish_runs(
         &self,
         batch_id: &str,
-        result: &AgentResult,
+        results: &[AgentResult],
     ) -> Result<(), StoreError> {
-        let (status, kind) = match (result.status, result.error_kind) {
-            (AgentStatus::Ok, _) => ("ok", None),
-            (AgentStatus::Error, k) => ("error", Some(k.unwrap_or(ErrorKind::Failed).as_str())),
-        };
+        let now = now_ms();
         with_pool!(self.store.pool(), |p| {
-            sqlx::query(
-                "UPDATE agent_runs SET status = $3, error_kind = $4, error = $5, output = $6, \
-                 conversation_id = $7, job_id = COALESCE($8, job_id), elapsed_ms = $9, \
-                 finished_at = $10 WHERE batch_id = $1 AND seq = $2",
-            )
-            .bind(batch_id)
-            .bind(result.index as i64)
-            .bind(status)
-            .bind(kind)
-            .bind(result.error.as_deref())
-            .bind(result.output.as_deref())
-            .bind(result.conversation_id.as_ref().map(ConversationId::as_str))
-            .bind(result.job_id.as_deref())
-            .bind(i64::try_from(result.elapsed_ms).unwrap_or(i64::MAX))
-            .bind(now_ms())
-            .execute(p)
+            async {
+                let mut tx = p.begin().await?;
+                for result in results {
+                    let (status, kind) = match (result.status, result.error_kind) {
+                        (AgentStatus::Ok, _) => ("ok", None),
+                        (AgentStatus::Error, k) => {
+                            ("error", Some(k.unwrap_or(ErrorKind::Failed).as_str()))
+                        }
+                    };
+                    sqlx::query(
+                        "UPDATE agent_runs SET status = $3, error_kind = $4, error = $5, \
+                         output = $6, conversation_id = $7, job_id = COALESCE($8, job_id), \
+                         elapsed_ms = $9, finished_at = $10 WHERE batch_id = $1 AND seq = $2",
+                    )
+                    .bind(batch_id)
+                    .bind(result.index as i64)
+                    .bind(status)
+                    .bind(kind)
+                    .bind(result.error.as_deref())
+                    .bind(result.output.as_deref())
+                    .bind(result.conversation_id.as_ref().map(ConversationId::as_str))
+                    .bind(result.job_id.as_deref())
+                    .bind(i64::try_from(result.elapsed_ms).unwrap_or(i64::MAX))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await
+            }
             .await
-            .map(drop)
         })?;
         Ok(())
     }

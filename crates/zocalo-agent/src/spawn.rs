@@ -465,6 +465,16 @@ impl Spawner {
         let why: Arc<OnceLock<ErrorKind>> = Arc::new(OnceLock::new());
         let deadline = options.deadline.map(|d| tokio::time::Instant::now() + d);
 
+        // Results are recorded by a task of their own, many per transaction, so the loop
+        // below never waits for the database before starting the next agent.
+        let (record, recorder) = match &self.batches {
+            Some(b) => {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<AgentResult>();
+                let task = tokio::spawn(record_results(b.clone(), batch_id.clone(), rx));
+                (Some(tx), Some(task))
+            }
+            None => (None, None),
+        };
         let mut results: Vec<Option<AgentResult>> = vec![None; tasks.len()];
         let mut set: JoinSet<AgentResult> = JoinSet::new();
         let mut running: HashMap<tokio::task::Id, (usize, String)> = HashMap::new();
@@ -527,11 +537,8 @@ impl Spawner {
                 }
                 None => break,
             };
-            if let Some(b) = &self.batches {
-                if let Err(e) = b.finish_run(&batch_id, &result).await {
-                    tracing::error!(batch = %batch_id, agent = %result.id, "cannot record agent result: {e}");
-                    record_error.get_or_insert(e.into());
-                }
+            if let Some(record) = &record {
+                let _ = record.send(result.clone());
             }
             let index = result.index;
             on_event(AgentEvent::Finished(result.clone()));
@@ -548,7 +555,7 @@ impl Spawner {
         // Agents that never started: the batch was stopped first.
         let stopped = why.get().copied();
         let kind = stopped.unwrap_or(ErrorKind::Cancelled);
-        let mut unstarted = Vec::new();
+        let mut unstarted: Vec<AgentResult> = Vec::new();
         for (index, slot) in results.iter_mut().enumerate() {
             if slot.is_none() {
                 let r = AgentResult::failed(
@@ -563,13 +570,26 @@ impl Spawner {
                 *slot = Some(r);
             }
         }
-        if let Some(b) = &self.batches {
-            for r in &unstarted {
-                if let Err(e) = b.finish_run(&batch_id, r).await {
+        if let Some(record) = record {
+            for r in unstarted {
+                let _ = record.send(r);
+            }
+        }
+        if let Some(recorder) = recorder {
+            match recorder.await {
+                Ok(Some(e)) => {
                     record_error.get_or_insert(e.into());
-                    break;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    record_error.get_or_insert(AgentError::BadTask {
+                        line: None,
+                        message: format!("the batch recorder stopped: {e}"),
+                    });
                 }
             }
+        }
+        if let Some(b) = &self.batches {
             let cut_short = results.iter().flatten().any(|r| {
                 matches!(
                     r.error_kind,
@@ -595,6 +615,32 @@ impl Spawner {
             elapsed_ms: started.elapsed().as_millis() as u64,
         })
     }
+}
+
+/// Writes results as they come, all that are waiting in one transaction; returns the first
+/// error (the rest are still tried).
+async fn record_results(
+    batches: Batches,
+    batch_id: String,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<AgentResult>,
+) -> Option<zocalo_store::StoreError> {
+    let mut first_error = None;
+    let mut pending = Vec::new();
+    while let Some(r) = rx.recv().await {
+        pending.push(r);
+        while pending.len() < 500 {
+            match rx.try_recv() {
+                Ok(r) => pending.push(r),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = batches.finish_runs(&batch_id, &pending).await {
+            tracing::error!(batch = %batch_id, "cannot record {} agent results: {e}", pending.len());
+            first_error.get_or_insert(e);
+        }
+        pending.clear();
+    }
+    first_error
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
