@@ -340,3 +340,101 @@ async fn bad_tasks_are_refused_before_anything_runs() {
     assert!(s.batches().unwrap().list(10).await.unwrap().is_empty());
     db.cleanup().await;
 }
+
+/// A server that answers 429 (Retry-After 0.2 s) to its first `limited` requests.
+fn rate_limited_server(server: &FakeServer, limited: usize) {
+    for _ in 0..limited {
+        server.push(
+            Reply::json(
+                429,
+                serde_json::json!({"error": {"message": "Rate limit reached", "type": "requests"}}),
+            )
+            .header("retry-after", "0.2"),
+        );
+    }
+    echo(server, Duration::from_millis(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_429_the_batch_slows_down_instead_of_failing() {
+    let db = zocalo_testkit::db::sqlite().await;
+    let options = || SpawnOptions {
+        concurrency: 10,
+        ..SpawnOptions::default()
+    };
+
+    // Without the gate (and with the provider's own retries off) the 429s fail agents.
+    let server = FakeServer::start().await;
+    rate_limited_server(&server, 10);
+    let report = spawner(&db.store, &server)
+        .spawn_all(tasks(30, |i| format!("q{i}")), options(), |_| {})
+        .await
+        .unwrap();
+    let failed = report.results.iter().filter(|r| !r.is_ok()).count();
+    assert_eq!(failed, 10, "{:?}", report.results);
+
+    // Behind the provider's shared gate every agent waits out the 429 and succeeds.
+    let server = FakeServer::start().await;
+    rate_limited_server(&server, 10);
+    let gate = Arc::new(zocalo_llm::Gate::new(None));
+    let throttled = Arc::new(zocalo_llm::Throttled::new(provider(&server), gate));
+    let asker = Asker::new(
+        db.store.clone(),
+        throttled,
+        ToolRegistry::new(),
+        AskSettings::default(),
+    );
+    let t0 = Instant::now();
+    let report = Spawner::new(Arc::new(asker))
+        .spawn_all(tasks(30, |i| format!("q{i}")), options(), |_| {})
+        .await
+        .unwrap();
+    assert!(
+        report.results.iter().all(|r| r.is_ok()),
+        "{:?}",
+        report.results
+    );
+    assert_eq!(report.ok_count(), 30);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!(server.requests().len(), 40);
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_per_minute_spaces_the_requests() {
+    let db = zocalo_testkit::db::sqlite().await;
+    let server = FakeServer::start().await;
+    echo(&server, Duration::ZERO);
+    // 1200 per minute: one every 50 ms, whatever the concurrency.
+    let gate = Arc::new(zocalo_llm::Gate::new(Some(1200)));
+    let asker = Asker::new(
+        db.store.clone(),
+        Arc::new(zocalo_llm::Throttled::new(provider(&server), gate)),
+        ToolRegistry::new(),
+        AskSettings::default(),
+    );
+    let t0 = Instant::now();
+    let report = Spawner::new(Arc::new(asker))
+        .spawn_all(
+            tasks(10, |i| format!("q{i}")),
+            SpawnOptions {
+                concurrency: 10,
+                ..SpawnOptions::default()
+            },
+            |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.ok_count(), 10);
+    // Ten requests, 50 ms apart: at least 450 ms, although all ten could run at once.
+    assert!(
+        t0.elapsed() >= Duration::from_millis(450),
+        "{:?}",
+        t0.elapsed()
+    );
+    db.cleanup().await;
+}
