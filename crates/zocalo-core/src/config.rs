@@ -290,10 +290,7 @@ mod tests {
                 "[requests_per_minute]\nopenai = 0",
                 "requests_per_minute.openai",
             ),
-            (
-                "[requests_per_minute]\nopenai = \"fast\"",
-                "expected u32",
-            ),
+            ("[requests_per_minute]\nopenai = \"fast\"", "expected u32"),
         ];
         for (text, needle) in cases {
             let e = parse(text).expect_err(text).to_string();

@@ -30,6 +30,8 @@ struct Measure {
     cpu_s: f64,
     /// Peak resident set, MiB.
     rss_mib: f64,
+    /// Agents (requests) that succeeded.
+    ok: usize,
 }
 
 fn main() {
@@ -101,7 +103,18 @@ fn zocalo(home: &Path, url: &str, tasks: &Path, c: usize, n: usize) -> Measure {
         .iter()
         .filter(|r| r["status"] == "ok")
         .count();
-    assert_eq!(ok, n, "{stderr}");
+    if ok != n {
+        eprintln!("zocalo: only {ok} of {n} agents ok; the failures:");
+        for r in results
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"] != "ok")
+            .take(5)
+        {
+            eprintln!("  {r}");
+        }
+    }
     // "batch ID: N ok, 0 error, 0.412 s (...)"
     let batch_s = stderr
         .lines()
@@ -116,6 +129,7 @@ fn zocalo(home: &Path, url: &str, tasks: &Path, c: usize, n: usize) -> Measure {
         process_s: wall,
         cpu_s: cpu,
         rss_mib: rss,
+        ok,
     }
 }
 
@@ -129,12 +143,12 @@ fn python(py: &str, url: &str, c: usize, n: usize) -> Measure {
     let (stdout, stderr, wall, cpu, rss) = timed(cmd);
     let v: serde_json::Value =
         serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout} {stderr}"));
-    assert_eq!(v["ok"].as_u64(), Some(n as u64), "{stdout}");
     Measure {
         batch_s: v["wall_s"].as_f64().unwrap(),
         process_s: wall,
         cpu_s: cpu,
         rss_mib: rss,
+        ok: v["ok"].as_u64().unwrap_or(0) as usize,
     }
 }
 
@@ -172,8 +186,8 @@ async fn run() {
         "{n} agents, server answers after {} ms; best of {rounds} rounds\n",
         DELAY.as_millis()
     );
-    println!("| runner | concurrency | batch wall | process wall | overhead / agent | CPU / agent | peak RSS |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("| runner | concurrency | ok | batch wall | process wall | overhead / agent | CPU / agent | peak RSS |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for c in [1000usize, 200] {
         let c = c.min(n);
         let ideal = n.div_ceil(c) as f64 * DELAY.as_secs_f64();
@@ -200,7 +214,8 @@ async fn run() {
         }
         for (name, m) in &rows {
             println!(
-                "| {name} | {c} | {:.3} s | {:.3} s | {:.3} ms | {:.3} ms | {:.1} MiB |",
+                "| {name} | {c} | {} | {:.3} s | {:.3} s | {:.3} ms | {:.3} ms | {:.1} MiB |",
+                m.ok,
                 m.batch_s,
                 m.process_s,
                 (m.batch_s - ideal).max(0.0) * 1000.0 / n as f64,
@@ -210,7 +225,7 @@ async fn run() {
         }
         if rows.len() == 2 {
             println!(
-                "| ratio zocalo / python | {c} | {:.2} | {:.2} | | {:.2} | {:.2} |",
+                "| ratio zocalo / python | {c} | | {:.2} | {:.2} | | {:.2} | {:.2} |",
                 rows[0].1.batch_s / rows[1].1.batch_s,
                 rows[0].1.process_s / rows[1].1.process_s,
                 rows[0].1.cpu_s / rows[1].1.cpu_s,
