@@ -714,6 +714,7 @@ async fn run_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
 
     #[test]
     fn jsonl_errors_name_the_line() {
@@ -754,6 +755,38 @@ mod tests {
             vec![AgentTask::new("b", "two"), AgentTask::new("a", "one")]
         );
         assert!(parse_tasks_jsonl("").unwrap().is_empty());
+    }
+
+    proptest::proptest! {
+        // Whatever a user's file holds: no panic; an error names a line that exists; what
+        // parses is exactly the valid lines, in order, with unique ids.
+        #[test]
+        fn any_input_parses_or_names_a_line(
+            lines in proptest::collection::vec(
+                proptest::prop_oneof![
+                    "[a-c]{0,2}".prop_map(|id| serde_json::json!({"id": id, "prompt": "p"}).to_string()),
+                    proptest::string::string_regex(".{0,30}").unwrap(),
+                    proptest::strategy::Just(String::new()),
+                ],
+                0..12,
+            )
+        ) {
+            let text = lines.join("\n");
+            match parse_tasks_jsonl(&text) {
+                Ok(tasks) => {
+                    let valid = lines.iter().filter(|l| !l.trim().is_empty()).count();
+                    proptest::prop_assert_eq!(tasks.len(), valid);
+                    let mut ids: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
+                    ids.sort_unstable();
+                    ids.dedup();
+                    proptest::prop_assert_eq!(ids.len(), tasks.len());
+                }
+                Err(AgentError::BadTask { line: Some(l), .. }) => {
+                    proptest::prop_assert!(l >= 1 && l <= text.lines().count());
+                }
+                Err(e) => proptest::prop_assert!(false, "unexpected error {e:?}"),
+            }
+        }
     }
 
     #[test]
