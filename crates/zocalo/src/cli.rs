@@ -63,6 +63,8 @@ pub enum Command {
     /// Sub-agents: spawn one or thousands in parallel (here or on the pool); past batches.
     #[command(subcommand)]
     Agents(crate::commands::agents::AgentsCmd),
+    /// HTTP API (OpenAI-compatible /v1, REST /api) and web UI, with a bearer token.
+    Serve(crate::commands::serve::ServeArgs),
 }
 
 #[derive(Debug, Args, Clone)]

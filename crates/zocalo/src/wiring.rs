@@ -118,6 +118,14 @@ impl Ctx {
             .unwrap_or_else(|| self.home.models_dir())
     }
 
+    /// One provider by name, no fallback chain (the server's `PROVIDER/MODEL` pass-through).
+    pub fn provider_named(&self, name: &str) -> anyhow::Result<Arc<dyn Provider>> {
+        let registry = self.registry()?;
+        let env = |k: &str| std::env::var(k).ok();
+        let vault = self.vault_lookup();
+        self.build_provider(&registry, name, &env, &vault)
+    }
+
     /// One provider by name: `local` is the in-process model, the rest come from the registry
     /// (keys: flag > environment > vault). An unknown name lists every known one.
     fn build_provider(
@@ -180,13 +188,26 @@ impl Ctx {
     }
 
     /// Provider names stored in the vault (no decryption needed).
-    fn vault_names(&self) -> Vec<String> {
+    pub fn vault_names(&self) -> Vec<String> {
         Vault::in_dir(self.home.root()).names().unwrap_or_default()
     }
 
     /// The ask loop: memory, skills, built-in tools and `spawn_agents` (bound to this loop).
     pub fn asker(&self, store: Store, provider: Arc<dyn Provider>, tools: bool) -> Arc<Asker> {
-        self.build_asker(store, provider, tools, true)
+        let memory = crate::commands::memory::ask_memory(self, store.clone());
+        self.build_asker(store, provider, tools, true, memory)
+    }
+
+    /// [`Ctx::asker`] with the memory given (the server shares one [`zocalo_memory::Memory`]
+    /// between the ask loop and its memory API, so both see the same index).
+    pub fn asker_with_memory(
+        &self,
+        store: Store,
+        provider: Arc<dyn Provider>,
+        tools: bool,
+        memory: Option<zocalo_memory::AskMemory>,
+    ) -> Arc<Asker> {
+        self.build_asker(store, provider, tools, true, memory)
     }
 
     /// The ask loop sub-agents run in: [`Ctx::asker`] behind the provider's shared rate gate
@@ -198,7 +219,8 @@ impl Ctx {
         provider: Arc<dyn Provider>,
         tools: bool,
     ) -> Arc<Asker> {
-        self.build_asker(store, self.throttled(provider), tools, false)
+        let memory = crate::commands::memory::ask_memory(self, store.clone());
+        self.build_asker(store, self.throttled(provider), tools, false, memory)
     }
 
     /// `provider` behind its process-wide [`Gate`]: `requests_per_minute.NAME` from
@@ -234,11 +256,11 @@ impl Ctx {
         provider: Arc<dyn Provider>,
         tools: bool,
         episodic: bool,
+        mut memory: Option<zocalo_memory::AskMemory>,
     ) -> Arc<Asker> {
         let mut settings = AskSettings::from_config(&self.config.ask);
         // Memory: recalled memories join the context before each turn, user turns are kept
         // as episodic memories, and the model gets memory_save / memory_search.
-        let mut memory = crate::commands::memory::ask_memory(self, store.clone());
         if let Some(m) = memory.as_mut() {
             m.episodic &= episodic;
         }

@@ -353,9 +353,21 @@ pub fn ask_memory(ctx: &Ctx, store: Store) -> Option<AskMemory> {
         return None;
     }
     let memory = Memory::new(store, embedder(ctx), MemoryConfig::default());
-    let mut m = AskMemory::new(Arc::new(memory));
-    m.episodic = !off("ZOCALO_MEMORY_EPISODIC");
-    Some(m)
+    Some(ask_memory_over(Arc::new(memory)))
+}
+
+/// [`AskMemory`] over a memory the caller shares with others (the server's memory API).
+/// `ZOCALO_MEMORY_EPISODIC=off` keeps user turns out of memory.
+pub fn ask_memory_over(memory: Arc<Memory>) -> AskMemory {
+    let mut m = AskMemory::new(memory);
+    m.episodic = !std::env::var("ZOCALO_MEMORY_EPISODIC")
+        .is_ok_and(|v| matches!(v.as_str(), "off" | "0" | "false" | "no"));
+    m
+}
+
+/// Whether `ZOCALO_MEMORY=off` turns the ask loop's memory off.
+pub fn memory_off() -> bool {
+    std::env::var("ZOCALO_MEMORY").is_ok_and(|v| matches!(v.as_str(), "off" | "0" | "false" | "no"))
 }
 
 /// [`AskMemory`] as the ask loop's [`ContextSource`].

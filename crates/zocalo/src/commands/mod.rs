@@ -10,6 +10,7 @@ pub mod memory;
 pub mod models;
 pub mod pool;
 pub mod schedule;
+pub mod serve;
 pub mod skills;
 pub mod worker;
 
@@ -31,6 +32,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Schedule(cmd) => schedule::run(&ctx, cmd).await,
         Command::Memory(cmd) => memory::run(&ctx, cmd).await,
         Command::Agents(cmd) => agents::run(&ctx, cmd).await,
+        Command::Serve(args) => serve::run(&ctx, args).await,
     }
 }
 

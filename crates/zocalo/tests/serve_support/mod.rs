@@ -1,0 +1,133 @@
+//! A real `zocalo serve` process on a loopback port, for the server's tests.
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const TOKEN: &str = "test-token-0123456789abcdef";
+
+/// Variables a developer's shell might set that would change what the server does.
+const SCRUB: &[&str] = &[
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "GROQ_API_KEY",
+    "OPENROUTER_API_KEY",
+    "OLLAMA_HOST",
+    "ZOCALO_PROVIDER",
+    "ZOCALO_MODEL",
+    "ZOCALO_DATABASE_URL",
+    "ZOCALO_SERVER_TOKEN",
+    "ZOCALO_LOG",
+];
+
+pub struct Server {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    /// What the server printed on stderr before it listened.
+    pub banner: Vec<String>,
+}
+
+impl Server {
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap()
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client()
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(TOKEN)
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client()
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(TOKEN)
+    }
+
+    pub fn delete(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client()
+            .delete(format!("{}{path}", self.url))
+            .bearer_auth(TOKEN)
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+    }
+}
+
+/// `zocalo [--database-url DB] serve --bind 127.0.0.1:0` with a clean environment plus `env`;
+/// waits for the "listening on" line.
+pub async fn start(home: &Path, db_url: Option<&str>, env: &[(&str, String)]) -> Server {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_zocalo"));
+    for k in SCRUB {
+        cmd.env_remove(k);
+    }
+    cmd.env("ZOCALO_HOME", home)
+        .env("ZOCALO_EMBEDDER", "none")
+        .env("ZOCALO_SERVER_TOKEN", TOKEN);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    if let Some(url) = db_url {
+        cmd.args(["--database-url", url]);
+    }
+    cmd.args(["serve", "--bind", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().expect("zocalo serve could not be started");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut banner = Vec::new();
+    let url = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            banner.push(line.clone());
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                return rest.split_whitespace().next().unwrap().to_owned();
+            }
+        }
+        panic!("zocalo serve exited before listening: {banner:?}");
+    })
+    .await
+    .expect("zocalo serve did not listen within 60 s");
+    // Keep draining stderr so the server never blocks on a full pipe.
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if std::env::var_os("ZOCALO_TEST_SHOW_SERVER_LOG").is_some() {
+                eprintln!("[serve] {line}");
+            }
+        }
+    });
+    Server { child, url, banner }
+}
+
+/// A test-only tool from the environment (see ./x), or `None` with the reason printed;
+/// with ZOCALO_REQUIRE_TOOLS=1 a missing tool fails the test instead.
+pub fn tool(var: &str) -> Option<PathBuf> {
+    match std::env::var_os(var).filter(|v| !v.is_empty()) {
+        Some(v) => Some(PathBuf::from(v)),
+        None => {
+            if std::env::var("ZOCALO_REQUIRE_TOOLS").is_ok_and(|v| v == "1") {
+                panic!("{var} is not set and ZOCALO_REQUIRE_TOOLS=1: run ./x test (it installs the pinned tools)");
+            }
+            eprintln!("SKIPPED: {var} is not set (./x test installs the pinned tool)");
+            None
+        }
+    }
+}
+
+pub fn clients_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
+}
