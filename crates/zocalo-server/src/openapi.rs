@@ -45,6 +45,8 @@ use crate::{api, openai};
         api::jobs::stats,
         api::jobs::nodes,
         api::events::events,
+        api::agents::list,
+        api::agents::show,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&Bearer),
@@ -56,6 +58,7 @@ use crate::{api, openai};
         (name = "schedules", description = "RRULE automations"),
         (name = "jobs", description = "The compute pool"),
         (name = "events", description = "Server-sent state changes"),
+        (name = "agents", description = "Sub-agent batches"),
     )
 )]
 pub struct ApiDoc;

@@ -474,3 +474,78 @@ mod conversations_api {
         db.cleanup().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_batches_recorded_by_the_cli_are_listed_and_shown() {
+    let db = zocalo_testkit::db::sqlite().await;
+    let home = tempfile::tempdir().unwrap();
+    let fake = FakeServer::start().await;
+    fake.push(Reply::sse(openai_text_sse("gpt-test", &["first answer"])));
+    fake.push(Reply::sse(openai_text_sse("gpt-test", &["second answer"])));
+    let tasks = home.path().join("tasks.jsonl");
+    std::fs::write(
+        &tasks,
+        "{\"id\":\"a\",\"prompt\":\"one\"}\n{\"id\":\"b\",\"prompt\":\"two\"}\n",
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_zocalo"))
+        .env("ZOCALO_HOME", home.path())
+        .env("ZOCALO_MEMORY", "off")
+        .env("OPENAI_BASE_URL", format!("{}/v1", fake.url()))
+        .env("OPENAI_API_KEY", "sk-upstream-0123456789")
+        .args(["--database-url", &db.url(), "agents", "spawn-all"])
+        .arg(&tasks)
+        .args(["--provider", "openai", "--concurrency", "1", "--json"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let server = start(home.path(), Some(&db.url()), &upstream_env(&fake)).await;
+    let list: Value = server
+        .get("/api/agents/batches")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["total"], 2);
+    assert_eq!(list[0]["ok"], 2);
+    let id = list[0]["id"].as_str().unwrap();
+    let detail: Value = server
+        .get(&format!("/api/agents/batches/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let agents = detail["agents"].as_array().unwrap();
+    assert_eq!(agents[0]["id"], "a");
+    assert_eq!(agents[1]["id"], "b");
+    let outputs: Vec<&str> = agents
+        .iter()
+        .map(|a| a["output"].as_str().unwrap())
+        .collect();
+    assert!(
+        outputs.contains(&"first answer") && outputs.contains(&"second answer"),
+        "{outputs:?}"
+    );
+    let (s, _) = error_of(
+        server
+            .get("/api/agents/batches/batch_nope")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 404);
+    server.stop().await;
+    db.cleanup().await;
+}

@@ -1,6 +1,7 @@
 //! REST under `/api` (bearer token required). One module per subsystem; each handler is
 //! annotated for the OpenAPI document.
 
+pub mod agents;
 pub mod conversations;
 pub mod events;
 pub mod jobs;
@@ -20,6 +21,7 @@ pub fn router() -> Router<AppState> {
         .merge(schedules::router())
         .merge(jobs::router())
         .merge(events::router())
+        .merge(agents::router())
 }
 
 /// Clamp a user-given list limit into `1..=max`, default `default`.

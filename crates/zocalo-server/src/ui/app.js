@@ -339,8 +339,19 @@ async function loadAgents() {
     for (const b of batches) {
       const card = el("div");
       const head = el("div", "sched-head");
-      head.append(el("div", "name", b.id || b.batch_id || "batch"), el("span", `pill ${b.status || b.state || ""}`, b.status || b.state || ""));
-      card.append(head, el("div", "muted small", JSON.stringify(b.counts || b.summary || {})));
+      const left = el("div");
+      left.append(el("div", "name", b.id), el("div", "rule", `${b.runner} · ${b.provider || "default"}${b.model ? "/" + b.model : ""} · concurrency ${b.concurrency} · ${fmtTime(b.created_at)}`));
+      const right = el("div");
+      right.append(el("span", `pill ${b.error ? "failed" : b.pending ? "running" : "succeeded"}`, b.state), document.createTextNode(` ${b.ok}/${b.total} ok`));
+      head.append(left, right);
+      card.append(head);
+      card.addEventListener("click", async () => {
+        const d = await api(`/api/agents/batches/${encodeURIComponent(b.id)}`);
+        if (card.querySelector(".agents")) return;
+        const list = el("div", "agents occurrences");
+        for (const a of d.agents) list.append(el("span", "", `${a.id}: ${a.status}${a.elapsed_ms != null ? " · " + a.elapsed_ms + " ms" : ""}`));
+        card.append(list);
+      });
       out.append(card);
     }
   } catch (e) { out.append(el("div", "error", e.message)); }
