@@ -13,7 +13,7 @@ use zocalo_local::{LocalChat, WeightDtype};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut weights = WeightDtype::F16;
+    let mut weights = WeightDtype::Quantized;
     let mut max_tokens = 128u32;
     let mut question = "What is the capital of France?".to_string();
     let mut args = std::env::args().skip(1);

@@ -90,7 +90,7 @@ impl LocalChat {
     /// Load SmolLM2 from the models dir (`DataHome::models_dir()`), after checking its
     /// checksum. Missing weights: an error that says to run `zocalo models fetch`.
     pub fn load(models_dir: &Path) -> Result<Self, LocalError> {
-        Self::load_with(models_dir, WeightDtype::F16)
+        Self::load_with(models_dir, WeightDtype::Quantized)
     }
 
     pub fn load_with(models_dir: &Path, weights: WeightDtype) -> Result<Self, LocalError> {

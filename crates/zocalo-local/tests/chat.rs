@@ -234,3 +234,41 @@ async fn dropping_the_stream_stops_generation() {
     .unwrap();
     assert!(r.message.content.contains("Paris"), "{}", r.message.content);
 }
+
+/// The 4-bit kernel in the model: the same forward pass on weights expanded to f32 at load
+/// gives the same logits and the same greedy continuation.
+#[tokio::test]
+async fn quantized_kernel_logits_match_weights_expanded_to_f32() {
+    use candle_core::quantized::gguf_file;
+    use zocalo_local::llama::{argmax, Llama};
+    use zocalo_local::WeightDtype;
+    let Some(dir) = common::ensure_models().await else {
+        return;
+    };
+    tokio::task::spawn_blocking(move || {
+        let path = dir.join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+        let mut f = std::io::BufReader::new(std::fs::File::open(&path).unwrap());
+        let ct = gguf_file::Content::read(&mut f).unwrap();
+        let tok = zocalo_local::tokenizer::GgufTokenizer::from_gguf(&ct).unwrap();
+        let prompt = tok
+            .encode("<|im_start|>user\nName three colours.<|im_end|>\n<|im_start|>assistant\n")
+            .unwrap();
+        let mut q = Llama::from_gguf(&ct, &mut f, WeightDtype::Quantized).unwrap();
+        let mut e = Llama::from_gguf(&ct, &mut f, WeightDtype::F32).unwrap();
+        let (mut lq, mut le) = (q.prefill(&prompt).unwrap(), e.prefill(&prompt).unwrap());
+        for step in 0..8 {
+            let scale = le.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let worst = lq
+                .iter()
+                .zip(&le)
+                .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(worst <= 1e-3 * scale, "step {step}: max |Δlogit| {worst} of {scale}");
+            let next = argmax(&le);
+            assert_eq!(argmax(&lq), next, "step {step}");
+            lq = q.step(next).unwrap();
+            le = e.step(next).unwrap();
+        }
+    })
+    .await
+    .unwrap();
+}
