@@ -16,7 +16,23 @@ import time
 models = sys.argv[1]
 threads = int(os.environ.get("THREADS", "2"))
 
+import llama_cpp  # noqa: E402
 from llama_cpp import Llama  # noqa: E402
+
+# llama-cpp-python 0.3.36 built natively on this Sapphire Rapids machine segfaults in
+# llama_decode when the CPU "extra buffer types" (AMX int8 / repacked weights) are on, so they
+# are off by default (LLAMA_EXTRA_BUFTS=1 turns them back on).
+if os.environ.get("LLAMA_EXTRA_BUFTS") != "1":
+    _default_params = llama_cpp.llama_model_default_params
+
+    def _no_extra_bufts():
+        p = _default_params()
+        p.use_extra_bufts = False
+        return p
+
+    llama_cpp.llama_model_default_params = _no_extra_bufts
+    import llama_cpp.llama as _llama_mod  # noqa: E402
+    _llama_mod.llama_cpp.llama_model_default_params = _no_extra_bufts
 
 gguf = os.path.join(models, "smollm2-135m-instruct", "SmolLM2-135M-Instruct.Q4_1.gguf")
 llm = Llama(model_path=gguf, n_threads=threads, n_threads_batch=threads, n_ctx=2048, verbose=False)

@@ -8,8 +8,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 models=${1:-$HOME/.cache/zocalo-models-test}
 py=${PY:-python3}
 rounds=${ROUNDS:-3}
-cargo build --release -q -p zocalo-local --examples
-ex=${CARGO_TARGET_DIR:-$here/../../../target}/release/examples
+# PROFILE=dev uses the dev profile, where zocalo-local and candle are built at opt-level 3
+# anyway (root Cargo.toml), when a release build of the whole tree is too slow to wait for.
+profile=${PROFILE:-release}
+cargo build --profile "$profile" -q -p zocalo-local --examples
+dir=$profile; [ "$profile" = dev ] && dir=debug
+ex=${CARGO_TARGET_DIR:-$here/../../../target}/$dir/examples
 for r in $(seq "$rounds"); do
   echo "== round $r (load: $(cut -d' ' -f1 /proc/loadavg))"
   ZOCALO_MODELS=$models "$ex/local_chat" --max 64 "What is the capital of France?" 2>&1 | tail -1
