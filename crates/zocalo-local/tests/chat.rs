@@ -262,7 +262,10 @@ async fn quantized_kernel_logits_match_weights_expanded_to_f32() {
                 .iter()
                 .zip(&le)
                 .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-            assert!(worst <= 1e-3 * scale, "step {step}: max |Δlogit| {worst} of {scale}");
+            assert!(
+                worst <= 1e-3 * scale,
+                "step {step}: max |Δlogit| {worst} of {scale}"
+            );
             let next = argmax(&le);
             assert_eq!(argmax(&lq), next, "step {step}");
             lq = q.step(next).unwrap();

@@ -162,7 +162,7 @@ impl QMatrix {
         len: usize,
         block_bytes: usize,
     ) -> Result<usize, ShapeError> {
-        if cols % BLOCK != 0 {
+        if !cols.is_multiple_of(BLOCK) {
             return Err(ShapeError(format!(
                 "{cols} columns is not a whole number of {BLOCK}-element blocks"
             )));

@@ -81,7 +81,7 @@ pub(super) fn rows(
     dst: &mut [f32],
 ) {
     check(w, n, x, cols, t, dst);
-    let level = if cols % BLOCK == 0 {
+    let level = if cols.is_multiple_of(BLOCK) {
         clamp(level)
     } else {
         Simd::Scalar
@@ -339,6 +339,7 @@ mod x86 {
     /// avx2 and fma are available; bounds as for [`tile512`].
     #[inline]
     #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::needless_range_loop)] // k, j index the weight and accumulator arrays alike
     unsafe fn tile256<const R: usize, const T: usize>(
         w: &Weights,
         r: usize,
