@@ -307,10 +307,15 @@ impl Asker {
             }
             for call in calls {
                 on_event(AskEvent::ToolCall(call.clone()));
-                // Tools that spawn sub-agents record this conversation as their parent.
+                // Tools that spawn sub-agents record this conversation as their parent;
+                // stateful tools (the browser's tab) are handed it in the ToolContext.
+                let tool_ctx = zocalo_core::ToolContext {
+                    conversation: Some(conversation_id.clone()),
+                };
                 let called = crate::spawn::in_conversation(
                     conversation_id.clone(),
-                    self.tools.call(&call.name, call.arguments.clone()),
+                    self.tools
+                        .call_with(&tool_ctx, &call.name, call.arguments.clone()),
                 );
                 let (content, is_error) = match called.await {
                     Ok(out) => (truncate_output(out), false),

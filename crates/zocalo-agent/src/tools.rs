@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
-use zocalo_core::{Tool, ToolError, ToolSpec};
+use zocalo_core::{Tool, ToolContext, ToolError, ToolSpec};
 
 /// Tools offered to the model, by name.
 #[derive(Clone, Default)]
@@ -40,8 +40,19 @@ impl ToolRegistry {
 
     /// Run a call. An unknown tool is the model's mistake: a recoverable error it can see.
     pub async fn call(&self, name: &str, arguments: Value) -> Result<String, ToolError> {
+        self.call_with(&ToolContext::default(), name, arguments)
+            .await
+    }
+
+    /// Run a call on behalf of `ctx` (the ask loop passes the conversation).
+    pub async fn call_with(
+        &self,
+        ctx: &ToolContext,
+        name: &str,
+        arguments: Value,
+    ) -> Result<String, ToolError> {
         match self.tools.get(name) {
-            Some(tool) => tool.call(arguments).await,
+            Some(tool) => tool.call_with(ctx, arguments).await,
             None => Err(ToolError::Recoverable(format!(
                 "there is no tool named {name:?}; available: {}",
                 self.tools.keys().cloned().collect::<Vec<_>>().join(", ")

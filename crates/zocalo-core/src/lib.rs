@@ -27,4 +27,4 @@ pub use protocol::{
     ToolSpec, Usage,
 };
 pub use secret::Secret;
-pub use tool::{Tool, ToolError};
+pub use tool::{Tool, ToolContext, ToolError};

@@ -4,6 +4,8 @@
 //!   split into chunks, optionally cut) and records every request; recorded real OpenAI and
 //!   Anthropic SSE bodies live in `fixtures/`.
 //! - [`db`]: a fresh SQLite file or a fresh Postgres schema per test.
+//! - [`pages`]: a tiny web server for browser tests, plus process-table and skip helpers.
 
 pub mod db;
 pub mod fake;
+pub mod pages;

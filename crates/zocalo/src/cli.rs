@@ -65,6 +65,9 @@ pub enum Command {
     Agents(crate::commands::agents::AgentsCmd),
     /// HTTP API (OpenAI-compatible /v1, REST /api) and web UI, with a bearer token.
     Serve(crate::commands::serve::ServeArgs),
+    /// Headless Chromium: run step scripts, screenshot a page, snapshot its elements with refs.
+    #[command(subcommand)]
+    Browser(crate::commands::browser::BrowserCmd),
 }
 
 #[derive(Debug, Args, Clone)]

@@ -38,7 +38,8 @@ fn main() -> std::process::ExitCode {
 
 fn init_tracing(verbose: u8) {
     let default = match verbose {
-        0 => "warn",
+        // chromiumoxide warns about every CDP event it has no type for: not the user's concern.
+        0 => "warn,chromiumoxide=error",
         1 => "info,sqlx=warn",
         _ => "debug,sqlx=info,hyper=info,reqwest=info",
     };

@@ -274,6 +274,16 @@ impl Ctx {
             for tool in memory.iter().flat_map(|m| m.tools()) {
                 registry.register(tool);
             }
+            // Browser: offered only where Chromium is installed. One Chromium for the
+            // process, a tab per conversation, closed when idle.
+            if zocalo_browser::find_chromium().is_ok() {
+                let config = zocalo_browser::ToolsConfig::new(
+                    self.home.root().join("browser").join("screenshots"),
+                );
+                for tool in zocalo_browser::Sessions::new(config).tools() {
+                    registry.register(tool);
+                }
+            }
             // Skills: only names and descriptions go into the prompt; the model opens the
             // rest with skill_open / skill_read / skill_run. Hot reload keeps the tools live
             // for a long chat. No skills, no catalog and no skill tools.

@@ -140,28 +140,53 @@ pub async fn run(ctx: &Ctx, json_out: bool) -> anyhow::Result<()> {
         }),
     );
 
-    let chromium = ["ZOCALO_CHROMIUM"]
-        .iter()
-        .filter_map(|k| std::env::var(k).ok())
-        .chain(
-            [
-                "/usr/bin/chromium",
-                "/usr/bin/chromium-browser",
-                "/usr/bin/google-chrome",
-            ]
-            .iter()
-            .map(|s| s.to_string()),
-        )
-        .find(|p| std::path::Path::new(p).exists());
-    add(
-        "chromium",
-        chromium.is_some(),
-        false,
-        chromium.clone().unwrap_or_else(|| "not found".into()),
-        chromium
-            .is_none()
-            .then(|| "apt-get install -y chromium (or set ZOCALO_CHROMIUM)".into()),
-    );
+    // The browser tools and `zocalo browser`: the binary they would start, and that it runs.
+    match zocalo_browser::find_chromium() {
+        Ok(path) => {
+            let version = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                tokio::process::Command::new(&path)
+                    .arg("--version")
+                    .stdin(std::process::Stdio::null())
+                    .output(),
+            )
+            .await;
+            match version {
+                Ok(Ok(out)) if out.status.success() => {
+                    let v = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+                    add(
+                        "chromium",
+                        true,
+                        false,
+                        format!("{} ({v})", path.display()),
+                        None,
+                    )
+                }
+                other => add(
+                    "chromium",
+                    false,
+                    false,
+                    format!(
+                        "{} does not run: {}",
+                        path.display(),
+                        match other {
+                            Ok(Ok(out)) => String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                            Ok(Err(e)) => e.to_string(),
+                            Err(_) => "`--version` did not answer within 10 s".into(),
+                        }
+                    ),
+                    Some(zocalo_browser::INSTALL_HINT.into()),
+                ),
+            }
+        }
+        Err(e) => add(
+            "chromium",
+            false,
+            false,
+            e.to_string(),
+            Some(zocalo_browser::INSTALL_HINT.into()),
+        ),
+    }
 
     let ok = checks.iter().all(|c| c.ok || !c.required);
     if json_out {

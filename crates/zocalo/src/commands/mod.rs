@@ -2,6 +2,7 @@
 
 pub mod agents;
 mod ask;
+pub mod browser;
 mod chat;
 mod conversations;
 mod doctor;
@@ -33,6 +34,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Memory(cmd) => memory::run(&ctx, cmd).await,
         Command::Agents(cmd) => agents::run(&ctx, cmd).await,
         Command::Serve(args) => serve::run(&ctx, args).await,
+        Command::Browser(cmd) => browser::run(cmd).await,
     }
 }
 
