@@ -344,18 +344,19 @@ fn parse_step(i: usize, v: Value, default_timeout: Duration) -> Result<Step, Scr
                             "wait_for: the value is a CSS selector, {\"ref\": \"eN\"} or {\"text\": \"...\"}",
                         )
                     })?;
-                    let state =
-                        match opts.string("state")?.as_deref() {
-                            None | Some("visible") => WaitState::Visible,
-                            Some("attached") => WaitState::Attached,
-                            Some("hidden") => WaitState::Hidden,
-                            Some(s) => return Err(err(
+                    let state = match opts.string("state")?.as_deref() {
+                        None | Some("visible") => WaitState::Visible,
+                        Some("attached") => WaitState::Attached,
+                        Some("hidden") => WaitState::Hidden,
+                        Some(s) => {
+                            return Err(err(
                                 Some(i),
                                 format!(
                                     "wait_for: state {s:?} is not one of visible, attached, hidden"
                                 ),
-                            )),
-                        };
+                            ))
+                        }
+                    };
                     WaitCondition::Element { target, state }
                 }
             };

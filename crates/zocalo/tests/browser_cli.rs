@@ -1,6 +1,7 @@
 //! `zocalo browser` as a process, with real headless Chromium and pages served on 127.0.0.1.
 //! Every run carries a unique marker in its environment; Chromium and all its helpers inherit
 //! it, so /proc shows whether anything it started is still alive after it exits.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
