@@ -192,7 +192,7 @@ pub async fn run(cmd: BrowserCmd) -> anyhow::Result<()> {
                 let browser = Browser::launch(&opts).await?;
                 let mut tab = browser.new_tab().await?;
                 tab.goto(&url, timeout).await?;
-                Ok(tab.snapshot().await?)
+                tab.snapshot().await
             })
             .await?;
             if json {
