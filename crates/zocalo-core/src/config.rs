@@ -30,9 +30,10 @@ pub struct Config {
     /// MCP servers; read by the MCP crate.
     #[serde(default)]
     pub mcp: Option<toml::Value>,
-    /// Daemon settings; read by the daemon.
+    /// Daemon settings (`[daemon]`): what `zocalo daemon` (and `zocalo serve`) runs besides
+    /// the services, and the supervisor's timings.
     #[serde(default)]
-    pub daemon: Option<toml::Value>,
+    pub daemon: DaemonConfig,
     /// Sub-agent defaults (`zocalo agents`, the `spawn_agents` tool).
     #[serde(default)]
     pub agents: AgentsConfig,
@@ -40,6 +41,58 @@ pub struct Config {
     /// wait for their turn, shared by every agent and ask of the process.
     #[serde(default)]
     pub requests_per_minute: BTreeMap<String, u32>,
+}
+
+/// `[daemon]` in config.toml. Durations are milliseconds.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// Run a local compute-pool worker inside the daemon (runs the jobs automations fire).
+    pub worker: bool,
+    /// Jobs the daemon's worker runs at once.
+    pub worker_concurrency: usize,
+    /// Run the scheduler loop (fires automations).
+    pub scheduler: bool,
+    /// The scheduler looks for new automations at least this often.
+    pub tick_interval_ms: u64,
+    /// First restart delay of a crashed service; doubles per crash in a row.
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// A service up this long has its backoff and crash count reset.
+    pub reset_after_ms: u64,
+    /// Crashes in a row restarted before a service is `failed`.
+    pub max_retries: u32,
+    /// SIGTERM to SIGKILL when stopping a service.
+    pub stop_grace_ms: u64,
+    pub health_interval_ms: u64,
+    pub health_timeout_ms: u64,
+    /// Failed health checks in a row that make a running service `unhealthy`.
+    pub unhealthy_after: u32,
+    /// A service log is rotated before it grows past this many bytes.
+    pub log_max_bytes: u64,
+    /// Rotated log files kept per service.
+    pub log_keep: usize,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            worker: false,
+            worker_concurrency: 2,
+            scheduler: true,
+            tick_interval_ms: 1000,
+            backoff_base_ms: 1000,
+            backoff_max_ms: 60_000,
+            reset_after_ms: 10_000,
+            max_retries: 5,
+            stop_grace_ms: 10_000,
+            health_interval_ms: 5000,
+            health_timeout_ms: 5000,
+            unhealthy_after: 3,
+            log_max_bytes: 10 * 1024 * 1024,
+            log_keep: 3,
+        }
+    }
 }
 
 /// `[agents]` in config.toml.
@@ -203,6 +256,26 @@ impl Config {
                 "requests_per_minute.{name} must be at least 1 (remove it for no limit)"
             )));
         }
+        let d = &self.daemon;
+        for (key, v) in [
+            ("tick_interval_ms", d.tick_interval_ms),
+            ("backoff_base_ms", d.backoff_base_ms),
+            ("backoff_max_ms", d.backoff_max_ms),
+            ("health_interval_ms", d.health_interval_ms),
+            ("health_timeout_ms", d.health_timeout_ms),
+            ("log_max_bytes", d.log_max_bytes),
+            ("worker_concurrency", d.worker_concurrency as u64),
+            ("unhealthy_after", u64::from(d.unhealthy_after)),
+        ] {
+            if v == 0 {
+                return Err(err(format!("daemon.{key} must be at least 1")));
+            }
+        }
+        if d.backoff_max_ms < d.backoff_base_ms {
+            return Err(err(
+                "daemon.backoff_max_ms must not be less than daemon.backoff_base_ms".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -250,6 +323,11 @@ mod tests {
         assert_eq!(cfg.agents.timeout_secs, Some(90.5));
         assert_eq!(cfg.agents.max_depth, AgentsConfig::default().max_depth);
         assert_eq!(cfg.requests_per_minute["openai"], 500);
+        assert_eq!(cfg.daemon, DaemonConfig::default());
+        let cfg = parse("[daemon]\nworker = true\nstop_grace_ms = 250").unwrap();
+        assert!(cfg.daemon.worker);
+        assert_eq!(cfg.daemon.stop_grace_ms, 250);
+        assert_eq!(cfg.daemon.max_retries, DaemonConfig::default().max_retries);
     }
 
     #[test]
@@ -290,7 +368,17 @@ mod tests {
                 "[requests_per_minute]\nopenai = 0",
                 "requests_per_minute.openai",
             ),
-            ("[requests_per_minute]\nopenai = \"fast\"", "expected u32"),
+            (
+                "[requests_per_minute]\nopenai = \"fast\"",
+                "expected u32",
+            ),
+            ("[daemon]\nworker = \"yes\"", "worker"),
+            ("[daemon]\nstop_grace = 5", "stop_grace"),
+            ("[daemon]\nbackoff_base_ms = 0", "backoff_base_ms"),
+            (
+                "[daemon]\nbackoff_base_ms = 500\nbackoff_max_ms = 100",
+                "backoff_max_ms",
+            ),
         ];
         for (text, needle) in cases {
             let e = parse(text).expect_err(text).to_string();

@@ -19,7 +19,7 @@ pub mod protocol;
 pub mod secret;
 pub mod tool;
 
-pub use config::Config;
+pub use config::{Config, DaemonConfig};
 pub use error::CoreError;
 pub use ids::{ConversationId, MessageId};
 pub use protocol::{

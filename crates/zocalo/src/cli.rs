@@ -68,6 +68,12 @@ pub enum Command {
     /// Headless Chromium: run step scripts, screenshot a page, snapshot its elements with refs.
     #[command(subcommand)]
     Browser(crate::commands::browser::BrowserCmd),
+    /// Services: long-running processes the daemon supervises (restart, health, logs).
+    #[command(subcommand)]
+    Services(crate::commands::services::ServicesCmd),
+    /// The background daemon: services, scheduler ticks, an optional local worker.
+    #[command(subcommand)]
+    Daemon(crate::commands::daemon::DaemonCmd),
 }
 
 #[derive(Debug, Args, Clone)]

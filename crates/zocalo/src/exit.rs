@@ -39,6 +39,9 @@ fn is_usage(e: &anyhow::Error) -> bool {
             || cause
                 .downcast_ref::<zocalo_browser::BrowserError>()
                 .is_some_and(|e| e.is_usage())
+            || cause
+                .downcast_ref::<zocalo_services::ServicesError>()
+                .is_some_and(|e| e.is_usage())
     })
 }
 

@@ -5,6 +5,7 @@ mod ask;
 pub mod browser;
 mod chat;
 mod conversations;
+pub mod daemon;
 mod doctor;
 pub mod keys;
 pub mod memory;
@@ -12,6 +13,7 @@ pub mod models;
 pub mod pool;
 pub mod schedule;
 pub mod serve;
+pub mod services;
 pub mod skills;
 pub mod worker;
 
@@ -35,6 +37,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agents(cmd) => agents::run(&ctx, cmd).await,
         Command::Serve(args) => serve::run(&ctx, args).await,
         Command::Browser(cmd) => browser::run(cmd).await,
+        Command::Services(cmd) => services::run(&ctx, cmd).await,
+        Command::Daemon(cmd) => daemon::run(&ctx, cmd).await,
     }
 }
 

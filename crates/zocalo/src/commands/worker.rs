@@ -73,26 +73,12 @@ pub async fn run(ctx: &Ctx, args: WorkerArgs) -> anyhow::Result<()> {
         return Err(usage("--retry-base-ms must be at least 1"));
     }
     let store = ctx.store().await?;
-    let queue = SqlQueue::new(store.clone()).with_retry(RetryPolicy {
-        base: Duration::from_millis(args.retry_base_ms),
-        cap: Duration::from_secs(3600),
-    });
-    let mut registry = Registry::builtin();
-    registry.register(
-        "ask",
-        Arc::new(AskHandler {
-            ctx: Ctx::load(ctx.database_url.clone())?,
-            store: store.clone(),
-            askers: Default::default(),
-        }),
-    );
-    registry.register(
-        "skill",
-        Arc::new(SkillHandler {
-            home: ctx.home.root().to_path_buf(),
-        }),
-    );
-    let worker = Worker::new(queue, registry, config)?;
+    let worker = pool_worker_with(
+        ctx,
+        store.clone(),
+        config,
+        Duration::from_millis(args.retry_base_ms),
+    )?;
     eprintln!(
         "worker {} joined the pool (concurrency {})",
         worker.node_id(),
@@ -109,6 +95,57 @@ pub async fn run(ctx: &Ctx, args: WorkerArgs) -> anyhow::Result<()> {
         return super::print_json(&serde_json::to_value(&report)?);
     }
     Ok(())
+}
+
+/// The worker settings `zocalo worker` uses without flags.
+pub fn default_config() -> WorkerConfig {
+    WorkerConfig {
+        concurrency: 4,
+        labels: Vec::new(),
+        drain: false,
+        node_timeout: Duration::from_secs(30),
+        poll_interval: Duration::from_millis(250),
+        shutdown_grace: Duration::from_secs(10),
+        stop_grace: Duration::from_secs(10),
+    }
+}
+
+/// A pool worker on `store` with every job kind this build runs (noop, shell, ask, skill);
+/// the daemon's local worker is one of these.
+pub fn pool_worker(
+    ctx: &Ctx,
+    store: zocalo_store::Store,
+    config: WorkerConfig,
+) -> anyhow::Result<Worker> {
+    pool_worker_with(ctx, store, config, Duration::from_secs(1))
+}
+
+fn pool_worker_with(
+    ctx: &Ctx,
+    store: zocalo_store::Store,
+    config: WorkerConfig,
+    retry_base: Duration,
+) -> anyhow::Result<Worker> {
+    let queue = SqlQueue::new(store.clone()).with_retry(RetryPolicy {
+        base: retry_base,
+        cap: Duration::from_secs(3600),
+    });
+    let mut registry = Registry::builtin();
+    registry.register(
+        "ask",
+        Arc::new(AskHandler {
+            ctx: Ctx::load(ctx.database_url.clone())?,
+            store,
+            askers: Default::default(),
+        }),
+    );
+    registry.register(
+        "skill",
+        Arc::new(SkillHandler {
+            home: ctx.home.root().to_path_buf(),
+        }),
+    );
+    Ok(Worker::new(queue, registry, config)?)
 }
 
 /// SIGTERM or Ctrl-C.

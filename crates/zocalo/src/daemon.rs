@@ -1,0 +1,526 @@
+//! The daemon: one per data home. It hosts the service [`Supervisor`], the scheduler loop
+//! (so automations fire without a terminal open) and, with `[daemon] worker = true`, a local
+//! compute-pool worker. The CLI talks to it over `daemon.sock` in the data home (mode 0600):
+//! one JSON request per line, one JSON response per line.
+//!
+//! `zocalo serve` embeds the same work: [`DaemonWork::start`] (or [`run_daemon_work`]), so a
+//! running server is also the daemon that `zocalo services …` talks to.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use zocalo_core::DaemonConfig;
+use zocalo_services::{ServiceSpec, ServicesError, Supervisor, SupervisorConfig};
+use zocalo_store::Store;
+
+use crate::exit::usage;
+use crate::wiring::Ctx;
+
+/// Longest request line the daemon reads.
+const MAX_REQUEST: u64 = 1024 * 1024;
+
+/// Files of the daemon in the data home.
+pub struct DaemonPaths {
+    pub socket: PathBuf,
+    pub lock: PathBuf,
+    pub pid: PathBuf,
+    pub log: PathBuf,
+    pub logs_dir: PathBuf,
+}
+
+impl DaemonPaths {
+    pub fn new(home: &Path) -> Self {
+        Self {
+            socket: home.join("daemon.sock"),
+            lock: home.join("daemon.lock"),
+            pid: home.join("daemon.pid"),
+            log: home.join("logs").join("daemon.log"),
+            logs_dir: home.join("logs"),
+        }
+    }
+}
+
+/// The supervisor's settings from `[daemon]` in config.toml.
+pub fn supervisor_config(home: &Path, d: &DaemonConfig) -> SupervisorConfig {
+    let ms = Duration::from_millis;
+    let mut c = SupervisorConfig::new(home.join("logs"), home);
+    c.backoff_base = ms(d.backoff_base_ms);
+    c.backoff_max = ms(d.backoff_max_ms);
+    c.reset_after = ms(d.reset_after_ms);
+    c.max_retries = d.max_retries;
+    c.stop_grace = ms(d.stop_grace_ms);
+    c.health_interval = ms(d.health_interval_ms);
+    c.health_timeout = ms(d.health_timeout_ms);
+    c.unhealthy_after = d.unhealthy_after;
+    c.log_max_bytes = d.log_max_bytes;
+    c.log_keep = d.log_keep;
+    c
+}
+
+/// Which database a command or daemon uses, as shown to users (no password).
+pub fn database_label(ctx: &Ctx) -> String {
+    match &ctx.database_url {
+        Some(url) => zocalo_store::redact_url(url),
+        None => format!("sqlite://{}", ctx.home.database().display()),
+    }
+}
+
+/// A request from the CLI (or any client of the socket).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    DaemonStatus,
+    DaemonStop,
+    Add { spec: ServiceSpec },
+    Start { name: String },
+    Stop { name: String },
+    Restart { name: String },
+    Rm { name: String },
+    Status { name: String },
+    List,
+}
+
+/// The daemon's work, running: the supervisor, the socket, the scheduler loop and the
+/// optional worker. Hold it for as long as the daemon (or server) runs, then call
+/// [`DaemonWork::shutdown`].
+pub struct DaemonWork {
+    supervisor: Supervisor,
+    store: Store,
+    cancel: CancellationToken,
+    tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
+    paths: DaemonPaths,
+    _lock: std::fs::File,
+}
+
+struct Shared {
+    supervisor: Supervisor,
+    cancel: CancellationToken,
+    started_at: DateTime<Utc>,
+    home: PathBuf,
+    database: String,
+    config: DaemonConfig,
+}
+
+impl DaemonWork {
+    /// Takes the data home's daemon lock (one daemon per home: a second one is refused),
+    /// opens the store, takes over services left by a daemon that died (their processes are
+    /// stopped, never duplicated), starts every service wanted running, listens on the
+    /// socket and starts the scheduler loop and, if configured, the worker.
+    pub async fn start(ctx: &Ctx) -> anyhow::Result<DaemonWork> {
+        ctx.home.ensure()?;
+        let paths = DaemonPaths::new(ctx.home.root());
+        create_private_dir(&paths.logs_dir)?;
+        let lock = take_lock(&paths)?;
+        let store = ctx.store().await?;
+        let cfg = &ctx.config.daemon;
+        let supervisor = Supervisor::new(store.clone(), supervisor_config(ctx.home.root(), cfg));
+        let report = supervisor.resume().await?;
+        for (name, pid) in &report.stopped_leftovers {
+            tracing::warn!(service = %name, pid, "stopped processes left by a daemon that died");
+        }
+        if !report.started.is_empty() {
+            tracing::info!(services = ?report.started, "services started again");
+        }
+
+        // The lock is ours, so a socket file here is stale (its daemon died).
+        let _ = std::fs::remove_file(&paths.socket);
+        let listener = UnixListener::bind(&paths.socket)
+            .with_context(|| format!("listening on {}", paths.socket.display()))?;
+        set_mode(&paths.socket, 0o600)?;
+        write_private(&paths.pid, &format!("{}\n", std::process::id()))?;
+
+        let cancel = CancellationToken::new();
+        let shared = std::sync::Arc::new(Shared {
+            supervisor: supervisor.clone(),
+            cancel: cancel.clone(),
+            started_at: Utc::now(),
+            home: ctx.home.root().to_path_buf(),
+            database: database_label(ctx),
+            config: cfg.clone(),
+        });
+        let mut tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)> = Vec::new();
+        tasks.push(("socket", tokio::spawn(serve_socket(listener, shared))));
+        if cfg.scheduler {
+            let store = store.clone();
+            let stop = cancel.clone();
+            let interval = Duration::from_millis(cfg.tick_interval_ms);
+            tasks.push((
+                "scheduler",
+                tokio::spawn(async move {
+                    zocalo_scheduler::run_ticker(store, interval, stop.cancelled_owned()).await?;
+                    Ok(())
+                }),
+            ));
+        }
+        if cfg.worker {
+            let config = zocalo_pool::WorkerConfig {
+                concurrency: cfg.worker_concurrency,
+                ..crate::commands::worker::default_config()
+            };
+            let worker = crate::commands::worker::pool_worker(ctx, store.clone(), config)?;
+            tracing::info!(node = %worker.node_id(), "local worker joined the pool");
+            let stop = cancel.clone();
+            tasks.push((
+                "worker",
+                tokio::spawn(async move {
+                    worker.run(stop.cancelled_owned()).await?;
+                    Ok(())
+                }),
+            ));
+        }
+        Ok(DaemonWork {
+            supervisor,
+            store,
+            cancel,
+            tasks,
+            paths,
+            _lock: lock,
+        })
+    }
+
+    /// The supervisor, for in-process callers (the HTTP server's services endpoints).
+    #[allow(dead_code)] // for `zocalo serve`
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.supervisor
+    }
+
+    /// Cancelled when the work should end: by `zocalo daemon stop`, or by the owner.
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Stops everything: no more requests, the scheduler and worker end (running jobs get
+    /// the worker's grace), every service's processes are stopped (they stay wanted
+    /// running, so the next daemon starts them again), the socket and pid file go.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.cancel.cancel();
+        self.supervisor.shutdown().await;
+        let mut first_error = None;
+        for (name, task) in self.tasks {
+            match tokio::time::timeout(Duration::from_secs(30), task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => {
+                    tracing::error!("daemon {name} failed: {e:#}");
+                    first_error.get_or_insert(e);
+                }
+                Ok(Err(e)) => tracing::error!("daemon {name} task: {e}"),
+                Err(_) => tracing::error!("daemon {name} did not stop within 30 s"),
+            }
+        }
+        let _ = std::fs::remove_file(&self.paths.socket);
+        let _ = std::fs::remove_file(&self.paths.pid);
+        self.store.close().await;
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The daemon's work until `shutdown` is cancelled or `zocalo daemon stop` asks it to end.
+/// For `zocalo serve`, which needs the supervisor too, use [`DaemonWork::start`].
+#[allow(dead_code)] // for `zocalo serve`
+pub async fn run_daemon_work(ctx: &Ctx, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let work = DaemonWork::start(ctx).await?;
+    let own = work.cancel_token();
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = own.cancelled() => {}
+    }
+    work.shutdown().await
+}
+
+fn take_lock(paths: &DaemonPaths) -> anyhow::Result<std::fs::File> {
+    let mut open = std::fs::OpenOptions::new();
+    open.read(true).write(true).create(true).truncate(false);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    let file = open
+        .open(&paths.lock)
+        .with_context(|| format!("opening {}", paths.lock.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let pid = std::fs::read_to_string(&paths.pid).unwrap_or_default();
+            anyhow::bail!(
+                "a daemon already runs for this data home (pid {}): `zocalo daemon stop` first",
+                pid.trim()
+            )
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", paths.lock.display()))
+        }
+    }
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
+}
+
+fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting the mode of {}", path.display()))
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create(true).truncate(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    let mut f = open
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    std::io::Write::write_all(&mut f, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+async fn serve_socket(
+    listener: UnixListener,
+    shared: std::sync::Arc<Shared>,
+) -> anyhow::Result<()> {
+    loop {
+        let conn = tokio::select! {
+            _ = shared.cancel.cancelled() => return Ok(()),
+            c = listener.accept() => c,
+        };
+        match conn {
+            Ok((stream, _)) => {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = serve_connection(stream, &shared).await {
+                        tracing::debug!("daemon connection: {e}");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!("daemon socket accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn serve_connection(stream: UnixStream, shared: &Shared) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    loop {
+        let mut line = String::new();
+        let n = (&mut reader)
+            .take(MAX_REQUEST + 1)
+            .read_line(&mut line)
+            .await?;
+        if n == 0 {
+            return Ok(());
+        }
+        let too_long = n as u64 > MAX_REQUEST;
+        let response = if too_long {
+            error_response("request line too long", true)
+        } else if line.trim().is_empty() {
+            continue;
+        } else {
+            match serde_json::from_str::<Request>(&line) {
+                Ok(req) => handle(req, shared).await,
+                Err(e) => error_response(&format!("bad request: {e}"), true),
+            }
+        };
+        let mut text = response.to_string();
+        text.push('\n');
+        write.write_all(text.as_bytes()).await?;
+        if too_long {
+            return Ok(());
+        }
+    }
+}
+
+fn error_response(message: &str, is_usage: bool) -> Value {
+    json!({"ok": false, "error": message, "usage": is_usage})
+}
+
+fn services_result(r: Result<Value, ServicesError>) -> Value {
+    match r {
+        Ok(v) => json!({"ok": true, "result": v}),
+        Err(e) => error_response(&e.to_string(), e.is_usage()),
+    }
+}
+
+fn to_value<T: Serialize>(v: T) -> Result<Value, ServicesError> {
+    serde_json::to_value(v).map_err(|e| ServicesError::Invalid(e.to_string()))
+}
+
+async fn handle(req: Request, shared: &Shared) -> Value {
+    let sup = &shared.supervisor;
+    match req {
+        Request::DaemonStatus => {
+            let services = sup.list().await.unwrap_or_default();
+            let count = |s: &str| services.iter().filter(|x| x.state.as_str() == s).count();
+            json!({"ok": true, "result": {
+                "running": true,
+                "pid": std::process::id(),
+                "started_at": shared.started_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                "uptime_secs": (Utc::now() - shared.started_at).num_seconds().max(0),
+                "home": shared.home.display().to_string(),
+                "socket": DaemonPaths::new(&shared.home).socket.display().to_string(),
+                "database": shared.database,
+                "scheduler": shared.config.scheduler,
+                "worker": shared.config.worker,
+                "services": {
+                    "total": services.len(),
+                    "running": count("running"),
+                    "starting": count("starting"),
+                    "unhealthy": count("unhealthy"),
+                    "failed": count("failed"),
+                },
+                "version": env!("CARGO_PKG_VERSION"),
+            }})
+        }
+        Request::DaemonStop => {
+            shared.cancel.cancel();
+            json!({"ok": true, "result": {"stopping": true, "pid": std::process::id()}})
+        }
+        Request::Add { spec } => services_result(sup.add(spec).await.and_then(to_value)),
+        Request::Start { name } => services_result(sup.start(&name).await.and_then(to_value)),
+        Request::Stop { name } => services_result(sup.stop(&name).await.and_then(to_value)),
+        Request::Restart { name } => services_result(sup.restart(&name).await.and_then(to_value)),
+        Request::Rm { name } => {
+            services_result(sup.rm(&name).await.map(|()| json!({"removed": name})))
+        }
+        Request::Status { name } => services_result(sup.status(&name).await.and_then(to_value)),
+        Request::List => services_result(sup.list().await.and_then(to_value)),
+    }
+}
+
+/// A connection to a running daemon.
+pub struct Client {
+    reader: BufReader<UnixStream>,
+}
+
+impl Client {
+    /// Connects to the daemon of `home`; `None` when none answers.
+    pub async fn connect(home: &Path) -> Option<Client> {
+        let socket = DaemonPaths::new(home).socket;
+        match tokio::time::timeout(Duration::from_secs(2), UnixStream::connect(&socket)).await {
+            Ok(Ok(stream)) => Some(Client {
+                reader: BufReader::new(stream),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Sends one request; the daemon's answer, or its error (a usage error maps to exit 2).
+    pub async fn call(&mut self, req: &Request) -> anyhow::Result<Value> {
+        let mut line = serde_json::to_string(req)?;
+        line.push('\n');
+        self.reader.get_mut().write_all(line.as_bytes()).await?;
+        let mut answer = String::new();
+        let n = self.reader.read_line(&mut answer).await?;
+        if n == 0 {
+            anyhow::bail!(
+                "the daemon closed the connection without answering (see logs/daemon.log)"
+            );
+        }
+        let v: Value = serde_json::from_str(&answer)
+            .with_context(|| format!("the daemon answered something that is not JSON: {answer}"))?;
+        if v["ok"].as_bool() == Some(true) {
+            return Ok(v["result"].clone());
+        }
+        let msg = v["error"]
+            .as_str()
+            .unwrap_or("the daemon failed")
+            .to_owned();
+        if v["usage"].as_bool() == Some(true) {
+            Err(usage(msg))
+        } else {
+            Err(anyhow::anyhow!(msg))
+        }
+    }
+}
+
+/// The daemon of this data home, started in the background if none runs. A running daemon
+/// on another database than this command's is an error, never silently used.
+pub async fn ensure_daemon(ctx: &Ctx) -> anyhow::Result<Client> {
+    let mut client = match Client::connect(ctx.home.root()).await {
+        Some(c) => c,
+        None => {
+            start_background(ctx).await?;
+            Client::connect(ctx.home.root())
+                .await
+                .context("the daemon started but does not answer")?
+        }
+    };
+    let status = client.call(&Request::DaemonStatus).await?;
+    let theirs = status["database"].as_str().unwrap_or_default();
+    let ours = database_label(ctx);
+    if theirs != ours {
+        anyhow::bail!(
+            "the daemon of {} (pid {}) uses {theirs}, this command {ours}: stop it with \
+             `zocalo daemon stop` or use the same --database-url",
+            ctx.home.root().display(),
+            status["pid"]
+        );
+    }
+    Ok(client)
+}
+
+/// Starts `zocalo daemon run --detach` in the background (its output goes to
+/// logs/daemon.log) and waits until it answers on the socket. Returns its pid.
+pub async fn start_background(ctx: &Ctx) -> anyhow::Result<u32> {
+    ctx.home.ensure()?;
+    let paths = DaemonPaths::new(ctx.home.root());
+    create_private_dir(&paths.logs_dir)?;
+    let mut open = std::fs::OpenOptions::new();
+    open.create(true).append(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    let log = open
+        .open(&paths.log)
+        .with_context(|| format!("opening {}", paths.log.display()))?;
+    let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
+    let exe = std::env::current_exe().context("finding the zocalo executable")?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["-v", "daemon", "run", "--detach"])
+        .env("ZOCALO_HOME", ctx.home.root())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log);
+    // The URL goes through the environment, not argv, which other users can read in ps.
+    match &ctx.database_url {
+        Some(url) => cmd.env("ZOCALO_DATABASE_URL", url),
+        None => cmd.env_remove("ZOCALO_DATABASE_URL"),
+    };
+    let mut child = cmd.spawn().context("starting the daemon")?;
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut exited_at: Option<Instant> = None;
+    loop {
+        if Client::connect(ctx.home.root()).await.is_some() {
+            return Ok(pid);
+        }
+        if exited_at.is_none() && matches!(child.try_wait(), Ok(Some(_))) {
+            exited_at = Some(Instant::now());
+        }
+        // A daemon that exited may have lost a race with another one starting: look for that
+        // one a little longer, then report what the log says.
+        let gave_up = exited_at.is_some_and(|t| t.elapsed() > Duration::from_secs(2));
+        if gave_up || Instant::now() >= deadline {
+            let text = std::fs::read(&paths.log).unwrap_or_default();
+            let from = (log_start as usize).min(text.len());
+            let tail = String::from_utf8_lossy(&text[from..]).into_owned();
+            anyhow::bail!(
+                "the daemon did not start (log {}):\n{}",
+                paths.log.display(),
+                tail.trim()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
