@@ -372,7 +372,11 @@ async fn crash_loops_fail_cheaply_missing_commands_fail_and_health_shows() {
         .as_i64()
         .unwrap() as i32;
     let r = z(db, home, &["services", "start", "ghost", "--json"]).await;
-    assert_eq!(r.code, 1, "a start that fails is a runtime failure: {}", r.stderr);
+    assert_eq!(
+        r.code, 1,
+        "a start that fails is a runtime failure: {}",
+        r.stderr
+    );
     assert!(r.stderr.contains("service ghost failed"), "{}", r.stderr);
     let s = r.json();
     assert_eq!(s["state"], "failed");

@@ -218,7 +218,9 @@ fn failed_start(starts: bool, status: &Value) -> anyhow::Result<()> {
         anyhow::bail!(
             "service {} failed: {}",
             status["name"].as_str().unwrap_or_default(),
-            status["error"].as_str().unwrap_or("see `zocalo services logs`")
+            status["error"]
+                .as_str()
+                .unwrap_or("see `zocalo services logs`")
         );
     }
     Ok(())
