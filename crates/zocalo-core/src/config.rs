@@ -368,10 +368,7 @@ mod tests {
                 "[requests_per_minute]\nopenai = 0",
                 "requests_per_minute.openai",
             ),
-            (
-                "[requests_per_minute]\nopenai = \"fast\"",
-                "expected u32",
-            ),
+            ("[requests_per_minute]\nopenai = \"fast\"", "expected u32"),
             ("[daemon]\nworker = \"yes\"", "worker"),
             ("[daemon]\nstop_grace = 5", "stop_grace"),
             ("[daemon]\nbackoff_base_ms = 0", "backoff_base_ms"),
