@@ -68,6 +68,9 @@ pub enum Command {
     /// Headless Chromium: run step scripts, screenshot a page, snapshot its elements with refs.
     #[command(subcommand)]
     Browser(crate::commands::browser::BrowserCmd),
+    /// MCP: serve zocalo's tools to MCP clients (`serve`), list configured servers' tools.
+    #[command(subcommand)]
+    Mcp(crate::commands::mcp::McpCmd),
 }
 
 #[derive(Debug, Args, Clone)]

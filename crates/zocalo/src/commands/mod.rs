@@ -7,6 +7,7 @@ mod chat;
 mod conversations;
 mod doctor;
 pub mod keys;
+pub mod mcp;
 pub mod memory;
 pub mod models;
 pub mod pool;
@@ -35,6 +36,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agents(cmd) => agents::run(&ctx, cmd).await,
         Command::Serve(args) => serve::run(&ctx, args).await,
         Command::Browser(cmd) => browser::run(cmd).await,
+        Command::Mcp(cmd) => mcp::run(&ctx, cmd).await,
     }
 }
 
