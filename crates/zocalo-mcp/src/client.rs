@@ -6,7 +6,7 @@
 //! time limit; a server that exited is started again on the next call. A server that cannot
 //! be reached is reported for that server only: the others still work.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -279,15 +279,18 @@ impl Connection {
                     self.stderr.clone(),
                 ));
             }
-            Self::client_config().serve(transport).await.map_err(|e| {
-                // Give the stderr reader a moment to catch the child's last words.
-                std::thread::sleep(Duration::from_millis(50));
-                McpError::Start {
-                    server: self.name.clone(),
-                    message: e.to_string(),
-                    stderr: self.stderr_tail(),
+            match Self::client_config().serve(transport).await {
+                Ok(running) => Ok(running),
+                Err(e) => {
+                    // Give the stderr reader a moment to catch the child's last words.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Err(McpError::Start {
+                        server: self.name.clone(),
+                        message: e.to_string(),
+                        stderr: self.stderr_tail(),
+                    })
                 }
-            })
+            }
         } else if let Some(url) = &self.config.url {
             use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
             use rmcp::transport::StreamableHttpClientTransport;
@@ -518,15 +521,6 @@ pub fn result_text(result: &CallToolResult) -> String {
         }
     }
     parts.join("\n")
-}
-
-/// Tool names per server, for a human listing.
-pub fn by_server(tools: &[ToolInfo]) -> BTreeMap<&str, Vec<&ToolInfo>> {
-    let mut m: BTreeMap<&str, Vec<&ToolInfo>> = BTreeMap::new();
-    for t in tools {
-        m.entry(t.server.as_str()).or_default().push(t);
-    }
-    m
 }
 
 #[cfg(test)]

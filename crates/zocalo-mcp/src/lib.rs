@@ -18,7 +18,7 @@ pub mod typed;
 
 pub use client::{McpClients, McpTool, ServerReport, ToolInfo, TOOL_SEPARATOR};
 pub use error::McpError;
-pub use server::{http_service, serve_stdio, HttpService, ToolServer};
+pub use server::{http_router, http_service, serve_stdio, HttpService, ToolServer};
 pub use typed::{schema_for, typed_tool};
 
 /// Re-exported so callers derive `JsonSchema` with the same version this crate uses.

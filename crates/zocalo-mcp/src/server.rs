@@ -170,3 +170,13 @@ pub fn http_service(
         config,
     )
 }
+
+/// [`http_service`] as an axum `Router` answering every path it is nested at, for
+/// `ServerBuilder::nest("/mcp", ...)` / `Router::nest_service("/mcp", ...)`.
+pub fn http_router(
+    server: ToolServer,
+    allowed_hosts: Option<Vec<String>>,
+    shutdown: CancellationToken,
+) -> axum::Router {
+    axum::Router::new().fallback_service(http_service(server, allowed_hosts, shutdown))
+}

@@ -3,6 +3,7 @@
 //! FastMCP server (crates/zocalo-mcp/tests/py/fastmcp_server.py) serves zocalo's client.
 //! Needs ZOCALO_TEST_PYTHON (tools/py-requirements.txt); skipped with a reason when unset,
 //! unless ZOCALO_REQUIRE_TOOLS=1.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[macro_use]
 mod common;
@@ -68,7 +69,11 @@ both!(python_client_drives_mcp_serve, |db, home| async move {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "client failed: {stderr}");
     let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_client_saw(&j, db, home).await;
+});
 
+/// What client_check.py must have seen from zocalo's MCP server, over either transport.
+async fn assert_client_saw(j: &Value, db: &zocalo_testkit::db::TestDb, home: &Path) {
     assert_eq!(j["server_name"], "zocalo");
     assert_eq!(j["has_tools_capability"], true);
     let tools = j["tools"].as_object().unwrap();
@@ -131,7 +136,62 @@ both!(python_client_drives_mcp_serve, |db, home| async move {
     let found = z(db, home, &["memory", "search", "Miso", "--json"]).await;
     assert_eq!(found.code, 0, "{}", found.stderr);
     assert_eq!(found.json()[0]["id"], id.as_str());
-});
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_over_streamable_http() {
+    let Some(py) = python() else { return };
+    let db = zocalo_testkit::db::sqlite().await;
+    let home = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let url = db.url();
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_zocalo"))
+        .args(["--database-url", &url, "mcp", "serve", "--http", &addr])
+        .env("ZOCALO_HOME", home.path())
+        .env("ZOCALO_EMBEDDER", "none")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(&addr).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "mcp serve --http did not listen"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::process::Command::new(&py)
+            .arg(py_dir().join("client_check.py"))
+            .args(["--url", &format!("http://{addr}/mcp")])
+            .output(),
+    )
+    .await
+    .expect("the Python client did not finish in 60 s")
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_client_saw(&j, &db, home.path()).await;
+    server.kill().await.unwrap();
+
+    // Not on a public address: that endpoint would have no token.
+    let run = zocalo(home.path(), &[], &["mcp", "serve", "--http", "0.0.0.0:0"]).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("loopback"), "{}", run.stderr);
+    db.cleanup().await;
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mcp_tools_lists_servers_and_reports_the_unreachable() {

@@ -19,13 +19,19 @@ use zocalo_scheduler::{Action, NewAutomation, Scheduler};
 use zocalo_store::Store;
 
 use super::print_json;
+use crate::exit::usage;
 use crate::wiring::Ctx;
 
 #[derive(Debug, Subcommand)]
 pub enum McpCmd {
     /// Serve zocalo's tools (memory, skills, schedules, pool) over MCP on stdin/stdout, for
     /// Claude Desktop, Codex, goose or any MCP client. Logs go to stderr.
-    Serve,
+    Serve {
+        /// Serve streamable HTTP at http://ADDR/mcp instead of stdio (loopback only, no
+        /// token; `zocalo serve` mounts it behind its token).
+        #[arg(long, value_name = "IP:PORT")]
+        http: Option<String>,
+    },
     /// List the tools of every MCP server in config.toml ([mcp.servers.NAME]); a server that
     /// cannot be reached is reported and the others are still listed.
     Tools {
@@ -38,7 +44,8 @@ pub enum McpCmd {
 
 pub async fn run(ctx: &Ctx, cmd: McpCmd) -> anyhow::Result<()> {
     match cmd {
-        McpCmd::Serve => {
+        McpCmd::Serve { http: Some(addr) } => serve_http(ctx, &addr).await,
+        McpCmd::Serve { http: None } => {
             let store = ctx.store().await?;
             let server = tool_server(ctx, store.clone());
             let r = zocalo_mcp::serve_stdio(server).await;
@@ -136,6 +143,58 @@ pub fn tool_server(ctx: &Ctx, store: Store) -> ToolServer {
          long-term memory; skills_list / skill_run run their Agent Skills; schedule_* manage \
          recurring automations; pool_* submit and inspect jobs on their compute pool.",
     )
+}
+
+/// The streamable-HTTP MCP endpoint over zocalo's tools, for `zocalo serve` to mount at `/mcp`
+/// behind its bearer token (`allowed_hosts: None` accepts any `Host`, the token being the
+/// protection), or for `mcp serve --http` on loopback. Cancelling `shutdown` ends the sessions.
+pub fn http_router(
+    ctx: &Ctx,
+    store: Store,
+    allowed_hosts: Option<Vec<String>>,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> axum::Router {
+    zocalo_mcp::http_router(tool_server(ctx, store), allowed_hosts, shutdown)
+}
+
+/// `mcp serve --http ADDR`: the streamable-HTTP endpoint at `/mcp`, loopback only (it has no
+/// token; `zocalo serve` mounts the same endpoint behind one).
+async fn serve_http(ctx: &Ctx, addr: &str) -> anyhow::Result<()> {
+    let addr: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|e| usage(format!("--http {addr:?}: expected IP:PORT ({e})")))?;
+    if !addr.ip().is_loopback() {
+        return Err(usage(format!(
+            "--http {addr}: only loopback addresses (this endpoint has no token); use \
+             `zocalo serve` for a token-protected /mcp"
+        )));
+    }
+    let store = ctx.store().await?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let hosts = vec![
+        "localhost".into(),
+        "127.0.0.1".into(),
+        "::1".into(),
+        "[::1]".into(),
+    ];
+    let app = axum::Router::new().nest_service(
+        "/mcp",
+        http_router(ctx, store.clone(), Some(hosts), shutdown.clone()),
+    );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    eprintln!("zocalo MCP endpoint: http://{}/mcp", listener.local_addr()?);
+    let stop = shutdown.clone();
+    let r = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            stop.cancel();
+        })
+        .await;
+    shutdown.cancel();
+    store.close().await;
+    Ok(r?)
 }
 
 fn recoverable(e: impl std::fmt::Display) -> ToolError {
