@@ -27,9 +27,9 @@ pub struct Config {
     /// Ask loop settings.
     #[serde(default)]
     pub ask: AskConfig,
-    /// MCP servers; read by the MCP crate.
+    /// MCP servers whose tools the ask loop offers to the model (`[mcp.servers.NAME]`).
     #[serde(default)]
-    pub mcp: Option<toml::Value>,
+    pub mcp: McpConfig,
     /// Daemon settings (`[daemon]`): what `zocalo daemon` (and `zocalo serve`) runs besides
     /// the services, and the supervisor's timings.
     #[serde(default)]
@@ -161,6 +161,129 @@ impl Default for AskConfig {
     }
 }
 
+/// `[mcp]`: the MCP servers zocalo uses as a client.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct McpConfig {
+    /// `[mcp.servers.NAME]`; NAME prefixes the server's tools (`NAME__TOOL`).
+    #[serde(default)]
+    pub servers: BTreeMap<String, McpServerConfig>,
+}
+
+/// One MCP server: a command started as a child speaking MCP on stdio (`command`, `args`,
+/// `env`, `cwd`), or a streamable-HTTP endpoint (`url`, `headers`, `bearer_token_env`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct McpServerConfig {
+    /// Program to start (looked up on PATH).
+    pub command: Option<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Extra environment for the child (it inherits zocalo's environment otherwise).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory of the child.
+    pub cwd: Option<std::path::PathBuf>,
+    /// Streamable-HTTP endpoint, e.g. `http://127.0.0.1:8000/mcp`.
+    pub url: Option<String>,
+    /// Extra HTTP headers sent with every request to `url`.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Environment variable holding a bearer token for `url` (sent as `Authorization`).
+    pub bearer_token_env: Option<String>,
+    /// Seconds one tool call may take before it fails (default 60).
+    #[serde(default = "default_mcp_call_timeout")]
+    pub timeout_secs: f64,
+    /// Seconds the server may take to start and list its tools (default 20).
+    #[serde(default = "default_mcp_startup_timeout")]
+    pub startup_timeout_secs: f64,
+    /// `false` keeps the server configured but unused.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+fn default_mcp_call_timeout() -> f64 {
+    60.0
+}
+fn default_mcp_startup_timeout() -> f64 {
+    20.0
+}
+fn default_true() -> bool {
+    true
+}
+
+impl McpServerConfig {
+    /// Checks one `[mcp.servers.NAME]` table; the message names the offending key.
+    pub fn check(&self, name: &str) -> Result<(), String> {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(format!(
+                "mcp server name {name:?} may use only letters, digits, '-' and '_'"
+            ));
+        }
+        if name.contains("__") {
+            return Err(format!(
+                "mcp server name {name:?} may not contain \"__\" (it separates server and tool \
+                 in NAME__TOOL)"
+            ));
+        }
+        let at = |key: &str| format!("mcp.servers.{name}.{key}");
+        match (&self.command, &self.url) {
+            (Some(_), Some(_)) => {
+                return Err(format!(
+                    "mcp.servers.{name}: give either `command` (stdio) or `url` (HTTP), not both"
+                ))
+            }
+            (None, None) => {
+                return Err(format!(
+                    "mcp.servers.{name}: give `command` (+ `args`, `env`) for a stdio server or \
+                     `url` for a streamable-HTTP one"
+                ))
+            }
+            (Some(c), None) => {
+                if c.trim().is_empty() {
+                    return Err(format!("{} is empty", at("command")));
+                }
+                if !self.headers.is_empty() || self.bearer_token_env.is_some() {
+                    return Err(format!(
+                        "mcp.servers.{name}: `headers` and `bearer_token_env` apply to `url` \
+                         servers only"
+                    ));
+                }
+            }
+            (None, Some(u)) => {
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    return Err(format!(
+                        "{} must start with http:// or https://, got {u:?}",
+                        at("url")
+                    ));
+                }
+                if !self.args.is_empty() || !self.env.is_empty() || self.cwd.is_some() {
+                    return Err(format!(
+                        "mcp.servers.{name}: `args`, `env` and `cwd` apply to `command` servers \
+                         only"
+                    ));
+                }
+            }
+        }
+        for (key, secs) in [
+            ("timeout_secs", self.timeout_secs),
+            ("startup_timeout_secs", self.startup_timeout_secs),
+        ] {
+            if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0) {
+                return Err(format!(
+                    "{} must be a number of seconds above 0 and at most 86400, got {secs}",
+                    at(key)
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Config {
     /// Parse TOML text; `path` only names the source in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, CoreError> {
@@ -231,6 +354,9 @@ impl Config {
                     )));
                 }
             }
+        }
+        for (name, server) in &self.mcp.servers {
+            server.check(name).map_err(err)?;
         }
         if self.ask.max_steps == 0 {
             return Err(err("ask.max_steps must be at least 1".into()));
@@ -376,12 +502,74 @@ mod tests {
                 "[daemon]\nbackoff_base_ms = 500\nbackoff_max_ms = 100",
                 "backoff_max_ms",
             ),
+            ("[mcp]\nserver = 1", "server"),
+            ("mcp = 3", "mcp"),
+            ("[mcp.servers.a]\nargs = [\"x\"]", "command"),
+            (
+                "[mcp.servers.a]\ncommand = \"x\"\nurl = \"http://h\"",
+                "not both",
+            ),
+            ("[mcp.servers.a]\ncommand = \" \"", "command"),
+            ("[mcp.servers.a]\ncommand = \"x\"\nargs = \"-v\"", "args"),
+            ("[mcp.servers.a]\ncommand = \"x\"\nenv = { K = 1 }", "env"),
+            ("[mcp.servers.a]\ncommand = \"x\"\ncmd = \"y\"", "cmd"),
+            ("[mcp.servers.a]\nurl = \"ws://h\"", "url"),
+            (
+                "[mcp.servers.a]\nurl = \"http://h\"\nargs = [\"x\"]",
+                "args",
+            ),
+            (
+                "[mcp.servers.a]\ncommand = \"x\"\nheaders = { A = \"b\" }",
+                "headers",
+            ),
+            ("[mcp.servers.a__b]\ncommand = \"x\"", "__"),
+            ("[mcp.servers.\"a b\"]\ncommand = \"x\"", "a b"),
+            (
+                "[mcp.servers.a]\ncommand = \"x\"\ntimeout_secs = 0",
+                "timeout_secs",
+            ),
+            (
+                "[mcp.servers.a]\ncommand = \"x\"\ntimeout_secs = nan",
+                "timeout_secs",
+            ),
+            (
+                "[mcp.servers.a]\nurl = \"http://h\"\nstartup_timeout_secs = -2",
+                "startup_timeout_secs",
+            ),
         ];
         for (text, needle) in cases {
             let e = parse(text).expect_err(text).to_string();
             assert!(e.contains(needle), "{text:?}: {e}");
             assert!(e.contains("config.toml"), "{e}");
         }
+    }
+
+    #[test]
+    fn mcp_servers_parse() {
+        let cfg = parse(
+            r#"
+            [mcp.servers.files]
+            command = "npx"
+            args = ["-y", "@modelcontextprotocol/server-filesystem", "/tmp"]
+            env = { LOG = "1" }
+            [mcp.servers.remote]
+            url = "https://mcp.example/mcp"
+            headers = { X-Team = "a" }
+            bearer_token_env = "REMOTE_TOKEN"
+            timeout_secs = 5
+            "#,
+        )
+        .unwrap();
+        let files = &cfg.mcp.servers["files"];
+        assert_eq!(files.command.as_deref(), Some("npx"));
+        assert_eq!(files.args.len(), 3);
+        assert_eq!(files.env["LOG"], "1");
+        assert_eq!(files.timeout_secs, 60.0);
+        assert!(files.enabled);
+        let remote = &cfg.mcp.servers["remote"];
+        assert_eq!(remote.url.as_deref(), Some("https://mcp.example/mcp"));
+        assert_eq!(remote.headers["X-Team"], "a");
+        assert_eq!(remote.timeout_secs, 5.0);
     }
 
     #[test]

@@ -74,6 +74,9 @@ pub enum Command {
     /// The background daemon: services, scheduler ticks, an optional local worker.
     #[command(subcommand)]
     Daemon(crate::commands::daemon::DaemonCmd),
+    /// MCP: serve zocalo's tools to MCP clients (`serve`), list configured servers' tools.
+    #[command(subcommand)]
+    Mcp(crate::commands::mcp::McpCmd),
 }
 
 #[derive(Debug, Args, Clone)]

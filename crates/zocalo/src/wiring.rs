@@ -306,6 +306,10 @@ impl Ctx {
                 }
                 settings.system_prompt = format!("{}\n\n{index}", settings.system_prompt);
             }
+            // MCP: the tools of the servers in config.toml, as NAME__TOOL (started now).
+            for tool in crate::commands::mcp::client_tools(self) {
+                registry.register(tool);
+            }
             registry
         } else {
             ToolRegistry::new()

@@ -8,6 +8,7 @@ mod conversations;
 pub mod daemon;
 mod doctor;
 pub mod keys;
+pub mod mcp;
 pub mod memory;
 pub mod models;
 pub mod pool;
@@ -39,6 +40,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Browser(cmd) => browser::run(cmd).await,
         Command::Services(cmd) => services::run(&ctx, cmd).await,
         Command::Daemon(cmd) => daemon::run(&ctx, cmd).await,
+        Command::Mcp(cmd) => mcp::run(&ctx, cmd).await,
     }
 }
 

@@ -46,7 +46,11 @@ pub async fn run(ctx: &Ctx, args: ServeArgs) -> anyhow::Result<()> {
     })?;
     let store = ctx.store().await?;
     let backend = Arc::new(CliBackend::new(ctx, store.clone())?);
+    // MCP over streamable HTTP at /mcp, behind the same token (so any Host is accepted).
+    let mcp_shutdown = tokio_util::sync::CancellationToken::new();
+    let mcp = super::mcp::http_router(ctx, store.clone(), None, mcp_shutdown.clone());
     let router = ServerBuilder::new(store.clone(), backend, token.clone())
+        .nest("/mcp", mcp)
         .skills_roots(zocalo_skills::default_roots(ctx.home.root(), &[]))
         // This binary is the Landlock launcher for skill scripts (`zocalo __skill-sandbox`).
         .skill_launcher(std::env::current_exe().ok())
@@ -64,9 +68,11 @@ pub async fn run(ctx: &Ctx, args: ServeArgs) -> anyhow::Result<()> {
         ),
     }
     eprintln!(
-        "zocalo serve: listening on http://{local}  (web UI at /, API at /api, OpenAI at /v1)"
+        "zocalo serve: listening on http://{local}  (web UI at /, API at /api, OpenAI at /v1, MCP at /mcp)"
     );
-    zocalo_server::serve(listener, router, shutdown_signal()).await?;
+    let served = zocalo_server::serve(listener, router, shutdown_signal()).await;
+    mcp_shutdown.cancel();
+    served?;
     store.close().await;
     Ok(())
 }
