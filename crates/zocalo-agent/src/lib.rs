@@ -23,9 +23,9 @@ pub use ask::{AskEvent, AskOutcome, AskRequest, AskSettings, Asker, ContextSourc
 pub use batches::{BatchDetail, BatchState, BatchSummary, Batches, RunRecord};
 pub use error::AgentError;
 pub use spawn::{
-    current_depth, parse_tasks_jsonl, validate_tasks, AgentAnswer, AgentEvent, AgentResult,
-    AgentRun, AgentRunner, AgentStatus, AgentTask, BatchReport, ErrorKind, RunningBatch,
-    SpawnOptions, Spawner,
+    at_depth, current_depth, parse_tasks_jsonl, validate_tasks, AgentAnswer, AgentEvent,
+    AgentResult, AgentRun, AgentRunner, AgentStatus, AgentTask, BatchReport, ErrorKind,
+    RunningBatch, SpawnOptions, Spawner,
 };
 pub use spawn_tool::{SpawnAgentsTool, SpawnLimits, SPAWN_AGENTS};
 pub use tokio_util::sync::CancellationToken;

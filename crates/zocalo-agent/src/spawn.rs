@@ -163,6 +163,10 @@ pub struct AgentRun {
     pub prompt: String,
     /// Model override for the batch (`None`: the provider's default).
     pub model: Option<String>,
+    /// The agent's depth in the agent tree (1 for agents a user spawned). A runner that
+    /// runs the agent elsewhere (a pool worker) carries it along, so the `spawn_agents`
+    /// depth limit holds there too (see [`at_depth`]).
+    pub depth: u32,
 }
 
 /// An agent's answer.
@@ -267,6 +271,12 @@ pub fn current_depth() -> u32 {
 /// tool calls), if any.
 pub fn current_conversation() -> Option<ConversationId> {
     CONVERSATION.try_with(Clone::clone).ok()
+}
+
+/// Runs `fut` as an agent at `depth` (its [`current_depth`]): how a pool worker runs an
+/// agent's ask job, so agents spawned over the pool still count towards the depth limit.
+pub async fn at_depth<F: std::future::Future>(depth: u32, fut: F) -> F::Output {
+    SCOPE.scope(AgentScope { depth }, fut).await
 }
 
 /// Runs `fut` with `conversation` as [`current_conversation`].
@@ -489,6 +499,7 @@ impl Spawner {
                     task_id: task.id.clone(),
                     prompt: task.prompt.clone(),
                     model: options.model.clone(),
+                    depth,
                 };
                 let fut = run_one(
                     Arc::clone(&self.runner),

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 use zocalo_testkit::db::TestDb;
-use zocalo_testkit::fake::{openai_text_sse, FakeServer, RecordedRequest, Reply};
+use zocalo_testkit::fake::{
+    openai_text_sse, openai_tool_call_sse, FakeServer, RecordedRequest, Reply,
+};
 
 fn prompt_of(r: &RecordedRequest) -> String {
     r.body["messages"]
@@ -494,5 +496,91 @@ both!(
         let conv = shown["agents"][3]["conversation_id"].as_str().unwrap();
         assert!(conv.starts_with("conv_"), "{shown}");
         let _: Value = shown;
+    }
+);
+
+both!(
+    pooled_agents_keep_their_depth_limit,
+    |db, home| async move {
+        // Sub-agents may nest one deep: an agent a user spawned is at depth 1, so its own
+        // `spawn_agents` call must be refused -- also when a pool worker runs it.
+        std::fs::write(home.join("config.toml"), "[agents]\nmax_depth = 1\n").unwrap();
+        let server = FakeServer::start().await;
+        server.respond_with(|r| {
+            let messages = r.body["messages"].as_array().cloned().unwrap_or_default();
+            let last = messages.last().cloned().unwrap_or_default();
+            if last["role"] == "tool" {
+                let result = last["content"].as_str().unwrap_or_default().to_owned();
+                return Reply::sse(openai_text_sse("gpt-test", &["tool said: ", &result]));
+            }
+            match prompt_of(r).as_str() {
+                "fan out" => Reply::sse(openai_tool_call_sse(
+                    "gpt-test",
+                    "call_1",
+                    "spawn_agents",
+                    &serde_json::json!({"tasks": [{"id": "inner", "prompt": "inner work"}]})
+                        .to_string(),
+                )),
+                p => Reply::sse(openai_text_sse("gpt-test", &["echo: ", p])),
+            }
+        });
+        let file = write_tasks(
+            home,
+            &[serde_json::json!({"id": "top", "prompt": "fan out"}).to_string()],
+        );
+        let spawner = command(
+            db,
+            home,
+            &server,
+            &[
+                "agents",
+                "spawn-all",
+                &file,
+                "--on-pool",
+                "--provider",
+                "openai",
+                "--json",
+            ],
+        )
+        .spawn()
+        .unwrap();
+        let t0 = std::time::Instant::now();
+        loop {
+            let s = run(db, home, &server, &["pool", "stats", "--json"])
+                .await
+                .json();
+            if s["queued"].as_u64() == Some(1) {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "job never queued: {s}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let worker = run(db, home, &server, &["worker", "--drain"]).await;
+        assert_eq!(worker.code, 0, "{}", worker.stderr);
+        let out: common::Run =
+            tokio::time::timeout(Duration::from_secs(30), spawner.wait_with_output())
+                .await
+                .expect("spawn-all did not collect the result")
+                .unwrap()
+                .into();
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let v = out.json();
+        let output = v[0]["output"].as_str().unwrap_or_default();
+        assert_eq!(v[0]["status"], "ok", "{v}");
+        assert!(output.starts_with("tool said: "), "{output}");
+        assert!(
+            output.contains("depth 1"),
+            "the tool was not refused: {output}"
+        );
+        assert!(
+            server
+                .requests()
+                .iter()
+                .all(|r| prompt_of(r) != "inner work"),
+            "a sub-agent ran past the depth limit"
+        );
     }
 );

@@ -459,7 +459,9 @@ impl AgentRunner for PoolRunner {
     }
 
     async fn run(&self, run: &AgentRun) -> Result<AgentAnswer, String> {
-        let mut payload = json!({"message": run.prompt});
+        // The depth travels with the job: the worker runs the ask at it, so a pooled agent
+        // that calls `spawn_agents` is held to the same depth limit as a local one.
+        let mut payload = json!({"message": run.prompt, "depth": run.depth});
         if let Some(p) = &self.provider {
             payload["provider"] = Value::from(p.as_str());
         }

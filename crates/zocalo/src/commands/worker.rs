@@ -175,12 +175,16 @@ pub struct AskPayload {
     pub provider: Option<String>,
     #[serde(default)]
     pub model: Option<String>,
+    /// Set by `agents spawn-all --on-pool`: the agent's depth in the agent tree, so the
+    /// `spawn_agents` tool's depth limit holds on the worker too.
+    #[serde(default)]
+    pub depth: Option<u32>,
 }
 
 impl AskPayload {
     pub fn parse(p: &Value) -> Result<AskPayload, String> {
         const SHAPE: &str =
-            r#"expected {"message": "...", "conversation_id"?, "provider"?, "model"?}"#;
+            r#"expected {"message": "...", "conversation_id"?, "provider"?, "model"?, "depth"?}"#;
         if !p.is_object() {
             return Err(SHAPE.into());
         }
@@ -262,8 +266,9 @@ impl Handler for AskHandler {
             model,
         };
         let mut ignore = |_| {};
+        let ask = zocalo_agent::at_depth(p.depth.unwrap_or(0), asker.ask(request, &mut ignore));
         tokio::select! {
-            r = asker.ask(request, &mut ignore) => match r {
+            r = ask => match r {
                 Ok(o) => Ok(json!({"conversation_id": o.conversation_id, "text": o.text})),
                 Err(e) if e.is_usage() => Err(JobError::fatal(e.to_string())),
                 Err(e) => Err(JobError::retry(e.to_string())),
