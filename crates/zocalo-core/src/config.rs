@@ -253,6 +253,27 @@ impl McpServerConfig {
                          servers only"
                     ));
                 }
+                // The OS cannot pass these on: caught here, not when the server first starts.
+                if c.contains('\0') || self.args.iter().any(|a| a.contains('\0')) {
+                    return Err(format!(
+                        "mcp.servers.{name}: `command` and `args` may not contain NUL characters"
+                    ));
+                }
+                for (k, v) in &self.env {
+                    if k.is_empty() || k.contains('=') || k.contains('\0') {
+                        return Err(format!(
+                            "{}: {k:?} is not an environment variable name (empty, or with '=' \
+                             or NUL)",
+                            at("env")
+                        ));
+                    }
+                    if v.contains('\0') {
+                        return Err(format!(
+                            "{} may not contain NUL characters",
+                            at(&format!("env.{k}"))
+                        ));
+                    }
+                }
             }
             (None, Some(u)) => {
                 if !(u.starts_with("http://") || u.starts_with("https://")) {
@@ -261,11 +282,34 @@ impl McpServerConfig {
                         at("url")
                     ));
                 }
+                check_url(u).map_err(|why| format!("{} {why}, got {u:?}", at("url")))?;
                 if !self.args.is_empty() || !self.env.is_empty() || self.cwd.is_some() {
                     return Err(format!(
                         "mcp.servers.{name}: `args`, `env` and `cwd` apply to `command` servers \
                          only"
                     ));
+                }
+                for (k, v) in &self.headers {
+                    if k.is_empty() || !k.bytes().all(is_header_name_byte) {
+                        return Err(format!(
+                            "{}: {k:?} is not an HTTP header name",
+                            at("headers")
+                        ));
+                    }
+                    if !v.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+                        return Err(format!(
+                            "{} may hold only printable ASCII characters",
+                            at(&format!("headers.{k}"))
+                        ));
+                    }
+                }
+                if let Some(var) = &self.bearer_token_env {
+                    if var.is_empty() || var.contains('=') || var.contains('\0') {
+                        return Err(format!(
+                            "{}: {var:?} is not an environment variable name",
+                            at("bearer_token_env")
+                        ));
+                    }
                 }
             }
         }
@@ -284,13 +328,103 @@ impl McpServerConfig {
     }
 }
 
+/// Checks the part of an `http(s)://` URL after the scheme: a host, then an optional port and
+/// path, all printable ASCII without spaces (what an HTTP client accepts as a URI).
+fn check_url(url: &str) -> Result<(), &'static str> {
+    if !url.bytes().all(|b| (b'!'..=b'~').contains(&b)) {
+        return Err("may hold only printable ASCII characters, no spaces");
+    }
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or_default();
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let path_and_query = rest[authority.len()..]
+        .split('#')
+        .next()
+        .unwrap_or_default();
+    if path_and_query.contains(['<', '>', '"', '`']) {
+        return Err("has a character that must be percent-encoded (< > \" `)");
+    }
+    if authority.contains(['\\', '{', '}', '|', '^', '`', '<', '>', '"']) {
+        return Err("has a malformed host");
+    }
+    let host_port = match authority.split_once('@') {
+        Some((_, hp)) if hp.contains('@') => return Err("has more than one '@' before its host"),
+        Some((user, _))
+            if !user
+                .bytes()
+                .all(|b| is_host_byte(b) || b == b':' || b == b'%') =>
+        {
+            return Err("has a malformed user name or password")
+        }
+        Some((_, hp)) => hp,
+        None => authority,
+    };
+    let (host, port) = match host_port.strip_prefix('[') {
+        // [IPv6]:port
+        Some(v6) => match v6.split_once(']') {
+            Some((h, _))
+                if !h
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') =>
+            {
+                return Err("has a malformed IPv6 host")
+            }
+            Some((h, "")) => (h, None),
+            Some((h, p)) => match p.strip_prefix(':') {
+                Some(p) => (h, Some(p)),
+                None => return Err("has a malformed IPv6 host"),
+            },
+            None => return Err("has an unclosed '[' in its host"),
+        },
+        None => match host_port.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (host_port, None),
+        },
+    };
+    if host.is_empty() {
+        return Err("has no host");
+    }
+    if !host
+        .bytes()
+        .all(|b| is_host_byte(b) || b == b':' || b == b'.')
+    {
+        return Err("has a malformed host");
+    }
+    if let Some(p) = port {
+        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) || p.parse::<u16>().is_err() {
+            return Err("has a port that is not a number from 0 to 65535");
+        }
+    }
+    Ok(())
+}
+
+/// A character allowed unencoded in a URL's host or user name (RFC 3986 unreserved and
+/// sub-delims).
+fn is_host_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b)
+}
+
+/// A character allowed in an HTTP header name (an RFC 9110 token).
+fn is_header_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
 impl Config {
-    /// Parse TOML text; `path` only names the source in errors.
+    /// Parse TOML text; `path` only names the source in errors. A value of the wrong type
+    /// is reported with where it is (`in `mcp.servers.files.env.LOG``), so an error inside a
+    /// table says which table.
     pub fn parse(text: &str, path: &Path) -> Result<Self, CoreError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| CoreError::Config {
-            path: path.to_owned(),
-            message: e.to_string().trim().to_owned(),
-        })?;
+        let cfg: Config =
+            serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| {
+                let at = e.path().to_string();
+                let mut message = e.into_inner().to_string().trim().to_owned();
+                if at != "." && !at.is_empty() {
+                    message.push_str(&format!("\nin `{at}`"));
+                }
+                CoreError::Config {
+                    path: path.to_owned(),
+                    message,
+                }
+            })?;
         cfg.validate(path)?;
         Ok(cfg)
     }
