@@ -27,7 +27,9 @@ pub use spawn::{
     AgentResult, AgentRun, AgentRunner, AgentStatus, AgentTask, BatchReport, ErrorKind,
     RunningBatch, SpawnOptions, Spawner,
 };
-pub use spawn_tool::{SpawnAgentsTool, SpawnLimits, SPAWN_AGENTS};
+pub use spawn_tool::{
+    MakeRunner, SpawnAgentsTool, SpawnLimits, MAX_CALLER_TIMEOUT_SECS, SPAWN_AGENTS,
+};
 pub use tokio_util::sync::CancellationToken;
 pub use tools::{CurrentTime, ToolRegistry};
 
