@@ -14,6 +14,7 @@ use crate::cli::ModelArgs;
 use crate::exit::usage;
 
 /// The loaded environment of one command.
+#[derive(Clone)]
 pub struct Ctx {
     pub home: DataHome,
     pub config: Config,

@@ -4,13 +4,14 @@
 //! The tools served here wire the subsystem libraries together the way the other commands
 //! do; zocalo-mcp itself only speaks the protocol.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use clap::Subcommand;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use zocalo_agent::{AgentRunner, SpawnAgentsTool};
 use zocalo_core::{Tool, ToolError};
 use zocalo_mcp::{typed_tool, McpClients, ToolServer};
 use zocalo_memory::{Memory, MemoryConfig, NewMemory, DEFAULT_USER_SCOPE};
@@ -19,12 +20,13 @@ use zocalo_scheduler::{Action, NewAutomation, Scheduler};
 use zocalo_store::Store;
 
 use super::print_json;
+use crate::cli::ModelArgs;
 use crate::exit::usage;
 use crate::wiring::Ctx;
 
 #[derive(Debug, Subcommand)]
 pub enum McpCmd {
-    /// Serve zocalo's tools (memory, skills, schedules, pool) over MCP on stdin/stdout, for
+    /// Serve zocalo's tools (memory, skills, schedules, pool, agents) over MCP on stdin/stdout, for
     /// Claude Desktop, Codex, goose or any MCP client. Logs go to stderr.
     Serve {
         /// Serve streamable HTTP at http://ADDR/mcp instead of stdio (loopback only, no
@@ -117,12 +119,19 @@ fn one_line(text: &str, max: usize) -> String {
     }
 }
 
+/// The configured MCP servers, one set of connections per process: every ask loop built in
+/// it (`zocalo serve` builds one for chat and another for `agents_spawn`) shares them, so
+/// each server runs once, not once per ask loop. The first config seen wins (a process loads
+/// one config.toml).
+static CLIENTS: OnceLock<McpClients> = OnceLock::new();
+
 /// The configured MCP servers' tools for the ask loop, as `NAME__TOOL`. Servers start here,
-/// the first time an ask loop with tools is built, not for other commands; one that cannot be
-/// reached is logged and skipped. Needs the multi-thread runtime (the CLI's); elsewhere MCP
-/// tools are left out with a warning.
+/// the first time an ask loop with tools is built, not for other commands, and are shared by
+/// later ask loops of the process; one that cannot be reached is logged and skipped (and
+/// tried again by the next ask loop built). Needs the multi-thread runtime (the CLI's);
+/// elsewhere MCP tools are left out with a warning.
 pub fn client_tools(ctx: &Ctx) -> Vec<Arc<dyn Tool>> {
-    let clients = McpClients::from_config(&ctx.config.mcp);
+    let clients = CLIENTS.get_or_init(|| McpClients::from_config(&ctx.config.mcp));
     if clients.is_empty() {
         return Vec::new();
     }
@@ -141,7 +150,8 @@ pub fn tool_server(ctx: &Ctx, store: Store) -> ToolServer {
     ToolServer::new(served_tools(ctx, store)).with_instructions(
         "zocalo is the user's personal AI computer. memory_* tools read and write their \
          long-term memory; skills_list / skill_run run their Agent Skills; schedule_* manage \
-         recurring automations; pool_* submit and inspect jobs on their compute pool.",
+         recurring automations; pool_* submit and inspect jobs on their compute pool; \
+         agents_spawn runs several agents at once on their configured model.",
     )
 }
 
@@ -324,6 +334,29 @@ struct PoolStatusArgs {
 
 /// Most jobs one pool_submit may enqueue (the CLI allows more).
 const MCP_MAX_COUNT: u64 = 1000;
+
+/// The MCP name of the sub-agent tool (the ask loop's own is `spawn_agents`).
+pub const AGENTS_SPAWN: &str = "agents_spawn";
+
+/// `agents_spawn`: the ask loop's `spawn_agents` tool served to MCP clients. Its agents run
+/// in an ask loop like `zocalo agents spawn-all`'s (the configured provider and model, tools
+/// on), built on the first valid call so that serving MCP needs no provider until then; every
+/// batch is recorded in `store`. `[agents]` in config.toml sets the budget per call
+/// (`max_agents_per_call`) and the defaults of `concurrency` and `timeout_secs`.
+fn agents_spawn(ctx: &Ctx, store: Store) -> Arc<dyn Tool> {
+    let own = ctx.clone();
+    let agents_store = store.clone();
+    SpawnAgentsTool::served(AGENTS_SPAWN, ctx.spawn_limits(), Some(store), move || {
+        let args = ModelArgs {
+            provider: None,
+            model: None,
+            no_tools: false,
+        };
+        let (provider, model) = own.provider(&args).map_err(|e| format!("{e:#}"))?;
+        let runner: Arc<dyn AgentRunner> = own.agent_asker(agents_store.clone(), provider, true);
+        Ok((runner, model))
+    })
+}
 
 fn served_tools(ctx: &Ctx, store: Store) -> Vec<Arc<dyn Tool>> {
     let memory = Arc::new(Memory::new(
@@ -548,7 +581,7 @@ fn served_tools(ctx: &Ctx, store: Store) -> Vec<Arc<dyn Tool>> {
         },
     ));
 
-    let s = store;
+    let s = store.clone();
     tools.push(typed_tool(
         "pool_status",
         "The compute pool's state: with `id`, that job (state, attempts, result, error); \
@@ -571,5 +604,7 @@ fn served_tools(ctx: &Ctx, store: Store) -> Vec<Arc<dyn Tool>> {
             }
         },
     ));
+
+    tools.push(agents_spawn(ctx, store));
     tools
 }
