@@ -1,18 +1,23 @@
-//! `zocalo mcp serve | tools` and MCP tools in the ask loop, as processes, against the
-//! official MCP Python SDK in both directions: its client drives `zocalo mcp serve`, and a
-//! FastMCP server (crates/zocalo-mcp/tests/py/fastmcp_server.py) serves zocalo's client.
+//! `zocalo mcp serve | tools`, `/mcp` under `zocalo serve`, and MCP tools in the ask loop, as
+//! processes, against the official MCP Python SDK in both directions: its client drives
+//! `zocalo mcp serve` (stdio and HTTP) and `zocalo serve`'s `/mcp`, and a FastMCP server
+//! (crates/zocalo-mcp/tests/py/fastmcp_server.py) serves zocalo's client.
 //! Needs ZOCALO_TEST_PYTHON (tools/py-requirements.txt); skipped with a reason when unset,
 //! unless ZOCALO_REQUIRE_TOOLS=1.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[macro_use]
 mod common;
+mod serve_support;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use common::{z, zocalo};
-use serde_json::Value;
-use zocalo_testkit::fake::{openai_text_sse, openai_tool_call_sse, FakeServer, Reply};
+use serde_json::{json, Value};
+use zocalo_testkit::fake::{
+    openai_text_sse, openai_tool_call_sse, FakeServer, RecordedRequest, Reply,
+};
 
 fn python() -> Option<String> {
     match std::env::var("ZOCALO_TEST_PYTHON") {
@@ -87,6 +92,7 @@ async fn assert_client_saw(j: &Value, db: &zocalo_testkit::db::TestDb, home: &Pa
         "schedule_list",
         "pool_submit",
         "pool_status",
+        "agents_spawn",
     ] {
         let t = &tools[name];
         assert!(
@@ -308,4 +314,219 @@ async fn the_ask_loop_calls_an_mcp_tool() {
     assert_eq!(result["role"], "tool");
     assert_eq!(result["tool_call_id"], "call_mcp_1");
     assert_eq!(result["content"], "42");
+}
+
+fn prompt_of(r: &RecordedRequest) -> String {
+    r.body["messages"]
+        .as_array()
+        .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A provider answering "echo: PROMPT", after N ms for prompts "wait N: ...".
+async fn echo_provider() -> FakeServer {
+    let server = FakeServer::start().await;
+    server.respond_with(|r| {
+        let prompt = prompt_of(r);
+        let ms = prompt
+            .strip_prefix("wait ")
+            .and_then(|rest| rest.split(':').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+        Reply::sse(openai_text_sse("gpt-test", &["echo: ", &prompt]))
+            .delay(Duration::from_millis(ms))
+    });
+    server
+}
+
+both!(
+    agents_spawn_runs_agents_for_an_mcp_client,
+    |db, home| async move {
+        let Some(py) = python() else { return };
+        // A budget of 3 agents per call.
+        write_config(home, "[agents]\nmax_agents_per_call = 3\n");
+        let provider = echo_provider().await;
+        let url = db.url();
+        let mut cmd = tokio::process::Command::new(&py);
+        for k in [
+            "OPENAI_API_KEY",
+            "ANTHROPIC_API_KEY",
+            "ZOCALO_PROVIDER",
+            "ZOCALO_MODEL",
+            "ZOCALO_DATABASE_URL",
+            "ZOCALO_LOG",
+        ] {
+            cmd.env_remove(k);
+        }
+        cmd.arg(py_dir().join("agents_check.py"))
+            .args([
+                env!("CARGO_BIN_EXE_zocalo"),
+                "--database-url",
+                &url,
+                "mcp",
+                "serve",
+            ])
+            .env("ZOCALO_HOME", home)
+            .env("ZOCALO_EMBEDDER", "none")
+            .env("OPENAI_BASE_URL", format!("{}/v1", provider.url()))
+            .env("OPENAI_API_KEY", "sk-test-mcp-agents-0123456789")
+            .env("ZOCALO_PROVIDER", "openai");
+        let out = tokio::time::timeout(Duration::from_secs(90), cmd.output())
+            .await
+            .expect("the Python client did not finish in 90 s")
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "client failed: {stderr}");
+        let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+        // Listed with its schema: the budget from config.toml, the caller's knobs.
+        let schema = &j["tool"]["input_schema"];
+        assert_eq!(schema["required"], json!(["tasks"]), "{schema}");
+        assert_eq!(schema["properties"]["tasks"]["maxItems"], 3, "{schema}");
+        assert_eq!(schema["properties"]["concurrency"]["type"], "integer");
+        assert_eq!(schema["properties"]["timeout_secs"]["type"], "number");
+        assert!(j["tool"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("input order")));
+
+        // Three agents, three answers from the provider, in input order although the first
+        // finished last.
+        let ok = &j["ok"];
+        assert_eq!(ok["is_error"], false, "{ok}");
+        let results = ok["structured"]["results"].as_array().unwrap();
+        let got: Vec<(&str, &str, &str)> = results
+            .iter()
+            .map(|r| {
+                (
+                    r["id"].as_str().unwrap(),
+                    r["status"].as_str().unwrap(),
+                    r["output"].as_str().unwrap_or_default(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("alpha", "ok", "echo: wait 400: first question"),
+                ("beta", "ok", "echo: wait 150: second question"),
+                ("gamma", "ok", "echo: third question"),
+            ]
+        );
+        let batch_id = ok["structured"]["batch_id"].as_str().unwrap().to_owned();
+
+        // Bad input: tool errors saying why, and no agent ran for them.
+        for (case, needle) in [
+            ("empty", "`tasks` is empty"),
+            ("duplicate", "duplicate id \"x\""),
+            ("over_budget", "4 tasks asked, at most 3 per call"),
+            ("concurrency", "`concurrency` must be 1 to 3"),
+            ("timeout", "`timeout_secs` must be above 0"),
+            ("missing_prompt", "missing field `prompt`"),
+        ] {
+            let r = &j["bad"][case];
+            assert_eq!(r["is_error"], true, "{case}: {r}");
+            let text = r["text"].as_str().unwrap();
+            assert!(text.contains(needle), "{case}: {text}");
+        }
+        assert_eq!(
+            j["after_errors"]["is_error"], false,
+            "{}",
+            j["after_errors"]
+        );
+        let prompts: Vec<String> = provider.requests().iter().map(prompt_of).collect();
+        assert_eq!(prompts.len(), 3, "{prompts:?}");
+
+        // The batch is recorded where `zocalo agents` looks.
+        let listed = z(db, home, &["agents", "list", "--json"]).await;
+        assert_eq!(listed.code, 0, "{}", listed.stderr);
+        let batches = listed.json();
+        let batches = batches.as_array().unwrap();
+        assert_eq!(batches.len(), 1, "{batches:?}");
+        let b = &batches[0];
+        assert_eq!(b["id"], batch_id.as_str());
+        assert_eq!((b["total"].as_u64(), b["ok"].as_u64()), (Some(3), Some(3)));
+        assert_eq!(b["state"], "finished");
+        let shown = z(db, home, &["agents", "show", &batch_id, "--json"]).await;
+        assert_eq!(shown.code, 0, "{}", shown.stderr);
+        let agents = shown.json()["agents"].as_array().unwrap().clone();
+        let ids: Vec<&str> = agents.iter().map(|a| a["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["alpha", "beta", "gamma"]);
+        assert_eq!(agents[1]["output"], "echo: wait 150: second question");
+    }
+);
+
+/// `zocalo serve` mounts the MCP endpoint at /mcp behind its bearer token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_over_serve_mcp_with_the_token() {
+    use serve_support::TOKEN;
+    let Some(py) = python() else { return };
+    let db = zocalo_testkit::db::sqlite().await;
+    let home = tempfile::tempdir().unwrap();
+    let server = serve_support::start(home.path(), Some(&db.url()), &[]).await;
+    let endpoint = format!("{}/mcp", server.url);
+
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(&py)
+            .arg(py_dir().join("client_check.py"))
+            .args(["--url", &endpoint, "--token", TOKEN])
+            .output(),
+    )
+    .await
+    .expect("the Python client did not finish in 60 s")
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_client_saw(&j, &db, home.path()).await;
+
+    // Without the token, or with another one, the SDK's client cannot even initialize...
+    for token in [None, Some("not-the-token-0123456789")] {
+        let mut cmd = tokio::process::Command::new(&py);
+        cmd.arg(py_dir().join("client_check.py"))
+            .args(["--url", &endpoint]);
+        if let Some(t) = token {
+            cmd.args(["--token", t]);
+        }
+        let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+            .await
+            .expect("the Python client did not finish in 60 s")
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{token:?}: the client got in");
+        assert!(stderr.contains("401"), "{token:?}: {stderr}");
+    }
+    // ...and the HTTP answer is a 401 with a JSON reason, the same request with the token
+    // succeeding.
+    let initialize = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-03-26", "capabilities": {},
+                   "clientInfo": {"name": "test", "version": "0"}}
+    });
+    let post = |token: Option<&str>| {
+        let mut r = server
+            .client()
+            .post(&endpoint)
+            .header("accept", "application/json, text/event-stream")
+            .json(&initialize);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    for token in [None, Some("not-the-token-0123456789")] {
+        let r = post(token).await.unwrap();
+        assert_eq!(r.status().as_u16(), 401, "{token:?}");
+        let body: Value = r.json().await.unwrap();
+        assert!(body["error"]["message"].is_string(), "{body}");
+    }
+    let r = post(Some(TOKEN)).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    server.stop().await;
+    db.cleanup().await;
 }

@@ -2,7 +2,8 @@
 document of what it saw, for zocalo's tests to assert on.
 
 usage: client_check.py COMMAND [ARGS...]      (stdio)
-       client_check.py --url http://HOST:PORT/mcp  (streamable HTTP)
+       client_check.py --url http://HOST:PORT/mcp [--token TOKEN]  (streamable HTTP; the
+           token is sent as `Authorization: Bearer TOKEN`)
 """
 
 import asyncio
@@ -23,7 +24,10 @@ def text_of(result):
 async def main():
     out = {}
     if sys.argv[1] == "--url":
-        async with streamablehttp_client(sys.argv[2]) as (read, write, _):
+        headers = None
+        if len(sys.argv) > 4 and sys.argv[3] == "--token":
+            headers = {"Authorization": f"Bearer {sys.argv[4]}"}
+        async with streamablehttp_client(sys.argv[2], headers=headers) as (read, write, _):
             await check(read, write, out)
     else:
         params = StdioServerParameters(
