@@ -441,6 +441,65 @@ impl Spawner {
         })
     }
 
+    /// Like [`Spawner::start`], but the batch and its agents are recorded (with a store)
+    /// before this returns, so the batch id can be looked up at once (`/api/agents/batches`).
+    pub async fn begin(
+        &self,
+        tasks: Vec<AgentTask>,
+        options: SpawnOptions,
+    ) -> Result<RunningBatch, AgentError> {
+        validate_tasks(&tasks, |_| None)?;
+        let batch_id = Self::new_batch_id();
+        let depth = current_depth() + 1;
+        self.record_batch(&batch_id, &tasks, &options, depth)
+            .await?;
+        let (tx, events) = tokio::sync::mpsc::unbounded_channel();
+        let cancel = options.cancel.clone();
+        let this = self.clone();
+        let id = batch_id.clone();
+        let report = tokio::spawn(SCOPE.scope(AgentScope { depth: depth - 1 }, async move {
+            this.run_recorded(id, tasks, options, &mut |e| {
+                let _ = tx.send(e);
+            })
+            .await
+        }));
+        Ok(RunningBatch {
+            batch_id,
+            events,
+            cancel,
+            report,
+        })
+    }
+
+    /// Writes the batch and its agents (pending) to the store, if there is one.
+    async fn record_batch(
+        &self,
+        batch_id: &str,
+        tasks: &[AgentTask],
+        options: &SpawnOptions,
+        depth: u32,
+    ) -> Result<(), AgentError> {
+        let Some(b) = &self.batches else {
+            return Ok(());
+        };
+        let parent = options.parent.clone().or_else(current_conversation);
+        b.create(
+            &NewBatch {
+                id: batch_id,
+                parent: parent.as_ref(),
+                depth,
+                provider: self.runner.provider().as_deref(),
+                model: options.model.as_deref(),
+                runner: self.runner.kind(),
+                concurrency: options.concurrency.max(1),
+                timeout_ms: options.timeout.map(|t| t.as_millis() as u64),
+            },
+            tasks,
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn run_batch(
         &self,
         batch_id: String,
@@ -449,26 +508,22 @@ impl Spawner {
         on_event: &mut (dyn FnMut(AgentEvent) + Send),
     ) -> Result<BatchReport, AgentError> {
         validate_tasks(&tasks, |_| None)?;
+        self.record_batch(&batch_id, &tasks, &options, current_depth() + 1)
+            .await?;
+        self.run_recorded(batch_id, tasks, options, on_event).await
+    }
+
+    /// Runs a batch whose record (if any) exists already.
+    async fn run_recorded(
+        &self,
+        batch_id: String,
+        tasks: Vec<AgentTask>,
+        options: SpawnOptions,
+        on_event: &mut (dyn FnMut(AgentEvent) + Send),
+    ) -> Result<BatchReport, AgentError> {
         let started = Instant::now();
         let concurrency = options.concurrency.max(1);
         let depth = current_depth() + 1;
-        let parent = options.parent.clone().or_else(current_conversation);
-        if let Some(b) = &self.batches {
-            b.create(
-                &NewBatch {
-                    id: &batch_id,
-                    parent: parent.as_ref(),
-                    depth,
-                    provider: self.runner.provider().as_deref(),
-                    model: options.model.as_deref(),
-                    runner: self.runner.kind(),
-                    concurrency,
-                    timeout_ms: options.timeout.map(|t| t.as_millis() as u64),
-                },
-                &tasks,
-            )
-            .await?;
-        }
 
         // Stops the agents of this batch: the caller's token, or the deadline.
         let stop = options.cancel.child_token();
