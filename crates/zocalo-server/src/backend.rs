@@ -78,4 +78,13 @@ pub trait Backend: Send + Sync + 'static {
     fn job_kinds(&self) -> zocalo_pool::Registry {
         zocalo_pool::Registry::builtin()
     }
+
+    /// The supervisor `/api/services` drives: the one this process runs as the data home's
+    /// daemon. `Unavailable` (503, with the reason) when this process supervises nothing,
+    /// which is the default.
+    fn supervisor(&self) -> Result<zocalo_services::Supervisor, BackendError> {
+        Err(BackendError::Unavailable(
+            "this server does not supervise services".into(),
+        ))
+    }
 }

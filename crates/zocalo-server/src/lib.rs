@@ -14,7 +14,8 @@
 //!   with 4xx JSON, never a 5xx.
 //!
 //! [`ServerBuilder`] puts it together; extra routers (the MCP endpoint) mount behind the same
-//! token with [`ServerBuilder::nest`].
+//! token with [`ServerBuilder::nest`]. Work that outlives a request (agent batches started
+//! over the API) is tracked in [`Background`], which the owner stops after serving.
 
 pub mod api;
 pub mod auth;
@@ -60,9 +61,14 @@ struct Inner {
     skills_roots: Vec<std::path::PathBuf>,
     skill_launcher: Option<std::path::PathBuf>,
     started: std::time::Instant,
+    background: Background,
 }
 
 impl AppState {
+    pub fn background(&self) -> &Background {
+        &self.inner.background
+    }
+
     pub fn store(&self) -> &Store {
         &self.inner.store
     }
@@ -94,6 +100,7 @@ pub struct ServerBuilder {
     body_limit: usize,
     timeout: Duration,
     extra: Vec<(String, Router)>,
+    background: Background,
 }
 
 impl ServerBuilder {
@@ -107,7 +114,14 @@ impl ServerBuilder {
             body_limit: DEFAULT_BODY_LIMIT,
             timeout: DEFAULT_REQUEST_TIMEOUT,
             extra: Vec::new(),
+            background: Background::default(),
         }
+    }
+
+    /// The background work of the server being built: call [`Background::stop`] once it
+    /// has stopped serving.
+    pub fn background(&self) -> Background {
+        self.background.clone()
     }
 
     /// Where `/api/skills` looks for skills (see `zocalo_skills::default_roots`).
@@ -149,6 +163,7 @@ impl ServerBuilder {
                 skills_roots: self.skills_roots,
                 skill_launcher: self.skill_launcher,
                 started: std::time::Instant::now(),
+                background: self.background,
             }),
         };
         let v1 = Router::new()
@@ -181,6 +196,90 @@ impl ServerBuilder {
                     ApiError::internal("internal error (a bug: please report it)").into_response()
                 },
             ))
+    }
+}
+
+/// Agent batches started over the API that are still running, by batch id. Each is a child
+/// of one cancellation token, so stopping the server stops them all (their agents end as
+/// `cancelled` and are recorded so).
+#[derive(Clone, Default)]
+pub struct Background {
+    cancel: zocalo_agent::CancellationToken,
+    running: Arc<std::sync::Mutex<BackgroundMap>>,
+}
+
+type BackgroundMap = std::collections::HashMap<
+    String,
+    (zocalo_agent::CancellationToken, tokio::task::JoinHandle<()>),
+>;
+
+impl Background {
+    fn map(&self) -> std::sync::MutexGuard<'_, BackgroundMap> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A token cancelled by [`Background::stop`]: give it to the work as its cancel.
+    pub fn child_token(&self) -> zocalo_agent::CancellationToken {
+        self.cancel.child_token()
+    }
+
+    /// Follows a started batch until it ends (then forgets it).
+    pub fn track(&self, running: zocalo_agent::RunningBatch) {
+        let id = running.batch_id.clone();
+        let cancel = running.cancel.clone();
+        let me = self.clone();
+        let mut map = self.map();
+        let key = id.clone();
+        let task = tokio::spawn(async move {
+            // Nobody reads the events: the report and the store have everything.
+            drop(running.events);
+            match running.report.await {
+                Ok(Ok(r)) => {
+                    tracing::info!(batch = %r.batch_id, ok = r.ok_count(), total = r.results.len(), "agent batch finished")
+                }
+                Ok(Err(e)) => tracing::error!(batch = %key, "agent batch failed: {e}"),
+                Err(e) => tracing::error!(batch = %key, "agent batch task: {e}"),
+            }
+            me.map().remove(&key);
+        });
+        map.insert(id, (cancel, task));
+    }
+
+    /// Cancels one running batch; false when this server runs no batch by that id.
+    pub fn cancel(&self, id: &str) -> bool {
+        match self.map().get(id) {
+            Some((cancel, _)) => {
+                cancel.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Cancelled once the server starts stopping: endless streams (`/api/events`) end on it.
+    pub fn stopping(&self) -> zocalo_agent::CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Starts stopping: batches are cancelled, endless streams end (so a graceful shutdown
+    /// is not held up by an open web UI). [`Background::stop`] then waits for the batches.
+    pub fn cancel_all(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Ids of the batches running.
+    pub fn running(&self) -> Vec<String> {
+        self.map().keys().cloned().collect()
+    }
+
+    /// Cancels everything and waits (at most `grace`) for it to be recorded.
+    pub async fn stop(&self, grace: Duration) {
+        self.cancel.cancel();
+        let tasks: Vec<_> = self.map().drain().map(|(_, (_, t))| t).collect();
+        let all = futures::future::join_all(tasks);
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!("agent batches still recording after {} s", grace.as_secs());
+        }
     }
 }
 

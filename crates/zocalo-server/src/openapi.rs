@@ -47,6 +47,16 @@ use crate::{api, openai};
         api::events::events,
         api::agents::list,
         api::agents::show,
+        api::agents::spawn_all,
+        api::agents::cancel,
+        api::services::list,
+        api::services::add,
+        api::services::show,
+        api::services::remove,
+        api::services::start,
+        api::services::stop,
+        api::services::restart,
+        api::services::logs,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&Bearer),
@@ -59,6 +69,7 @@ use crate::{api, openai};
         (name = "jobs", description = "The compute pool"),
         (name = "events", description = "Server-sent state changes"),
         (name = "agents", description = "Sub-agent batches"),
+        (name = "services", description = "Supervised services"),
     )
 )]
 pub struct ApiDoc;

@@ -5,7 +5,9 @@
 //! - `job`: {id, kind, state, previous} when one of the latest jobs changes state or appears;
 //! - `schedule`: {name, paused, next_run_at} when an automation is added, paused, resumed,
 //!   removed (`removed: true`) or advances;
-//! - `run`: {schedule, run} when an automation fires (its newest run).
+//! - `run`: {schedule, run} when an automation fires (its newest run);
+//! - `service`: {name, state, previous, pid, restarts, desired} when a supervised service
+//!   appears or changes state, pid or restart count; {name, removed: true} when it goes.
 //!
 //! Polling works the same on SQLite and Postgres and across processes (a worker on another
 //! machine finishing a job shows up here).
@@ -47,6 +49,7 @@ struct Seen {
     stats: Option<Value>,
     jobs: HashMap<String, String>,
     schedules: HashMap<String, (bool, Option<String>)>,
+    services: HashMap<String, (String, Option<i32>, u32, bool)>,
     first: bool,
 }
 
@@ -111,19 +114,56 @@ async fn poll(state: &AppState, seen: &mut Seen) -> Vec<Result<Event, Infallible
         }
         seen.schedules = present;
     }
+    let services = zocalo_services::ServiceStore::new(state.store().clone());
+    if let Ok(rows) = services.list().await {
+        let mut present = HashMap::new();
+        for row in rows {
+            let rt = &row.runtime;
+            let now = (
+                rt.state.as_str().to_owned(),
+                rt.pid,
+                rt.restarts,
+                row.want_running,
+            );
+            let before = seen.services.get(&row.spec.name);
+            if !seen.first && before != Some(&now) {
+                out.push(ev(
+                    "service",
+                    json!({
+                        "name": row.spec.name,
+                        "state": now.0,
+                        "previous": before.map(|b| b.0.clone()),
+                        "pid": now.1,
+                        "restarts": now.2,
+                        "desired": if now.3 { "running" } else { "stopped" },
+                    }),
+                ));
+            }
+            present.insert(row.spec.name, now);
+        }
+        if !seen.first {
+            for name in seen.services.keys() {
+                if !present.contains_key(name) {
+                    out.push(ev("service", json!({"name": name, "removed": true})));
+                }
+            }
+        }
+        seen.services = present;
+    }
     seen.first = false;
     out
 }
 
-/// Server-sent events of job, run and schedule state changes.
+/// Server-sent events of job, run, schedule and service state changes.
 #[utoipa::path(get, path = "/api/events", tag = "events", params(EventsQuery),
-    responses((status = 200, description = "text/event-stream: `stats`, `job`, `schedule`, `run` events"), (status = 401, body = crate::error::ErrorBody)),
+    responses((status = 200, description = "text/event-stream: `stats`, `job`, `schedule`, `run`, `service` events"), (status = 401, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn events(
     State(state): State<AppState>,
     Query(q): Query<EventsQuery>,
 ) -> impl IntoResponse {
     let every = Duration::from_millis(q.interval_ms.unwrap_or(1000).clamp(200, 60_000));
+    let stopping = state.background().stopping();
     let stream = async_stream(move |tx| async move {
         let mut seen = Seen {
             first: true,
@@ -141,6 +181,8 @@ pub async fn events(
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
                 _ = tx.closed() => return,
+                // The server is stopping: end the stream so its connection can close.
+                _ = stopping.cancelled() => return,
             }
         }
     });

@@ -7,6 +7,7 @@ pub mod events;
 pub mod jobs;
 pub mod memory;
 pub mod schedules;
+pub mod services;
 pub mod skills;
 
 use axum::Router;
@@ -22,6 +23,7 @@ pub fn router() -> Router<AppState> {
         .merge(jobs::router())
         .merge(events::router())
         .merge(agents::router())
+        .merge(services::router())
 }
 
 /// Clamp a user-given list limit into `1..=max`, default `default`.
