@@ -187,7 +187,6 @@ impl DaemonWork {
     }
 
     /// The supervisor, for in-process callers (the HTTP server's services endpoints).
-    #[allow(dead_code)] // for `zocalo serve`
     pub fn supervisor(&self) -> &Supervisor {
         &self.supervisor
     }
@@ -238,6 +237,15 @@ pub async fn run_daemon_work(ctx: &Ctx, shutdown: CancellationToken) -> anyhow::
     work.shutdown().await
 }
 
+/// Another process (`zocalo daemon` or `zocalo serve`) holds the data home's daemon lock.
+/// [`DaemonWork::start`] fails with it; `zocalo serve` tells it apart to serve HTTP anyway.
+#[derive(Debug, thiserror::Error)]
+#[error("a daemon already runs for this data home (pid {pid}): `zocalo daemon stop` first")]
+pub struct AlreadyRunning {
+    /// As written in daemon.pid (empty when unreadable).
+    pub pid: String,
+}
+
 fn take_lock(paths: &DaemonPaths) -> anyhow::Result<std::fs::File> {
     let mut open = std::fs::OpenOptions::new();
     open.read(true).write(true).create(true).truncate(false);
@@ -249,10 +257,10 @@ fn take_lock(paths: &DaemonPaths) -> anyhow::Result<std::fs::File> {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => {
             let pid = std::fs::read_to_string(&paths.pid).unwrap_or_default();
-            anyhow::bail!(
-                "a daemon already runs for this data home (pid {}): `zocalo daemon stop` first",
-                pid.trim()
-            )
+            Err(AlreadyRunning {
+                pid: pid.trim().to_owned(),
+            }
+            .into())
         }
         Err(std::fs::TryLockError::Error(e)) => {
             Err(e).with_context(|| format!("locking {}", paths.lock.display()))

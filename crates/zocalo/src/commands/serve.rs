@@ -1,6 +1,13 @@
 //! `zocalo serve [--bind 127.0.0.1:7878]`: the HTTP API and web UI (zocalo-server) on this
 //! process's wiring: the ask loop with memory and tools on the default provider, providers by
 //! name for `PROVIDER/MODEL`, the local embedder, one shared memory.
+//!
+//! It is also the data home's daemon ([`DaemonWork`]: scheduler ticks, supervised services,
+//! the optional local worker, the socket `zocalo services` talks to), and `/api/services`
+//! drives that same supervisor. When a daemon already runs for the data home (`zocalo daemon
+//! start`, or another `zocalo serve`), that one keeps doing the daemon's work and this server
+//! only answers HTTP: it says so on start, and `/api/services` answers 503 naming the daemon.
+//! SIGTERM, Ctrl-C or `zocalo daemon stop` stop the server and its daemon work together.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,9 +20,11 @@ use zocalo_core::embed::Embedder;
 use zocalo_llm::{LlmError, Provider};
 use zocalo_memory::{Memory, MemoryConfig};
 use zocalo_server::{Backend, BackendError, ServerBuilder, Token, TokenSource};
+use zocalo_services::Supervisor;
 use zocalo_store::Store;
 
 use crate::cli::ModelArgs;
+use crate::daemon::{AlreadyRunning, DaemonWork};
 use crate::exit::usage;
 use crate::wiring::Ctx;
 
@@ -45,19 +54,42 @@ pub async fn run(ctx: &Ctx, args: ServeArgs) -> anyhow::Result<()> {
         }
     })?;
     let store = ctx.store().await?;
-    let backend = Arc::new(CliBackend::new(ctx, store.clone())?);
-    // MCP over streamable HTTP at /mcp, behind the same token (so any Host is accepted).
-    let mcp_shutdown = tokio_util::sync::CancellationToken::new();
-    let mcp = super::mcp::http_router(ctx, store.clone(), None, mcp_shutdown.clone());
-    let router = ServerBuilder::new(store.clone(), backend, token.clone())
-        .nest("/mcp", mcp)
-        .skills_roots(zocalo_skills::default_roots(ctx.home.root(), &[]))
-        // This binary is the Landlock launcher for skill scripts (`zocalo __skill-sandbox`).
-        .skill_launcher(std::env::current_exe().ok())
-        .build();
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let daemon = match DaemonWork::start(ctx).await {
+        Ok(work) => Some(work),
+        Err(e) => match e.downcast_ref::<AlreadyRunning>() {
+            Some(other) => {
+                eprintln!(
+                    "note: a daemon already runs for this data home (pid {}): it keeps running \
+                     schedules and services; this server only answers HTTP (/api/services: 503)",
+                    other.pid
+                );
+                None
+            }
+            None => return Err(e.context("starting the daemon's work")),
+        },
+    };
+    let services = match &daemon {
+        Some(work) => Ok(work.supervisor().clone()),
+        None => Err(format!(
+            "services are supervised by the daemon already running for {}: use `zocalo \
+             services …`, or stop it (`zocalo daemon stop`) and start `zocalo serve` again",
+            ctx.home.root().display()
+        )),
+    };
+    let backend = Arc::new(CliBackend::new(ctx, store.clone(), services)?);
+    // MCP over streamable HTTP at /mcp, behind the same token (so any Host is accepted).
+    let mcp_shutdown = tokio_util::sync::CancellationToken::new();
+    let mcp = super::mcp::http_router(ctx, store.clone(), None, mcp_shutdown.clone());
+    let builder = ServerBuilder::new(store.clone(), backend, token.clone())
+        .nest("/mcp", mcp)
+        .skills_roots(zocalo_skills::default_roots(ctx.home.root(), &[]))
+        // This binary is the Landlock launcher for skill scripts (`zocalo __skill-sandbox`).
+        .skill_launcher(std::env::current_exe().ok());
+    let background = builder.background();
+    let router = builder.build();
     let local = listener.local_addr()?;
     match &token.source {
         TokenSource::Env => eprintln!("token: from {}", zocalo_server::auth::TOKEN_ENV),
@@ -70,10 +102,32 @@ pub async fn run(ctx: &Ctx, args: ServeArgs) -> anyhow::Result<()> {
     eprintln!(
         "zocalo serve: listening on http://{local}  (web UI at /, API at /api, OpenAI at /v1, MCP at /mcp)"
     );
-    let served = zocalo_server::serve(listener, router, shutdown_signal()).await;
+    // `zocalo daemon stop` ends this process too: it is the daemon.
+    let daemon_stop = daemon.as_ref().map(DaemonWork::cancel_token);
+    let closing = background.clone();
+    let shutdown = async move {
+        match daemon_stop {
+            Some(stop) => tokio::select! {
+                _ = shutdown_signal() => {}
+                _ = stop.cancelled() => {}
+            },
+            None => shutdown_signal().await,
+        }
+        // Open event streams end now, or the graceful shutdown would wait for them forever.
+        closing.cancel_all();
+    };
+    let served = zocalo_server::serve(listener, router, shutdown).await;
+    eprintln!("zocalo serve: stopping");
     mcp_shutdown.cancel();
-    served?;
+    background.stop(std::time::Duration::from_secs(10)).await;
+    let stopped = match daemon {
+        Some(work) => work.shutdown().await,
+        None => Ok(()),
+    };
     store.close().await;
+    served?;
+    stopped?;
+    eprintln!("zocalo serve: stopped");
     Ok(())
 }
 
@@ -100,10 +154,12 @@ struct CliBackend {
     memory: Option<Arc<Memory>>,
     asker: OnceCell<Arc<Asker>>,
     providers: Mutex<HashMap<String, Arc<dyn Provider>>>,
+    /// This process's supervisor, or why there is none.
+    services: Result<Supervisor, String>,
 }
 
 impl CliBackend {
-    fn new(ctx: &Ctx, store: Store) -> anyhow::Result<Self> {
+    fn new(ctx: &Ctx, store: Store, services: Result<Supervisor, String>) -> anyhow::Result<Self> {
         let ctx = Ctx::load(ctx.database_url.clone())?;
         let embedder = crate::commands::memory::embedder(&ctx);
         let memory = (!crate::commands::memory::memory_off()).then(|| {
@@ -120,6 +176,7 @@ impl CliBackend {
             memory,
             asker: OnceCell::new(),
             providers: Mutex::new(HashMap::new()),
+            services,
         })
     }
 }
@@ -203,5 +260,9 @@ impl Backend for CliBackend {
 
     fn job_kinds(&self) -> zocalo_pool::Registry {
         crate::commands::pool::submit_registry()
+    }
+
+    fn supervisor(&self) -> Result<Supervisor, BackendError> {
+        self.services.clone().map_err(BackendError::Unavailable)
     }
 }
