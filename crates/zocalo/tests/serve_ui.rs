@@ -65,6 +65,35 @@ async fn web_ui_signs_in_streams_a_chat_and_opens_every_page() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
+    // A running service for the services page (the server is the daemon).
+    let r = server
+        .post("/api/services")
+        .json(&json!({
+            "name": "site",
+            "command": "sh -c 'echo ui-service-log-line; exec sleep 300'",
+            "start": true,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // Its first line is in the log before the page asks for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let logs: Value = server
+            .get("/api/services/site/logs")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if logs.to_string().contains("ui-service-log-line") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{logs}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     let out_dir = artifacts("ui");
     let out = tokio::time::timeout(
@@ -116,7 +145,17 @@ async fn web_ui_signs_in_streams_a_chat_and_opens_every_page() {
     assert!(v["job_rows"].as_u64().unwrap() >= 1);
     assert_eq!(v["signed_out"], true);
     assert_eq!(v["console_errors"], json!([]), "{v}");
-    for name in ["signin", "chat", "memory", "schedules", "jobs"] {
+    assert_eq!(v["optional_pages"]["services"], true, "{v}");
+    assert_eq!(v["services"], json!(["site"]), "{v}");
+    assert_eq!(v["service_states"], json!(["running"]), "{v}");
+    assert!(
+        v["service_logs"]
+            .as_str()
+            .unwrap()
+            .contains("ui-service-log-line"),
+        "{v}"
+    );
+    for name in ["signin", "chat", "memory", "schedules", "jobs", "services"] {
         let png = out_dir.join(format!("{name}.png"));
         let bytes = std::fs::read(&png).unwrap();
         assert!(bytes.starts_with(b"\x89PNG"), "{}", png.display());
@@ -132,7 +171,9 @@ async fn web_ui_signs_in_streams_a_chat_and_opens_every_page() {
         .unwrap();
     assert_eq!(list[0]["name"], "morning-brief");
     assert_eq!(list[0]["tz"], "Europe/Berlin");
-    server.stop().await;
+    // SIGTERM: the service's processes end with the server.
+    let status = server.terminate(Duration::from_secs(30)).await;
+    assert!(status.success(), "{status:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,5 +247,7 @@ async fn api_fuzzer_finds_no_server_error() {
         assert!(stdout.contains("passed"), "{stdout}");
     }
     assert_eq!(server.get("/healthz").send().await.unwrap().status(), 200);
-    server.stop().await;
+    // SIGTERM, so services the fuzzer defined and started end with the server.
+    let status = server.terminate(Duration::from_secs(60)).await;
+    assert!(status.success(), "{status:?}");
 }

@@ -96,6 +96,15 @@ try {
     if (visible) {
       await page.click(`a[data-page="${name}"]`);
       await page.waitForSelector(`#page-${name}:not(.hidden)`);
+      if (name === "services") {
+        // The service the test started: its state, then its log.
+        await page.waitForSelector("#service-list .pill");
+        result.services = await page.$$eval("#service-list .name", (n) => n.map((x) => x.textContent));
+        result.service_states = await page.$$eval("#service-list .pill", (p) => p.map((x) => x.textContent));
+        await page.click("#service-list button:has-text('logs')");
+        await page.waitForSelector("#service-logs:not(.hidden)");
+        result.service_logs = await page.textContent("#service-logs");
+      }
       await shot(name);
     }
   }

@@ -60,6 +60,20 @@ impl Server {
             .bearer_auth(TOKEN)
     }
 
+    pub fn pid(&self) -> i32 {
+        self.child.id().expect("the server has exited") as i32
+    }
+
+    /// SIGTERM, then waits (at most `within`) for the server to exit; its exit status.
+    pub async fn terminate(mut self, within: Duration) -> std::process::ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(self.pid());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .expect("the server did not exit after SIGTERM")
+            .unwrap()
+    }
+
     pub async fn stop(mut self) {
         let _ = self.child.start_kill();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
