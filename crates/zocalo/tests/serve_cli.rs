@@ -856,6 +856,10 @@ async fn serve_is_the_daemon_and_drives_services_over_rest() {
             json!({"name": "x", "command": "true", "env": {"1BAD": "v"}}),
             400,
         ),
+        (
+            json!({"name": "x", "command": "true", "health_http": "http://h/\0"}),
+            400,
+        ),
         (json!({"name": "x", "command": "true", "surprise": 1}), 422),
         (json!({"name": "x"}), 422),
     ];
@@ -1070,6 +1074,17 @@ async fn spawn_all_runs_a_batch_in_the_background_and_can_cancel_one() {
         ),
         (
             json!({"tasks": [{"id": "a", "prompt": "x"}], "timeout_secs": -1}),
+            400,
+            "timeout_secs",
+        ),
+        (
+            json!({"tasks": [{"id": "a", "prompt": "x\0y"}]}),
+            400,
+            "tasks[0] (id \"a\"): contains a NUL byte",
+        ),
+        // Found by the API fuzzer: rounded to 0 ms, it broke the record's CHECK (a 500).
+        (
+            json!({"tasks": [{"id": "a", "prompt": "x"}], "timeout_secs": 3.3e-110}),
             400,
             "timeout_secs",
         ),

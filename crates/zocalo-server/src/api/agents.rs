@@ -93,7 +93,7 @@ pub struct SpawnAll {
     /// Agents running at once (1..=1000, default 16).
     #[serde(default)]
     pub concurrency: Option<usize>,
-    /// Seconds one agent may run (default: no limit).
+    /// Seconds one agent may run, 0.001..=10000000 (default: no limit).
     #[serde(default)]
     pub timeout_secs: Option<f64>,
     /// Model for every agent (default: the provider's).
@@ -131,6 +131,10 @@ fn check_tasks(tasks: &[TaskIn]) -> ApiResult<Vec<AgentTask>> {
         let bad = |why: String| {
             ApiError::bad_request(format!("tasks[{i}] (id {:?}): {why}", t.id)).param("tasks")
         };
+        // Not storable in PostgreSQL text: refused up front on every backend.
+        if t.id.contains('\0') || t.prompt.contains('\0') {
+            return Err(bad("contains a NUL byte".into()));
+        }
         if let Err(e) = zocalo_agent::validate_tasks(std::slice::from_ref(&task), |_| None) {
             return Err(bad(e.to_string()));
         }
@@ -160,16 +164,20 @@ pub async fn spawn_all(
     }
     let timeout = match b.timeout_secs {
         None => None,
-        Some(t) if t.is_finite() && t > 0.0 && t <= 1e7 => Some(Duration::from_secs_f64(t)),
+        // Recorded in whole milliseconds, which must be positive.
+        Some(t) if t.is_finite() && (0.001..=1e7).contains(&t) => Some(Duration::from_secs_f64(t)),
         Some(_) => {
-            return Err(
-                ApiError::bad_request("timeout_secs must be a positive number of seconds")
-                    .param("timeout_secs"),
+            return Err(ApiError::bad_request(
+                "timeout_secs must be between 0.001 and 10000000 seconds",
             )
+            .param("timeout_secs"))
         }
     };
-    if b.model.as_deref().is_some_and(|m| m.trim().is_empty()) {
-        return Err(ApiError::bad_request("model is empty").param("model"));
+    if b.model
+        .as_deref()
+        .is_some_and(|m| m.trim().is_empty() || m.contains('\0'))
+    {
+        return Err(ApiError::bad_request("model is empty or contains a NUL byte").param("model"));
     }
     let asker = state.backend().asker().await?;
     let spawner = Spawner::new(asker).with_store(state.store().clone());

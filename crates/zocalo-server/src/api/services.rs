@@ -99,6 +99,18 @@ pub struct AddService {
 
 impl AddService {
     fn spec(self) -> ApiResult<ServiceSpec> {
+        // Not storable in PostgreSQL text (a URL parser may even let one through).
+        for (field, v) in [
+            ("health_http", &self.health_http),
+            ("health_cmd", &self.health_cmd),
+            ("cwd", &self.cwd),
+        ] {
+            if v.as_deref().is_some_and(|v| v.contains('\0')) {
+                return Err(
+                    ApiError::bad_request(format!("{field} contains a NUL byte")).param(field),
+                );
+            }
+        }
         let mut spec = ServiceSpec::new(self.name, self.command);
         if let Some(r) = &self.restart {
             spec.restart = r
