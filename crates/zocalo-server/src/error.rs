@@ -174,6 +174,10 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // No id, name or key holds a NUL byte, and PostgreSQL cannot even compare with one.
+        if has_nul(parts.uri.path()) {
+            return Err(ApiError::bad_request("the path contains a NUL byte").code("invalid_path"));
+        }
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(Path(v)),
             Err(r) => Err(path_rejection(r)),
@@ -201,11 +205,21 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if parts.uri.query().is_some_and(has_nul) {
+            return Err(
+                ApiError::bad_request("the query contains a NUL byte").code("invalid_query")
+            );
+        }
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(Query(v)),
             Err(r) => Err(query_rejection(r)),
         }
     }
+}
+
+/// A percent-encoded NUL (`%00`) in a raw path or query.
+fn has_nul(raw: &str) -> bool {
+    raw.as_bytes().windows(3).any(|w| w == b"%00")
 }
 
 fn query_rejection(r: QueryRejection) -> ApiError {

@@ -1215,3 +1215,77 @@ async fn spawn_all_runs_a_batch_in_the_background_and_can_cancel_one() {
     assert_eq!(s, 404);
     server.stop().await;
 }
+
+/// The services API on PostgreSQL: the same supervisor over the other backend, and input
+/// PostgreSQL cannot store (NUL bytes) refused before it reaches the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_api_on_postgres() {
+    let db = zocalo_testkit::db::postgres().await;
+    let home = tempfile::tempdir().unwrap();
+    write_daemon_config(home.path());
+    let server = start(home.path(), Some(&db.url()), &[]).await;
+    let (s, v) = json_of(server.post("/api/services").json(&json!({
+        "name": "pg-echo",
+        "command": "sh -c 'echo from-postgres; exec sleep 300'",
+        "env": {"GREETING": "hi"},
+        "start": true,
+    })))
+    .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["state"], "running", "{v}");
+    assert_eq!(
+        v["env"],
+        json!(["GREETING"]),
+        "values stay out of statuses: {v}"
+    );
+    let pid = v["pid"].as_i64().unwrap();
+    eventually("the log line", 10, || async {
+        let (_, v) = json_of(server.get("/api/services/pg-echo/logs?lines=5")).await;
+        v.to_string().contains("from-postgres").then_some(v)
+    })
+    .await;
+    for (req, want) in [
+        (server.get("/api/services/a%00b"), 400),
+        (
+            server.post("/api/services/a%00b/start").json(&json!({})),
+            400,
+        ),
+        // Every route's ids and queries: refused before PostgreSQL sees them.
+        (server.get("/api/agents/batches/batch_%00"), 400),
+        (server.get("/api/jobs/job_%00"), 400),
+        (server.get("/api/schedules/a%00b"), 400),
+        (server.get("/api/conversations/conv_%00"), 400),
+        (server.get("/api/memory/search?q=a%00b"), 400),
+        (
+            server
+                .post("/api/services")
+                .json(&json!({"name": "x", "command": "true", "health_http": "http://h/\u{0}"})),
+            400,
+        ),
+        (
+            server
+                .post("/api/services")
+                .json(&json!({"name": "x", "command": "true\u{0}"})),
+            400,
+        ),
+        (
+            server
+                .post("/api/services")
+                .json(&json!({"name": "pg-echo", "command": "true"})),
+            409,
+        ),
+    ] {
+        let (s, b) = error_of(req.send().await.unwrap()).await;
+        assert_eq!(s, want, "{b}");
+    }
+    let (s, v) = json_of(server.post("/api/services/pg-echo/stop").json(&json!({}))).await;
+    assert_eq!((s, v["state"].as_str()), (200, Some("stopped")), "{v}");
+    assert!(!alive(pid));
+    let (s, _) = json_of(server.delete("/api/services/pg-echo")).await;
+    assert_eq!(s, 200);
+    let (s, list) = json_of(server.get("/api/services")).await;
+    assert_eq!((s, list), (200, json!([])));
+    let status = server.terminate(std::time::Duration::from_secs(30)).await;
+    assert!(status.success(), "{status:?}");
+    db.cleanup().await;
+}
