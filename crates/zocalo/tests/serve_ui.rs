@@ -45,6 +45,13 @@ async fn web_ui_signs_in_streams_a_chat_and_opens_every_page() {
     let fake = FakeServer::start().await;
     let pieces = ["The zocalo ", "is the main ", "square of ", "Mexico City."];
     fake.push(slow_sse(&pieces));
+    // The two agents the agents page spawns.
+    for _ in 0..2 {
+        fake.push(Reply::sse(openai_text_sse(
+            "gpt-test",
+            &["agent ", "answer"],
+        )));
+    }
     let server = start(
         home.path(),
         None,
@@ -146,6 +153,37 @@ async fn web_ui_signs_in_streams_a_chat_and_opens_every_page() {
     assert_eq!(v["signed_out"], true);
     assert_eq!(v["console_errors"], json!([]), "{v}");
     assert_eq!(v["optional_pages"]["services"], true, "{v}");
+    assert_eq!(v["optional_pages"]["agents"], true, "{v}");
+    assert!(
+        v["agents_started"].as_str().unwrap().contains("(2 agents)"),
+        "{v}"
+    );
+    assert_eq!(v["agents_batches"], 1, "{v}");
+    // The page's batch really ran both prompts through the ask loop.
+    let batches: Value = server
+        .get("/api/agents/batches")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (batches[0]["total"].as_u64(), batches[0]["ok"].as_u64()),
+        (Some(2), Some(2)),
+        "{batches}"
+    );
+    assert_eq!(batches[0]["concurrency"], 2);
+    let asked: Vec<String> = fake
+        .requests()
+        .iter()
+        .map(|r| r.body["messages"].as_array().unwrap().last().unwrap()["content"].to_string())
+        .collect();
+    assert!(
+        asked.iter().any(|c| c.contains("First question"))
+            && asked.iter().any(|c| c.contains("Second question")),
+        "{asked:?}"
+    );
     assert_eq!(v["services"], json!(["site"]), "{v}");
     assert_eq!(v["service_states"], json!(["running"]), "{v}");
     assert!(
@@ -155,7 +193,15 @@ async fn web_ui_signs_in_streams_a_chat_and_opens_every_page() {
             .contains("ui-service-log-line"),
         "{v}"
     );
-    for name in ["signin", "chat", "memory", "schedules", "jobs", "services"] {
+    for name in [
+        "signin",
+        "chat",
+        "memory",
+        "schedules",
+        "jobs",
+        "agents",
+        "services",
+    ] {
         let png = out_dir.join(format!("{name}.png"));
         let bytes = std::fs::read(&png).unwrap();
         assert!(bytes.starts_with(b"\x89PNG"), "{}", png.display());

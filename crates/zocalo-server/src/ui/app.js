@@ -343,6 +343,15 @@ async function loadAgents() {
       left.append(el("div", "name", b.id), el("div", "rule", `${b.runner} · ${b.provider || "default"}${b.model ? "/" + b.model : ""} · concurrency ${b.concurrency} · ${fmtTime(b.created_at)}`));
       const right = el("div");
       right.append(el("span", `pill ${b.error ? "failed" : b.pending ? "running" : "succeeded"}`, b.state), document.createTextNode(` ${b.ok}/${b.total} ok`));
+      if (b.state === "running") {
+        const stop = el("button", "small", "cancel");
+        stop.addEventListener("click", async (e) => {
+          e.stopPropagation();
+          try { await api(`/api/agents/batches/${encodeURIComponent(b.id)}/cancel`, { body: {} }); } catch (err) { $("#agents-spawn-out").textContent = err.message; }
+          loadAgents();
+        });
+        right.append(document.createTextNode(" "), stop);
+      }
       head.append(left, right);
       card.append(head);
       card.addEventListener("click", async () => {
@@ -445,6 +454,26 @@ document.addEventListener("DOMContentLoaded", () => {
       $("#sched-preview-out").textContent = "";
       loadSchedules();
     } catch (err) { $("#sched-preview-out").textContent = err.message; }
+  });
+  $("#agents-spawn").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const prompts = $("#agents-prompts").value.split("\n").map((l) => l.trim()).filter(Boolean);
+    if (!prompts.length) return;
+    const tasks = prompts.map((prompt, i) => ({ id: String(i + 1), prompt }));
+    try {
+      const r = await api("/api/agents/spawn-all", { body: { tasks, concurrency: Number($("#agents-concurrency").value) || 4 } });
+      $("#agents-prompts").value = "";
+      $("#agents-spawn-out").textContent = `Started ${r.batch_id} (${r.total} agents).`;
+      loadAgents();
+      // Follow it until every agent has ended.
+      const follow = async () => {
+        const d = await api(`/api/agents/batches/${encodeURIComponent(r.batch_id)}`);
+        if ((location.hash || "#chat").slice(1) !== "agents") return;
+        loadAgents();
+        if (d.state === "running") setTimeout(follow, 1000);
+      };
+      setTimeout(follow, 1000);
+    } catch (err) { $("#agents-spawn-out").textContent = err.message; }
   });
   window.addEventListener("hashchange", route);
   if (token) signIn(token); else showSignIn("");

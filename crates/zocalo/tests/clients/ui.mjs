@@ -96,6 +96,17 @@ try {
     if (visible) {
       await page.click(`a[data-page="${name}"]`);
       await page.waitForSelector(`#page-${name}:not(.hidden)`);
+      if (name === "agents") {
+        // Spawn a batch of two from the page and watch it finish.
+        await page.fill("#agents-prompts", "First question\nSecond question");
+        await page.fill("#agents-concurrency", "2");
+        await page.click('#agents-spawn button[type="submit"]');
+        await page.waitForFunction(() => document.querySelector("#agents-spawn-out").textContent.startsWith("Started batch_"));
+        result.agents_started = await page.textContent("#agents-spawn-out");
+        await page.waitForFunction(() => /2\/2 ok/.test(document.querySelector("#agent-batches").textContent), null, { timeout: 20000 });
+        result.agents_batches = await page.$$eval("#agent-batches .name", (n) => n.length);
+        result.agents_text = await page.textContent("#agent-batches");
+      }
       if (name === "services") {
         // The service the test started: its state, then its log.
         await page.waitForSelector("#service-list .pill");
