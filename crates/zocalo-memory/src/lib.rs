@@ -23,6 +23,7 @@ mod index;
 mod memory;
 pub mod model;
 pub mod seed;
+mod simd;
 pub mod text;
 
 pub use ask::{AskMemory, MemorySave, MemorySearch};
