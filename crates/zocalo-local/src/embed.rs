@@ -1,15 +1,15 @@
 //! [`LocalEmbedder`]: all-MiniLM-L6-v2 sentence embeddings in process (candle BERT).
 //!
 //! Same recipe as sentence-transformers for this model: WordPiece from the shipped
-//! tokenizer.json, at most 256 tokens, mean pooling over real (unpadded) tokens, L2
-//! normalisation. Texts are batched by length so short ones do not pay for long ones' padding.
+//! tokenizer.json, at most 256 tokens, mean pooling over the text's tokens, L2 normalisation.
+//! The encoder is [`crate::bert`]: texts are packed back to back without padding, up to
+//! [`BATCH_TOKENS`] tokens per pass.
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
-use candle_transformers::models::bert::{BertModel, Config};
-use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use tokenizers::{Tokenizer, TruncationParams};
 
+use crate::bert::{Bert, BertConfig};
 use crate::fetch::{ensure_verified, MINILM};
 use crate::LocalError;
 
@@ -25,10 +25,12 @@ pub trait Embedder: Send + Sync {
 pub const EMBED_MODEL_ID: &str = "all-minilm-l6-v2";
 /// sentence-transformers' `max_seq_length` for this model.
 const MAX_TOKENS: usize = 256;
-const BATCH: usize = 32;
+/// Tokens per encoder pass: large enough that the dense layers are big matrix products, small
+/// enough that a pass's activations (~10 KB per token) stay a few MB.
+const BATCH_TOKENS: usize = 2048;
 
 pub struct LocalEmbedder {
-    model: BertModel,
+    model: Bert,
     tokenizer: Tokenizer,
     dim: usize,
 }
@@ -51,7 +53,7 @@ impl LocalEmbedder {
             let p = file(name);
             std::fs::read(&p).map_err(LocalError::io(&p))
         };
-        let config: Config = serde_json::from_slice(&read("config.json")?)
+        let config: BertConfig = serde_json::from_slice(&read("config.json")?)
             .map_err(|e| LocalError::Model(format!("all-MiniLM config.json: {e}")))?;
         let mut tokenizer = Tokenizer::from_bytes(read("tokenizer.json")?)
             .map_err(|e| LocalError::Tokenizer(e.to_string()))?;
@@ -61,43 +63,13 @@ impl LocalEmbedder {
                 ..Default::default()
             }))
             .map_err(|e| LocalError::Tokenizer(e.to_string()))?;
-        tokenizer.with_padding(Some(PaddingParams {
-            strategy: PaddingStrategy::BatchLongest,
-            ..Default::default()
-        }));
-        let vb = candle_nn::VarBuilder::from_buffered_safetensors(
-            read("model.safetensors")?,
-            DType::F32,
-            &Device::Cpu,
-        )?;
-        let model = BertModel::load(vb, &config)?;
+        tokenizer.with_padding(None);
+        let model = Bert::load(&read("model.safetensors")?, &config)?;
         Ok(Self {
             model,
             tokenizer,
             dim: config.hidden_size,
         })
-    }
-
-    fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, LocalError> {
-        let enc = self
-            .tokenizer
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| LocalError::Tokenizer(e.to_string()))?;
-        let (n, len) = (enc.len(), enc.first().map(|e| e.len()).unwrap_or(0));
-        let flat = |f: fn(&tokenizers::Encoding) -> &[u32]| -> Vec<u32> {
-            enc.iter().flat_map(|e| f(e).iter().copied()).collect()
-        };
-        let dev = Device::Cpu;
-        let ids = Tensor::from_vec(flat(|e| e.get_ids()), (n, len), &dev)?;
-        let types = Tensor::from_vec(flat(|e| e.get_type_ids()), (n, len), &dev)?;
-        let mask = Tensor::from_vec(flat(|e| e.get_attention_mask()), (n, len), &dev)?;
-        let hidden = self.model.forward(&ids, &types, Some(&mask))?; // (n, len, dim)
-        let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (n, len, 1)
-        let summed = hidden.broadcast_mul(&mask)?.sum(1)?; // (n, dim)
-        let counts = mask.sum(1)?.clamp(1e-9, f32::MAX)?; // (n, 1)
-        let mean = summed.broadcast_div(&counts)?;
-        let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f32::MAX)?;
-        Ok(mean.broadcast_div(&norm)?.to_vec2::<f32>()?)
     }
 }
 
@@ -111,16 +83,24 @@ impl Embedder for LocalEmbedder {
     }
 
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, LocalError> {
-        // Sort by length (bytes approximate tokens well enough) so each batch pads little,
-        // then put the vectors back in input order.
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(texts[i].len()));
-        let mut out = vec![Vec::new(); texts.len()];
-        for chunk in order.chunks(BATCH) {
-            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
-            for (&i, v) in chunk.iter().zip(self.embed_batch(&batch)?) {
-                out[i] = v;
+        let enc = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| LocalError::Tokenizer(e.to_string()))?;
+        let mut out = Vec::with_capacity(texts.len());
+        let mut batch: Vec<(&[u32], &[u32])> = Vec::new();
+        let mut tokens = 0;
+        for e in &enc {
+            if tokens + e.len() > BATCH_TOKENS && !batch.is_empty() {
+                out.extend(self.model.embed_packed(&batch)?);
+                batch.clear();
+                tokens = 0;
             }
+            batch.push((e.get_ids(), e.get_type_ids()));
+            tokens += e.len();
+        }
+        if !batch.is_empty() {
+            out.extend(self.model.embed_packed(&batch)?);
         }
         Ok(out)
     }

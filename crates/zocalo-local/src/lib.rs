@@ -8,6 +8,7 @@
 //! - [`embed`]: the [`Embedder`] trait and [`LocalEmbedder`] (all-MiniLM-L6-v2, dim 384).
 //! - [`error`]: [`LocalError`], with messages that say what to run.
 
+mod bert;
 pub mod chat;
 pub mod embed;
 pub mod error;

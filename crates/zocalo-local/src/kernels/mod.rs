@@ -13,9 +13,12 @@
 //!   plain reference the tests compare against.
 //! - [`QMatrix::matmul`]: `out = x · Wᵀ` for `t` tokens, rows split across rayon's pool.
 //! - [`simd`]: the only unsafe code in the crate: AVX-512 and AVX2/FMA kernels picked at run
-//!   time by CPU feature detection, with a scalar fallback ([`Simd`]).
+//!   time by CPU feature detection, with a scalar fallback ([`Simd`]); and the bounds-checked
+//!   wrapper of the `gemm` crate's f32 product that the MiniLM encoder uses.
 
 mod simd;
+
+pub(crate) use simd::matmul_f32;
 
 use std::sync::OnceLock;
 

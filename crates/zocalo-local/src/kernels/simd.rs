@@ -1,7 +1,8 @@
 //! The kernels: scalar, AVX2/FMA and AVX-512, chosen at run time.
 //!
 //! This is the crate's one module with `unsafe` code (DESIGN §5): `std::arch` intrinsics are
-//! unsafe to call, and the loads take raw pointers. Soundness rests on two things, checked in
+//! unsafe to call, and the loads take raw pointers (so does the `gemm` crate, wrapped by
+//! [`matmul_f32`] with its own bounds checks). Soundness rests on two things, checked in
 //! the safe entry points before any kernel runs: (1) a `#[target_feature]` function is only
 //! called at a [`Simd`] level that [`best`] detected on this CPU, and (2) every slice length
 //! matches the shape the kernel walks (`check`), so each pointer offset stays in bounds.
@@ -459,5 +460,68 @@ mod x86 {
             );
             _mm512_mask_storeu_ps(py.add(k), mask, v);
         }
+    }
+}
+
+/// `dst = [dst +] scale · a · b` for row-major-or-strided views: `(rows, cols)` strides of
+/// each operand, `(m, n, k)` the product's shape. Bounds are checked here so the one unsafe
+/// call below stays within the slices. Used by the MiniLM encoder (`crate::bert`).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_f32(
+    dst: &mut [f32],
+    (d_rs, d_cs): (usize, usize),
+    accumulate: bool,
+    a: &[f32],
+    (a_rs, a_cs): (usize, usize),
+    b: &[f32],
+    (b_rs, b_cs): (usize, usize),
+    (m, n, k): (usize, usize, usize),
+    scale: f32,
+    parallel: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let last = |rows: usize, cols: usize, rs: usize, cs: usize| (rows - 1) * rs + (cols - 1) * cs;
+    assert!(last(m, n, d_rs, d_cs) < dst.len(), "matmul: dst too small");
+    if k == 0 {
+        if !accumulate {
+            dst.iter_mut().for_each(|d| *d = 0.0);
+        }
+        return;
+    }
+    assert!(last(m, k, a_rs, a_cs) < a.len(), "matmul: lhs too small");
+    assert!(last(k, n, b_rs, b_cs) < b.len(), "matmul: rhs too small");
+    let threads = rayon::current_num_threads();
+    let par = if parallel && threads > 1 && m * n * k >= 1 << 16 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the asserts above bound every element the product reads or writes: dst (i, j) at
+    // i*d_rs + j*d_cs for i < m, j < n, lhs (i, p) for p < k and rhs (p, j) likewise, all
+    // inside their slices; dst is borrowed mutably, so it aliases neither input.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            d_cs as isize,
+            d_rs as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            1.0,
+            scale,
+            false,
+            false,
+            false,
+            par,
+        )
     }
 }
