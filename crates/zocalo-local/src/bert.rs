@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
-use crate::kernels::matmul_f32 as matmul;
+use crate::kernels::{gelu_slice, matmul_f32 as matmul, softmax_rows};
 use crate::LocalError;
 
 pub struct Layer {
@@ -315,9 +315,7 @@ impl Bert {
                     scale,
                     false,
                 );
-                for row in scores.chunks_exact_mut(l) {
-                    softmax_in_place(row);
-                }
+                softmax_rows(&mut scores, l);
                 let mut out = vec![0f32; l * hd_dim];
                 matmul(
                     &mut out,
@@ -393,27 +391,14 @@ fn layer_norm_rows(x: &mut [f32], add: Option<&[f32]>, g: &[f32], b: &[f32], eps
     }
 }
 
-fn softmax_in_place(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0;
-    for v in row.iter_mut() {
-        *v = exp(*v - max);
-        sum += *v;
-    }
-    let inv = 1.0 / sum;
-    row.iter_mut().for_each(|v| *v *= inv);
-}
-
 fn gelu_in_place(x: &mut [f32]) {
     x.par_chunks_mut(4096).for_each(|c| {
-        for v in c.iter_mut() {
-            *v = gelu(*v);
-        }
+        gelu_slice(c);
     });
 }
 
 /// `x/2 · (1 + erf(x/√2))`, BERT's exact GELU.
-#[inline]
+#[inline(always)]
 pub fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
@@ -421,7 +406,7 @@ pub fn gelu(x: f32) -> f32 {
 /// erf by Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7 in exact arithmetic, 5e-7
 /// in f32), branch-free so loops over
 /// it vectorise.
-#[inline]
+#[inline(always)]
 pub fn erf(x: f32) -> f32 {
     let a = x.abs();
     let t = 1.0 / (1.0 + 0.327_591_1 * a);
@@ -434,13 +419,15 @@ pub fn erf(x: f32) -> f32 {
 
 /// e^x to ~2 ulp for x in f32's range, branch-free (range reduction to 2^n · e^r, |r| ≤ ln2/2,
 /// and a degree-6 polynomial); underflows to 0 below -87.
-#[inline]
+#[inline(always)]
 pub fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
-    // Round x·log2(e) to the nearest integer with the 1.5·2^23 trick (no rounding instruction
-    // needed, so it vectorises on plain SSE2).
+    // Round x·log2(e) to the nearest integer n with the 1.5·2^23 trick: t's low mantissa bits
+    // then hold n itself, so 2^n is built from t's bits with no float-to-int conversion (whose
+    // saturation checks would keep the loop scalar).
     const MAGIC: f32 = 12_582_912.0;
-    let n = (x * std::f32::consts::LOG2_E + MAGIC) - MAGIC;
+    let t = x * std::f32::consts::LOG2_E + MAGIC;
+    let n = t - MAGIC;
     // r = x - n·ln2, with ln2 split in two for precision.
     let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
     let p = 1.0
@@ -448,7 +435,8 @@ pub fn exp(x: f32) -> f32 {
             + r * (0.5
                 + r * (0.166_666_67
                     + r * (0.041_666_668 + r * (0.008_333_334 + r * 0.001_388_889)))));
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // bits(t) = 0x4B40_0000 + n; the exponent field of 2^n is n + 127.
+    let scale = f32::from_bits(t.to_bits().wrapping_sub(0x4B40_0000 - 127) << 23);
     p * scale
 }
 

@@ -167,6 +167,26 @@ mod scalar {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn gelu_avx512(x: &mut [f32]) {
+        super::gelu_plain(x)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn gelu_avx2(x: &mut [f32]) {
+        super::gelu_plain(x)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn softmax_avx512(x: &mut [f32], row: usize) {
+        super::softmax_plain(x, row)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn softmax_avx2(x: &mut [f32], row: usize) {
+        super::softmax_plain(x, row)
+    }
+
     use std::arch::x86_64::*;
 
     use super::{Weights, BLOCK};
@@ -523,5 +543,54 @@ pub fn matmul_f32(
             false,
             par,
         )
+    }
+}
+
+/// GELU over a slice, and softmax over each `row`-long row of a slice: the MiniLM encoder's
+/// elementwise loops. Their bodies (`crate::bert`'s branch-free `gelu`, `exp`) are inlined into
+/// a copy compiled for the detected level, where LLVM vectorises them 16 or 8 lanes wide
+/// instead of the baseline's 4. No pointers: the unsafe part is only the feature guarantee.
+pub fn gelu_slice(x: &mut [f32]) {
+    match Simd::detected() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: Avx512 is only ever detected on a CPU with avx512f.
+        Simd::Avx512 => unsafe { x86::gelu_avx512(x) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: Avx2 is only ever detected on a CPU with avx2 and fma.
+        Simd::Avx2 => unsafe { x86::gelu_avx2(x) },
+        _ => gelu_plain(x),
+    }
+}
+
+pub fn softmax_rows(x: &mut [f32], row: usize) {
+    match Simd::detected() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in gelu_slice.
+        Simd::Avx512 => unsafe { x86::softmax_avx512(x, row) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in gelu_slice.
+        Simd::Avx2 => unsafe { x86::softmax_avx2(x, row) },
+        _ => softmax_plain(x, row),
+    }
+}
+
+#[inline(always)]
+fn gelu_plain(x: &mut [f32]) {
+    for v in x.iter_mut() {
+        *v = crate::bert::gelu(*v);
+    }
+}
+
+#[inline(always)]
+fn softmax_plain(x: &mut [f32], row: usize) {
+    for r in x.chunks_exact_mut(row.max(1)) {
+        let max = r.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0;
+        for v in r.iter_mut() {
+            *v = crate::bert::exp(*v - max);
+            sum += *v;
+        }
+        let inv = 1.0 / sum;
+        r.iter_mut().for_each(|v| *v *= inv);
     }
 }
