@@ -9,7 +9,10 @@ f="$dir/locomo10.json"
 if [ ! -s "$f" ]; then
   url="https://raw.githubusercontent.com/snap-research/LoCoMo/3eb6f2c585f5e1699204e3c3bdf7adc5c28cb376/data/locomo10.json"
   curl -fsSL --retry 3 -o "$f.tmp" "$url" || {
-    echo "cannot download $url; copy data/locomo10.json of that commit to $f" >&2; exit 1; }
+    rm -f "$f.tmp"
+    echo "cannot download $url; copy data/locomo10.json of that commit to $f, e.g. from a" >&2
+    echo "clone: git -C LoCoMo show 3eb6f2c585f5e1699204e3c3bdf7adc5c28cb376:data/locomo10.json > $f" >&2
+    exit 1; }
   mv "$f.tmp" "$f"
 fi
 echo "$sha  $f" | sha256sum -c - >&2

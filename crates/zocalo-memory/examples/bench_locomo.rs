@@ -2,10 +2,14 @@
 //! ~2k questions whose evidence turns are annotated. Every turn is a memory in its
 //! conversation's scope; a question is searched in that scope and recall@k is the share of its
 //! evidence turns in the top k. Compared: our hybrid, BM25 alone, MiniLM alone, a plain RRF of
-//! the two, and the seed's hashed TF-IDF (512 dims, cosine).
+//! the two, and the seed's hashed TF-IDF (512 dims, cosine); rank and score fusion at several
+//! dense weights, with and without the turn's neighbours in its embedding. Each table is
+//! printed for all conversations, the tuning half (the first five in file order, where the
+//! default was chosen) and the held-out half (the last five).
 //!
 //! The data set is not vendored (CC BY-NC 4.0): `bench/fetch_locomo.sh` puts it in a cache.
-//! cargo run --release -p zocalo-memory --example bench_locomo -- LOCOMO10.json MODELS_DIR
+//! cargo run --release -p zocalo-memory --example bench_locomo -- LOCOMO10.json MODELS_DIR [ONLY]
+//! (ONLY: run just the variants whose name contains it.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 use zocalo_core::embed::{EmbedError, Embedder};
 use zocalo_memory::seed::HashedTfIdf;
-use zocalo_memory::{Memory, MemoryConfig, NewMemory, Retrieval};
+use zocalo_memory::{Fusion, Memory, MemoryConfig, NewMemory, Retrieval};
 use zocalo_store::Store;
 
 /// MiniLM with a cache, so each variant reuses the same vectors.
@@ -67,8 +71,11 @@ struct Question {
     evidence: Vec<String>,
 }
 
-fn load(path: &str) -> (BTreeMap<String, Vec<Turn>>, Vec<Question>) {
+/// The conversations in file order (the split: the first five tune, the last five are held
+/// out), their turns, and the questions.
+fn load(path: &str) -> (Vec<String>, BTreeMap<String, Vec<Turn>>, Vec<Question>) {
     let data: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut order = Vec::new();
     let mut convs = BTreeMap::new();
     let mut questions = Vec::new();
     for sample in data.as_array().unwrap() {
@@ -119,9 +126,10 @@ fn load(path: &str) -> (BTreeMap<String, Vec<Turn>>, Vec<Question>) {
                 evidence,
             });
         }
+        order.push(id.clone());
         convs.insert(id, turns);
     }
-    (convs, questions)
+    (order, convs, questions)
 }
 
 /// How a turn becomes a memory.
@@ -156,9 +164,12 @@ fn memories(scope: &str, turns: &[Turn], shape: Shape) -> Vec<NewMemory> {
         .collect()
 }
 
-type Scores = BTreeMap<u64, (f64, f64, usize)>;
+/// Sums of recall@5 and recall@10 and the number of questions, per (set, category): set 0 =
+/// all conversations, 1 = the tuning half (conversations 0-4), 2 = held out (5-9); category 0
+/// = all categories.
+type Scores = BTreeMap<(u8, u64), (f64, f64, usize)>;
 
-fn add(scores: &mut Scores, cat: u64, evidence: &[String], ranked: &[String]) {
+fn add(scores: &mut Scores, set: u8, cat: u64, evidence: &[String], ranked: &[String]) {
     let ev: HashSet<&str> = evidence.iter().map(String::as_str).collect();
     let at = |k: usize| {
         ranked
@@ -168,16 +179,31 @@ fn add(scores: &mut Scores, cat: u64, evidence: &[String], ranked: &[String]) {
             .count() as f64
             / ev.len() as f64
     };
-    for c in [cat, 0] {
-        let e = scores.entry(c).or_insert((0.0, 0.0, 0));
+    for key in [(set, cat), (set, 0), (0, cat), (0, 0)] {
+        let e = scores.entry(key).or_insert((0.0, 0.0, 0));
         e.0 += at(5);
         e.1 += at(10);
         e.2 += 1;
     }
 }
 
+/// The set a conversation's questions count in: 1 for the first five in file order, else 2.
+fn set_of(order: &[String], sample: &str) -> u8 {
+    if order
+        .iter()
+        .position(|o| o == sample)
+        .is_some_and(|i| i < 5)
+    {
+        1
+    } else {
+        2
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // one benchmark variant: the data and its settings
 async fn run_memory(
     name: &str,
+    order: &[String],
     convs: &BTreeMap<String, Vec<Turn>>,
     questions: &[Question],
     embedder: Arc<dyn Embedder>,
@@ -203,15 +229,58 @@ async fn run_memory(
             .iter()
             .map(|h| h.metadata["dia_id"].as_str().unwrap_or("").to_owned())
             .collect();
-        add(&mut scores, q.category, &q.evidence, &ranked);
+        let set = set_of(order, &q.sample);
+        add(&mut scores, set, q.category, &q.evidence, &ranked);
     }
     (name.to_owned(), scores)
+}
+
+fn table(results: &[(String, Scores)], set: u8) {
+    let cats = [
+        (1, "multi-hop"),
+        (2, "temporal"),
+        (3, "open-domain"),
+        (4, "single-hop"),
+        (5, "adversarial"),
+        (0, "all"),
+    ];
+    println!(
+        "| retriever | {} |",
+        cats.iter()
+            .map(|(_, n)| format!("{n} R@5 / R@10"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    println!("|---|{}", "---|".repeat(cats.len()));
+    for (name, s) in results {
+        let cells: Vec<String> = cats
+            .iter()
+            .map(|(c, _)| match s.get(&(set, *c)) {
+                Some((a, b, n)) => format!("{:.3} / {:.3}", a / *n as f64, b / *n as f64),
+                None => "-".into(),
+            })
+            .collect();
+        println!("| {name} | {} |", cells.join(" | "));
+    }
+    let n: BTreeMap<u64, usize> = results[0]
+        .1
+        .iter()
+        .filter(|((s, _), _)| *s == set)
+        .map(|((_, c), (_, _, n))| (*c, *n))
+        .collect();
+    println!("\nquestions per category: {n:?}\n");
 }
 
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (convs, questions) = load(&args[0]);
+    // Optional third argument: run only the variants whose name contains it.
+    let only = args.get(2).cloned().unwrap_or_default();
+    let (order, convs, questions) = load(&args[0]);
+    // Fetches the weights into MODELS_DIR when they are not there yet (verified either way).
+    zocalo_local::fetch_all(std::path::Path::new(&args[1]), &|_| {})
+        .await
+        .unwrap();
     let inner = zocalo_local::LocalEmbedder::load(std::path::Path::new(&args[1])).unwrap();
     let embedder: Arc<dyn Embedder> = Arc::new(Cached {
         inner,
@@ -239,78 +308,99 @@ async fn main() {
                 .iter()
                 .map(|(i, _)| turns[*i].dia_id.clone())
                 .collect();
-            add(&mut seed, q.category, &q.evidence, &ranked);
+            add(
+                &mut seed,
+                set_of(&order, id),
+                q.category,
+                &q.evidence,
+                &ranked,
+            );
         }
     }
     results.push(("seed hashed TF-IDF (512-d)".to_owned(), seed));
     let plain = MemoryConfig {
         index_metadata: false,
+        dense_weight: 0.2,
+        embed_context: false,
+        fusion: Fusion::Rrf,
         ..MemoryConfig::default()
     };
-    let variants: Vec<(&str, MemoryConfig, Shape, Retrieval)> = vec![
+    let rrf_ctx = |w: f64| MemoryConfig {
+        dense_weight: w,
+        embed_context: false,
+        fusion: Fusion::Rrf,
+        ..MemoryConfig::default()
+    };
+    let scores = |w: f64, embed_context: bool| MemoryConfig {
+        dense_weight: w,
+        embed_context,
+        fusion: Fusion::Scores,
+        ..MemoryConfig::default()
+    };
+    let mut variants: Vec<(String, MemoryConfig, Shape, Retrieval)> = vec![
         (
-            "BM25 alone",
+            "BM25 alone".into(),
             plain.clone(),
             Shape::Plain,
             Retrieval::Keyword,
         ),
         (
-            "MiniLM alone",
+            "MiniLM alone".into(),
             plain.clone(),
             Shape::Plain,
             Retrieval::Dense,
         ),
         (
-            "plain RRF (BM25 + MiniLM)",
+            "plain RRF (BM25 + MiniLM, dense weight 0.2)".into(),
             plain.clone(),
             Shape::Plain,
             Retrieval::Hybrid,
         ),
         (
-            "BM25 + date/neighbour keywords",
-            MemoryConfig::default(),
+            "BM25 + date/neighbour keywords".into(),
+            rrf_ctx(0.2),
             Shape::Context,
             Retrieval::Keyword,
         ),
         (
-            "hybrid + date/neighbour keywords, dense weight 1",
-            MemoryConfig::default(),
+            "MiniLM, turn embedded with its neighbours".into(),
+            scores(1.0, true),
             Shape::Context,
-            Retrieval::Hybrid,
-        ),
-        (
-            "hybrid + date/neighbour keywords, dense weight 0.5",
-            MemoryConfig {
-                dense_weight: 0.5,
-                ..MemoryConfig::default()
-            },
-            Shape::Context,
-            Retrieval::Hybrid,
-        ),
-        (
-            "hybrid + date/neighbour keywords, dense weight 0.3",
-            MemoryConfig {
-                dense_weight: 0.3,
-                ..MemoryConfig::default()
-            },
-            Shape::Context,
-            Retrieval::Hybrid,
-        ),
-        (
-            "hybrid + date/neighbour keywords, dense weight 0.2",
-            MemoryConfig {
-                dense_weight: 0.2,
-                ..MemoryConfig::default()
-            },
-            Shape::Context,
-            Retrieval::Hybrid,
+            Retrieval::Dense,
         ),
     ];
+    for w in [1.0, 0.2] {
+        variants.push((
+            format!("RRF + date/neighbour keywords, dense weight {w}"),
+            rrf_ctx(w),
+            Shape::Context,
+            Retrieval::Hybrid,
+        ));
+    }
+    for embed_context in [false, true] {
+        for w in [0.1, 0.2, 0.3, 0.5, 1.0] {
+            let what = if embed_context {
+                "turn embedded with neighbours"
+            } else {
+                "turn embedded alone"
+            };
+            variants.push((
+                format!("score fusion, {what}, dense weight {w}"),
+                scores(w, embed_context),
+                Shape::Context,
+                Retrieval::Hybrid,
+            ));
+        }
+    }
     for (name, config, shape, mode) in variants {
+        if !name.contains(&only) {
+            continue;
+        }
         eprintln!("running {name}");
         results.push(
             run_memory(
-                name,
+                &name,
+                &order,
                 &convs,
                 &questions,
                 embedder.clone(),
@@ -321,32 +411,10 @@ async fn main() {
             .await,
         );
     }
-    let cats = [
-        (1, "multi-hop"),
-        (2, "temporal"),
-        (3, "open-domain"),
-        (4, "single-hop"),
-        (5, "adversarial"),
-        (0, "all"),
-    ];
-    println!(
-        "| retriever | {} |",
-        cats.iter()
-            .map(|(_, n)| format!("{n} R@5 / R@10"))
-            .collect::<Vec<_>>()
-            .join(" | ")
-    );
-    println!("|---|{}", "---|".repeat(cats.len()));
-    for (name, s) in &results {
-        let cells: Vec<String> = cats
-            .iter()
-            .map(|(c, _)| match s.get(c) {
-                Some((a, b, n)) => format!("{:.3} / {:.3}", a / *n as f64, b / *n as f64),
-                None => "-".into(),
-            })
-            .collect();
-        println!("| {name} | {} |", cells.join(" | "));
-    }
-    let n: BTreeMap<u64, usize> = results[0].1.iter().map(|(c, (_, _, n))| (*c, *n)).collect();
-    println!("\nquestions per category: {n:?}");
+    println!("## all conversations\n");
+    table(&results, 0);
+    println!("## tuning half (conversations 0-4)\n");
+    table(&results, 1);
+    println!("## held out (conversations 5-9)\n");
+    table(&results, 2);
 }

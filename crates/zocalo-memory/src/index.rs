@@ -166,6 +166,20 @@ impl Index {
         self.slot_memory.get(slot as usize).and_then(Option::as_ref)
     }
 
+    /// The best cosine of `query` with the chunks of memory `id` that have vectors.
+    pub fn cosine(&self, id: &str, query: &[f32]) -> Option<f32> {
+        let (_, slots) = self.memories.get(id)?;
+        if self.dim == 0 || query.len() != self.dim {
+            return None;
+        }
+        slots
+            .iter()
+            .map(|s| *s as usize)
+            .filter(|s| self.slot_has_vec[*s])
+            .map(|s| dot(query, &self.vectors[s * self.dim..(s + 1) * self.dim]))
+            .reduce(f32::max)
+    }
+
     /// BM25 over chunks in `scopes`: the best `n` slots, best first.
     pub fn search_bm25(&self, query_terms: &[String], scopes: &[u32], n: usize) -> Vec<(u32, f32)> {
         if self.live_slots == 0 || scopes.is_empty() {

@@ -7,7 +7,7 @@
 //! - [`text`]: keyword terms: stop words out, Porter2 stems in.
 //! - [`chunk`]: text longer than the embedder's window, split into overlapping windows.
 //! - `index`: BM25 inverted index + brute-force cosine over unit vectors, per chunk.
-//! - [`fuse`]: reciprocal-rank fusion of the two rankings.
+//! - [`fuse`]: reciprocal-rank fusion of the two rankings (score fusion is in `memory`).
 //! - [`ask`]: what the ask loop uses: recalled context under a budget, episodic turns, and the
 //!   `memory_save` / `memory_search` tools.
 //! - [`seed`]: the hashed TF-IDF baseline the benchmark compares against.
@@ -28,7 +28,7 @@ pub mod text;
 
 pub use ask::{AskMemory, MemorySave, MemorySearch};
 pub use error::MemoryError;
-pub use memory::{from_blob, to_blob, Memory, MemoryConfig, Retrieval};
+pub use memory::{from_blob, to_blob, Fusion, Memory, MemoryConfig, Retrieval};
 pub use model::{
     conversation_scope, Hit, MemoryRecord, Metadata, NewMemory, Stats, DEFAULT_USER_SCOPE,
 };

@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::Arc;
 
-use zocalo_memory::{Memory, MemoryConfig, MemoryError, NewMemory, Retrieval};
+use zocalo_memory::{Fusion, Memory, MemoryConfig, MemoryError, NewMemory, Retrieval};
 use zocalo_testkit::both_backends;
 
 async fn open(store: &zocalo_store::Store) -> Memory {
@@ -343,5 +343,116 @@ both_backends!(
         let hits = m.recall("bicycle", &["user:me"], 1).await.unwrap();
         assert_eq!(hits[0].id, r.id);
         let _ = Arc::new(m);
+    }
+);
+
+both_backends!(
+    context_is_embedded_with_the_text_but_not_returned,
+    |store| async move {
+        let config = MemoryConfig {
+            embed_context: true,
+            ..MemoryConfig::default()
+        };
+        // Two replies with the SAME text: only their context tells them apart, so a dense
+        // search can only separate them if the context went into their vectors.
+        let pair = |scope: &str| {
+            vec![
+                NewMemory::new(scope, "Yes, every single weekend!")
+                    .with_meta("context", "Do you still go hiking in the mountains?"),
+                NewMemory::new(scope, "Yes, every single weekend!")
+                    .with_meta("context", "Do you still bake sourdough bread at home?"),
+            ]
+        };
+        let check = |m: Arc<Memory>, scope: &'static str, stored: Vec<String>| async move {
+            for (q, want) in [("trekking in the alps", 0), ("baking loaves", 1)] {
+                let hits = m
+                    .recall_with(q, &[scope], 2, Retrieval::Dense)
+                    .await
+                    .unwrap();
+                assert_eq!(hits[0].id, stored[want], "{q}: {hits:?}");
+                assert_eq!(hits[0].text, "Yes, every single weekend!");
+                assert!(hits[0].score > hits[1].score, "{q}: {hits:?}");
+            }
+        };
+        // Embedded when stored...
+        let m = Arc::new(
+            Memory::open(store.clone(), Some(common::minilm().await), config.clone())
+                .await
+                .unwrap(),
+        );
+        let stored = m.memorize_many(pair("user:a"), &|_| {}).await.unwrap();
+        check(m, "user:a", stored.into_iter().map(|r| r.id).collect()).await;
+        // ...and when the vectors are filled in at load (stored without an embedder).
+        let plain = Memory::open(store.clone(), None, MemoryConfig::default())
+            .await
+            .unwrap();
+        let stored = plain.memorize_many(pair("user:b"), &|_| {}).await.unwrap();
+        let m = Arc::new(
+            Memory::open(store.clone(), Some(common::minilm().await), config)
+                .await
+                .unwrap(),
+        );
+        check(m, "user:b", stored.into_iter().map(|r| r.id).collect()).await;
+    }
+);
+
+/// Fixed 2-d vectors by text, so that cosines are known exactly.
+struct Toy;
+
+impl zocalo_core::embed::Embedder for Toy {
+    fn model_id(&self) -> &str {
+        "toy-2d"
+    }
+    fn dim(&self) -> usize {
+        2
+    }
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, zocalo_core::embed::EmbedError> {
+        Ok(texts
+            .iter()
+            .map(|t| match *t {
+                "postgres tuning notes" => vec![1.0, 0.0],
+                "postgres" => vec![0.0, 1.0],
+                "cats and dogs" => vec![0.6, 0.8],
+                _ => vec![-1.0, 0.0],
+            })
+            .collect())
+    }
+}
+
+both_backends!(
+    score_fusion_adds_scaled_bm25_and_cosine,
+    |store| async move {
+        let config = MemoryConfig {
+            fusion: Fusion::Scores,
+            keyword_weight: 1.0,
+            dense_weight: 0.25,
+            ..MemoryConfig::default()
+        };
+        let m = Memory::open(store.clone(), Some(Arc::new(Toy)), config)
+            .await
+            .unwrap();
+        let pg = m
+            .memorize(NewMemory::new("user:me", "postgres tuning notes"))
+            .await
+            .unwrap();
+        let cats = m
+            .memorize(NewMemory::new("user:me", "cats and dogs"))
+            .await
+            .unwrap();
+        let other = m
+            .memorize(NewMemory::new("user:me", "something else"))
+            .await
+            .unwrap();
+        let hits = m.recall("postgres", &["user:me"], 5).await.unwrap();
+        // The only BM25 hit scores 1 · (its BM25 / the best BM25) + 0.25 · cos 0; the others are
+        // dense candidates only: 0.25 · 0.8 and 0.25 · 0 (cosines of the toy vectors).
+        assert_eq!(
+            ids(&hits),
+            vec![pg.id.as_str(), cats.id.as_str(), other.id.as_str()]
+        );
+        let want = [1.0, 0.2, 0.0];
+        for (h, w) in hits.iter().zip(want) {
+            assert!((h.score - w).abs() < 1e-6, "{hits:?}");
+        }
     }
 );
