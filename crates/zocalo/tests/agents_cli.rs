@@ -87,6 +87,25 @@ async fn run(db: &TestDb, home: &Path, server: &FakeServer, args: &[&str]) -> co
     out.into()
 }
 
+/// Waits (at most 30 s) until `pool stats` counts `n` queued jobs: the `--on-pool` spawner
+/// has enqueued its agents.
+async fn wait_until_queued(db: &TestDb, home: &Path, server: &FakeServer, n: u64) {
+    let t0 = std::time::Instant::now();
+    loop {
+        let s = run(db, home, server, &["pool", "stats", "--json"])
+            .await
+            .json();
+        if s["queued"].as_u64() == Some(n) {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "{n} jobs never queued: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn write_tasks(home: &Path, lines: &[String]) -> String {
     let path = home.join("tasks.jsonl");
     std::fs::write(&path, lines.join("\n")).unwrap();
@@ -440,20 +459,7 @@ both!(
         .spawn()
         .unwrap();
         // Once the jobs are queued, a worker process drains them.
-        let t0 = std::time::Instant::now();
-        loop {
-            let s = run(db, home, &server, &["pool", "stats", "--json"])
-                .await
-                .json();
-            if s["queued"].as_u64() == Some(8) {
-                break;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "jobs never queued: {s}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_until_queued(db, home, &server, 8).await;
         let worker = run(
             db,
             home,
@@ -544,20 +550,7 @@ both!(
         )
         .spawn()
         .unwrap();
-        let t0 = std::time::Instant::now();
-        loop {
-            let s = run(db, home, &server, &["pool", "stats", "--json"])
-                .await
-                .json();
-            if s["queued"].as_u64() == Some(1) {
-                break;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "job never queued: {s}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_until_queued(db, home, &server, 1).await;
         let worker = run(db, home, &server, &["worker", "--drain"]).await;
         assert_eq!(worker.code, 0, "{}", worker.stderr);
         let out: common::Run =
