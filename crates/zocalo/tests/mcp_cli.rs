@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use common::{z, zocalo};
 use serde_json::{json, Value};
+use serve_support::client_json;
 use zocalo_testkit::fake::{
     openai_text_sse, openai_tool_call_sse, FakeServer, RecordedRequest, Reply,
 };
@@ -52,8 +53,7 @@ fn fastmcp_config(py: &str, name: &str) -> String {
 both!(python_client_drives_mcp_serve, |db, home| async move {
     let Some(py) = python() else { return };
     let url = db.url();
-    let out = tokio::time::timeout(
-        std::time::Duration::from_secs(60),
+    let j = client_json(
         tokio::process::Command::new(&py)
             .arg(py_dir().join("client_check.py"))
             .args([
@@ -65,15 +65,10 @@ both!(python_client_drives_mcp_serve, |db, home| async move {
             ])
             .env("ZOCALO_HOME", home)
             .env("ZOCALO_EMBEDDER", "none")
-            .env_remove("ZOCALO_DATABASE_URL")
-            .output(),
+            .env_remove("ZOCALO_DATABASE_URL"),
+        std::time::Duration::from_secs(60),
     )
-    .await
-    .expect("the Python client did not finish in 60 s")
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "client failed: {stderr}");
-    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    .await;
     assert_client_saw(&j, db, home).await;
 });
 
@@ -173,22 +168,13 @@ async fn python_client_over_streamable_http() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let out = tokio::time::timeout(
-        std::time::Duration::from_secs(60),
+    let j = client_json(
         tokio::process::Command::new(&py)
             .arg(py_dir().join("client_check.py"))
-            .args(["--url", &format!("http://{addr}/mcp")])
-            .output(),
+            .args(["--url", &format!("http://{addr}/mcp")]),
+        Duration::from_secs(60),
     )
-    .await
-    .expect("the Python client did not finish in 60 s")
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    .await;
     assert_client_saw(&j, &db, home.path()).await;
     server.kill().await.unwrap();
 
@@ -373,13 +359,7 @@ both!(
             .env("OPENAI_BASE_URL", format!("{}/v1", provider.url()))
             .env("OPENAI_API_KEY", "sk-test-mcp-agents-0123456789")
             .env("ZOCALO_PROVIDER", "openai");
-        let out = tokio::time::timeout(Duration::from_secs(90), cmd.output())
-            .await
-            .expect("the Python client did not finish in 90 s")
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "client failed: {stderr}");
-        let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let j = client_json(&mut cmd, Duration::from_secs(90)).await;
 
         // Listed with its schema: the budget from config.toml, the caller's knobs.
         let schema = &j["tool"]["input_schema"];
@@ -467,22 +447,13 @@ async fn python_client_over_serve_mcp_with_the_token() {
     let server = serve_support::start(home.path(), Some(&db.url()), &[]).await;
     let endpoint = format!("{}/mcp", server.url);
 
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
+    let j = client_json(
         tokio::process::Command::new(&py)
             .arg(py_dir().join("client_check.py"))
-            .args(["--url", &endpoint, "--token", TOKEN])
-            .output(),
+            .args(["--url", &endpoint, "--token", TOKEN]),
+        Duration::from_secs(60),
     )
-    .await
-    .expect("the Python client did not finish in 60 s")
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    .await;
     assert_client_saw(&j, &db, home.path()).await;
 
     // Without the token, or with another one, the SDK's client cannot even initialize...

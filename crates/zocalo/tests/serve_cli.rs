@@ -8,8 +8,10 @@
 mod common;
 mod serve_support;
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
-use serve_support::{start, tool, Server, TOKEN};
+use serve_support::{client_json, start, tool, Server, TOKEN};
 use zocalo_testkit::fake::{openai_text_sse, FakeServer, Reply, FAKE_INPUT_TOKENS};
 
 fn upstream_env(fake: &FakeServer) -> Vec<(&'static str, String)> {
@@ -53,44 +55,15 @@ async fn openai_python_client_chats_through_the_ask_loop_and_pass_through() {
     fake.push(Reply::sse(openai_text_sse("gpt-test", &["Hi ", "again."])));
     let server = start(home.path(), None, &upstream_env(&fake)).await;
 
-    let out = tokio::process::Command::new(&python)
-        .arg(serve_support::clients_dir().join("openai_v1.py"))
-        .args([&format!("{}/v1", server.url), TOKEN, "chat"])
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "client failed: {stderr}");
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = client_json(
+        tokio::process::Command::new(&python)
+            .arg(serve_support::clients_dir().join("openai_v1.py"))
+            .args([&format!("{}/v1", server.url), TOKEN, "chat"]),
+        Duration::from_secs(120),
+    )
+    .await;
 
-    let models: Vec<&str> = v["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m.as_str().unwrap())
-        .collect();
-    assert!(models.contains(&"zocalo"), "{models:?}");
-    assert!(
-        models.contains(&"openai/gpt-4o-mini") || models.iter().any(|m| m.starts_with("openai/")),
-        "{models:?}"
-    );
-
-    let whole = &v["whole"];
-    assert_eq!(whole["object"], "chat.completion");
-    assert_eq!(whole["model"], "zocalo");
-    assert_eq!(whole["content"], "Hello!");
-    assert_eq!(whole["role"], "assistant");
-    assert_eq!(whole["finish_reason"], "stop");
-    assert!(whole["id"].as_str().unwrap().starts_with("chatcmpl-"));
-    assert_eq!(whole["usage"]["prompt_tokens"], FAKE_INPUT_TOKENS);
-    assert_eq!(whole["usage"]["completion_tokens"], 2);
-
-    let streamed = &v["streamed"];
-    assert_eq!(streamed["pieces"], json!(["One, ", "two, ", "three."]));
-    assert_eq!(streamed["finish_reason"], "stop");
-    assert_eq!(streamed["objects"], json!(["chat.completion.chunk"]));
-    assert_eq!(streamed["usage"]["completion_tokens"], 3);
-    assert_eq!(streamed["usage"]["total_tokens"], FAKE_INPUT_TOKENS + 3);
+    check_models_and_chat(&v);
 
     assert_eq!(v["pass_whole"]["model"], "openai/gpt-test");
     assert_eq!(v["pass_whole"]["content"], "Brief hi.");
@@ -151,6 +124,40 @@ async fn test_models() -> std::path::PathBuf {
     dir
 }
 
+/// What both official clients (Python and Node) report of `/v1/models` and of one chat asked
+/// whole and streamed: the ask loop's model `zocalo` and the keyed providers' models listed,
+/// OpenAI's response and chunk shapes, usage counted.
+fn check_models_and_chat(v: &Value) {
+    let models: Vec<&str> = v["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    assert!(models.contains(&"zocalo"), "{models:?}");
+    assert!(
+        models.iter().any(|m| m.starts_with("openai/")),
+        "{models:?}"
+    );
+
+    let whole = &v["whole"];
+    assert_eq!(whole["object"], "chat.completion");
+    assert_eq!(whole["model"], "zocalo");
+    assert_eq!(whole["content"], "Hello!");
+    assert_eq!(whole["role"], "assistant");
+    assert_eq!(whole["finish_reason"], "stop");
+    assert!(whole["id"].as_str().unwrap().starts_with("chatcmpl-"));
+    assert_eq!(whole["usage"]["prompt_tokens"], FAKE_INPUT_TOKENS);
+    assert_eq!(whole["usage"]["completion_tokens"], 2);
+
+    let streamed = &v["streamed"];
+    assert_eq!(streamed["pieces"], json!(["One, ", "two, ", "three."]));
+    assert_eq!(streamed["finish_reason"], "stop");
+    assert_eq!(streamed["objects"], json!(["chat.completion.chunk"]));
+    assert_eq!(streamed["usage"]["completion_tokens"], 3);
+    assert_eq!(streamed["usage"]["total_tokens"], FAKE_INPUT_TOKENS + 3);
+}
+
 fn check_embeddings(e: &Value) {
     assert_eq!(e["count"], 2, "{e}");
     assert_eq!(e["dims"], json!([384, 384]), "{e}");
@@ -188,49 +195,16 @@ async fn openai_node_client_chats_streams_lists_and_embeds() {
     env.push(("ZOCALO_MEMORY", "off".to_owned()));
     let server = start(home.path(), None, &env).await;
 
-    let out = tokio::time::timeout(
-        std::time::Duration::from_secs(120),
+    let v = client_json(
         tokio::process::Command::new("node")
             .arg(serve_support::clients_dir().join("openai_v1.mjs"))
             .args([&format!("{}/v1", server.url), TOKEN])
-            .env("ZOCALO_TEST_NODE_MODULES", &modules)
-            .output(),
+            .env("ZOCALO_TEST_NODE_MODULES", &modules),
+        Duration::from_secs(120),
     )
-    .await
-    .expect("the Node client took over 120 s")
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "client failed: {stderr}");
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    .await;
 
-    let models: Vec<&str> = v["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m.as_str().unwrap())
-        .collect();
-    assert!(models.contains(&"zocalo"), "{models:?}");
-    assert!(
-        models.iter().any(|m| m.starts_with("openai/")),
-        "{models:?}"
-    );
-
-    let whole = &v["whole"];
-    assert_eq!(whole["object"], "chat.completion");
-    assert_eq!(whole["model"], "zocalo");
-    assert_eq!(whole["content"], "Hello!");
-    assert_eq!(whole["role"], "assistant");
-    assert_eq!(whole["finish_reason"], "stop");
-    assert!(whole["id"].as_str().unwrap().starts_with("chatcmpl-"));
-    assert_eq!(whole["usage"]["prompt_tokens"], FAKE_INPUT_TOKENS);
-    assert_eq!(whole["usage"]["completion_tokens"], 2);
-
-    let streamed = &v["streamed"];
-    assert_eq!(streamed["pieces"], json!(["One, ", "two, ", "three."]));
-    assert_eq!(streamed["finish_reason"], "stop");
-    assert_eq!(streamed["objects"], json!(["chat.completion.chunk"]));
-    assert_eq!(streamed["usage"]["completion_tokens"], 3);
-    assert_eq!(streamed["usage"]["total_tokens"], FAKE_INPUT_TOKENS + 3);
+    check_models_and_chat(&v);
 
     assert_eq!(v["pass_stream"]["text"], "Brief hi.");
     assert_eq!(v["pass_stream"]["final"], "Brief hi.");
@@ -258,18 +232,14 @@ async fn openai_node_client_chats_streams_lists_and_embeds() {
 
     // The Python client's embeddings, on the same server.
     if let Some(python) = tool("ZOCALO_TEST_PYTHON") {
-        let out = tokio::process::Command::new(&python)
-            .arg(serve_support::clients_dir().join("openai_v1.py"))
-            .args([&format!("{}/v1", server.url), TOKEN, "embeddings"])
-            .output()
-            .await
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        check_embeddings(&serde_json::from_slice(&out.stdout).unwrap());
+        let v = client_json(
+            tokio::process::Command::new(&python)
+                .arg(serve_support::clients_dir().join("openai_v1.py"))
+                .args([&format!("{}/v1", server.url), TOKEN, "embeddings"]),
+            Duration::from_secs(120),
+        )
+        .await;
+        check_embeddings(&v);
     }
     server.stop().await;
 }

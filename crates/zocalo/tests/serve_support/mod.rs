@@ -142,6 +142,28 @@ pub fn tool(var: &str) -> Option<PathBuf> {
     }
 }
 
+/// Runs a test client (a Python or Node script against the server) that prints one JSON
+/// document; fails the test, with the client's stderr, if it runs past `within` or exits
+/// non-zero.
+pub async fn client_json(cmd: &mut Command, within: Duration) -> serde_json::Value {
+    let script = cmd
+        .as_std()
+        .get_args()
+        .next()
+        .map(|a| a.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let out = tokio::time::timeout(within, cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("the client {script} did not finish in {within:?}"))
+        .expect("the client could not start");
+    assert!(
+        out.status.success(),
+        "client {script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the client printed no JSON document")
+}
+
 pub fn clients_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
 }
