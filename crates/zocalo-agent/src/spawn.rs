@@ -415,35 +415,11 @@ impl Spawner {
     }
 
     /// [`Spawner::spawn_all`] in a background task: events come through a channel, the report
-    /// through the join handle. Tasks are checked before it returns.
-    pub fn start(
-        &self,
-        tasks: Vec<AgentTask>,
-        options: SpawnOptions,
-    ) -> Result<RunningBatch, AgentError> {
-        validate_tasks(&tasks, |_| None)?;
-        let batch_id = Self::new_batch_id();
-        let (tx, events) = tokio::sync::mpsc::unbounded_channel();
-        let cancel = options.cancel.clone();
-        let this = self.clone();
-        let id = batch_id.clone();
-        let report = tokio::spawn(async move {
-            this.run_batch(id, tasks, options, &mut |e| {
-                let _ = tx.send(e);
-            })
-            .await
-        });
-        Ok(RunningBatch {
-            batch_id,
-            events,
-            cancel,
-            report,
-        })
-    }
-
-    /// Like [`Spawner::start`], but the batch and its agents are recorded (with a store)
-    /// before this returns, so the batch id can be looked up at once (`/api/agents/batches`).
-    pub async fn begin(
+    /// through the join handle. Tasks are checked, and the batch and its agents recorded (with
+    /// a store), before it returns, so the batch id can be looked up at once
+    /// (`/api/agents/batches`). The batch runs one level below the caller's depth, as
+    /// `spawn_all` would.
+    pub async fn start(
         &self,
         tasks: Vec<AgentTask>,
         options: SpawnOptions,

@@ -307,6 +307,7 @@ async fn results_stream_as_they_finish_and_the_report_keeps_input_order() {
     });
     let mut running = spawner(&db.store, &server)
         .start(tasks(5, |i| format!("q{i}")), SpawnOptions::default())
+        .await
         .unwrap();
     let mut finish_order = Vec::new();
     while let Some(e) = running.events.recv().await {

@@ -190,7 +190,7 @@ pub async fn spawn_all(
         cancel: background.child_token(),
         ..SpawnOptions::default()
     };
-    let running = spawner.begin(tasks, options).await.map_err(|e| {
+    let running = spawner.start(tasks, options).await.map_err(|e| {
         if e.is_usage() {
             ApiError::bad_request(e.to_string()).param("tasks")
         } else {
