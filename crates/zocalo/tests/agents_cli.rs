@@ -77,14 +77,17 @@ fn command(
 }
 
 async fn run(db: &TestDb, home: &Path, server: &FakeServer, args: &[&str]) -> common::Run {
-    let out = tokio::time::timeout(
-        Duration::from_secs(90),
-        command(db, home, server, args).output(),
-    )
-    .await
-    .expect("zocalo did not finish in time")
-    .expect("zocalo could not start");
-    out.into()
+    common::output_within(command(db, home, server, args), 90).await
+}
+
+/// `zocalo worker --drain ARGS...`, its log at info: a worker that does not finish in time
+/// shows in the panic what it was doing.
+async fn drain(db: &TestDb, home: &Path, server: &FakeServer, args: &[&str]) -> common::Run {
+    let mut all = vec!["worker", "--drain"];
+    all.extend_from_slice(args);
+    let mut cmd = command(db, home, server, &all);
+    cmd.env("ZOCALO_LOG", "info");
+    common::output_within(cmd, 90).await
 }
 
 /// Waits (at most 30 s) until `pool stats` counts `n` queued jobs: the `--on-pool` spawner
@@ -460,13 +463,7 @@ both!(
         .unwrap();
         // Once the jobs are queued, a worker process drains them.
         wait_until_queued(db, home, &server, 8).await;
-        let worker = run(
-            db,
-            home,
-            &server,
-            &["worker", "--drain", "--concurrency", "4"],
-        )
-        .await;
+        let worker = drain(db, home, &server, &["--concurrency", "4"]).await;
         assert_eq!(worker.code, 0, "{}", worker.stderr);
         let out: common::Run =
             tokio::time::timeout(Duration::from_secs(30), spawner.wait_with_output())
@@ -551,7 +548,7 @@ both!(
         .spawn()
         .unwrap();
         wait_until_queued(db, home, &server, 1).await;
-        let worker = run(db, home, &server, &["worker", "--drain"]).await;
+        let worker = drain(db, home, &server, &[]).await;
         assert_eq!(worker.code, 0, "{}", worker.stderr);
         let out: common::Run =
             tokio::time::timeout(Duration::from_secs(30), spawner.wait_with_output())

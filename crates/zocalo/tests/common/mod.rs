@@ -42,6 +42,45 @@ impl From<Output> for Run {
     }
 }
 
+/// Runs `cmd` (stdout and stderr piped) to its end, at most `secs` seconds. One that does not
+/// end in time is killed, and the panic shows what it printed so far, so a hang in CI says
+/// where it hung.
+pub async fn output_within(mut cmd: tokio::process::Command, secs: u64) -> Run {
+    use tokio::io::AsyncReadExt;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("zocalo could not be started");
+    let read = |pipe: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>| {
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf).await;
+            }
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let stdout = read(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = read(child.stderr.take().map(|p| Box::new(p) as _));
+    let waited = tokio::time::timeout(std::time::Duration::from_secs(secs), child.wait()).await;
+    if waited.is_err() {
+        let _ = child.kill().await;
+    }
+    let (stdout, stderr) = (stdout.await.unwrap(), stderr.await.unwrap());
+    match waited {
+        Ok(status) => Run {
+            code: status.expect("waiting for zocalo").code().unwrap_or(-1),
+            stdout,
+            stderr,
+        },
+        Err(_) => panic!(
+            "zocalo did not finish within {secs} s\n--- stdout:\n{stdout}\n--- stderr:\n{stderr}"
+        ),
+    }
+}
+
 /// Run `zocalo ARGS` with a clean environment plus `env`, data home `home`.
 pub async fn zocalo(home: &Path, env: &[(&str, &str)], args: &[&str]) -> Run {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_zocalo"));
