@@ -390,21 +390,42 @@ impl Worker {
             slots.acquire_many(concurrency),
         )
         .await;
+        // Each step below is bounded: a worker told to stop stops, even when the database
+        // stalls. An outcome not written in time is not lost for good: the lease runs out and
+        // the job runs again (at-least-once), and the warning names the step.
         let results = shared.take_successes();
         if !results.is_empty() {
             let q = &self.queue;
             let node = self.node.as_str();
-            let recorded = retrying(|| q.succeed(node, &results)).await;
+            let recorded = bounded(
+                "recording the last successes",
+                STOP_STEP_LONG,
+                retrying(|| q.succeed(node, &results)),
+            )
+            .await
+            .flatten();
             shared.recorded_successes(results.len(), recorded.unwrap_or(0));
         }
         drop(done_tx);
-        let _ = recorder.await;
+        bounded("recording the last outcomes", STOP_STEP_LONG, recorder).await;
         let _ = hb_stop_tx.send(true);
-        let _ = heartbeat.await;
-        if let Err(e) = self.queue.heartbeat(&self.node, "stopped").await {
-            tracing::warn!("could not mark node {} stopped: {e}", self.node);
+        bounded("stopping the heartbeat", STOP_STEP, heartbeat).await;
+        match bounded(
+            "marking the node stopped",
+            STOP_STEP,
+            self.queue.heartbeat(&self.node, "stopped"),
+        )
+        .await
+        {
+            Some(Err(e)) => tracing::warn!("could not mark node {} stopped: {e}", self.node),
+            Some(Ok(())) | None => {}
         }
-        self.queue.close_worker_pool().await;
+        bounded(
+            "closing the worker's connections",
+            STOP_STEP,
+            self.queue.close_worker_pool(),
+        )
+        .await;
         let c = &shared.counters;
         Ok(WorkerReport {
             node_id: self.node,
@@ -416,6 +437,22 @@ impl Worker {
             claims: c.claims.load(Ordering::SeqCst),
             success_writes: c.success_writes.load(Ordering::SeqCst),
         })
+    }
+}
+
+/// How long one step of a worker's stop may take (writing outcomes: the longer one, as
+/// [`retrying`] rides out a short outage).
+const STOP_STEP: Duration = Duration::from_secs(5);
+const STOP_STEP_LONG: Duration = Duration::from_secs(70);
+
+/// `fut`, or None with a warning naming `step` when it takes longer than `limit`.
+async fn bounded<T>(step: &str, limit: Duration, fut: impl Future<Output = T>) -> Option<T> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(v) => Some(v),
+        Err(_) => {
+            tracing::warn!("stopping the worker: {step} took over {limit:?}; going on without it");
+            None
+        }
     }
 }
 

@@ -85,7 +85,13 @@ pub async fn run(ctx: &Ctx, args: WorkerArgs) -> anyhow::Result<()> {
         args.concurrency
     );
     let report = worker.run(shutdown_signal()).await;
-    store.close().await;
+    // Bounded like the worker's own stop: a stalled database must not keep the process alive.
+    if tokio::time::timeout(Duration::from_secs(5), store.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("closing the database connections took over 5 s; exiting without");
+    }
     let report = report?;
     eprintln!(
         "worker {} stopped: {} succeeded, {} failed, {} cancelled, {} handed back",
