@@ -18,7 +18,8 @@
 
 mod simd;
 
-pub(crate) use simd::{gelu_slice, matmul_f32, softmax_rows};
+pub use simd::matmul_f32;
+pub(crate) use simd::{gelu_slice, softmax_rows};
 
 use std::sync::OnceLock;
 
