@@ -410,15 +410,13 @@ impl Worker {
         bounded("recording the last outcomes", STOP_STEP_LONG, recorder).await;
         let _ = hb_stop_tx.send(true);
         bounded("stopping the heartbeat", STOP_STEP, heartbeat).await;
-        match bounded(
+        let marked = bounded(
             "marking the node stopped",
             STOP_STEP,
             self.queue.heartbeat(&self.node, "stopped"),
-        )
-        .await
-        {
-            Some(Err(e)) => tracing::warn!("could not mark node {} stopped: {e}", self.node),
-            Some(Ok(())) | None => {}
+        );
+        if let Some(Err(e)) = marked.await {
+            tracing::warn!("could not mark node {} stopped: {e}", self.node);
         }
         bounded(
             "closing the worker's connections",
