@@ -90,11 +90,31 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(SQLITE_BUSY_TIMEOUT);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(SQLITE_MAX_CONNECTIONS)
-            .connect_with(options)
-            .await?;
-        Self::finish_sqlite(pool).await
+        // Processes opening a fresh file at once can get SQLITE_BUSY where SQLite does not call
+        // the busy handler (switching the new file to WAL, recovering its WAL index): a
+        // daemon and a CLI started together on a new home must both open it, so retry those
+        // for up to the busy timeout.
+        let deadline = std::time::Instant::now() + SQLITE_BUSY_TIMEOUT;
+        loop {
+            let opened = async {
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(SQLITE_MAX_CONNECTIONS)
+                    .connect_with(options.clone())
+                    .await?;
+                Self::finish_sqlite(pool).await
+            }
+            .await;
+            match opened {
+                Err(StoreError::Db(sqlx::Error::Database(e)))
+                    if e.code().is_some_and(|c| {
+                        c == "5" || c.parse::<u32>().is_ok_and(|c| c & 0xff == 5)
+                    }) && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// A private in-memory database (one connection, gone when the store is closed).
