@@ -106,9 +106,10 @@ impl Store {
             .await;
             match opened {
                 Err(StoreError::Db(sqlx::Error::Database(e)))
-                    if e.code().is_some_and(|c| {
-                        c == "5" || c.parse::<u32>().is_ok_and(|c| c & 0xff == 5)
-                    }) && std::time::Instant::now() < deadline =>
+                    if e.code()
+                        .and_then(|c| c.parse::<u32>().ok())
+                        .is_some_and(|c| c & 0xff == 5)
+                        && std::time::Instant::now() < deadline =>
                 {
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 }

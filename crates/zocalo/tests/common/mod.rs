@@ -46,24 +46,14 @@ impl From<Output> for Run {
 /// end in time is killed, and the panic shows what it printed so far, so a hang in CI says
 /// where it hung.
 pub async fn output_within(mut cmd: tokio::process::Command, secs: u64) -> Run {
-    use tokio::io::AsyncReadExt;
     let mut child = cmd
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("zocalo could not be started");
-    let read = |pipe: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>| {
-        tokio::spawn(async move {
-            let mut buf = Vec::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_end(&mut buf).await;
-            }
-            String::from_utf8_lossy(&buf).into_owned()
-        })
-    };
-    let stdout = read(child.stdout.take().map(|p| Box::new(p) as _));
-    let stderr = read(child.stderr.take().map(|p| Box::new(p) as _));
+    let stdout = read_all(child.stdout.take());
+    let stderr = read_all(child.stderr.take());
     let waited = tokio::time::timeout(std::time::Duration::from_secs(secs), child.wait()).await;
     if waited.is_err() {
         let _ = child.kill().await;
@@ -81,6 +71,21 @@ pub async fn output_within(mut cmd: tokio::process::Command, secs: u64) -> Run {
     }
 }
 
+/// Everything `pipe` yields, read in a task of its own (lossy UTF-8; empty without a pipe).
+fn read_all<R>(pipe: Option<R>) -> tokio::task::JoinHandle<String>
+where
+    R: tokio::io::AsyncRead + Send + Unpin + 'static,
+{
+    use tokio::io::AsyncReadExt;
+    tokio::spawn(async move {
+        let mut buf = Vec::new();
+        if let Some(mut p) = pipe {
+            let _ = p.read_to_end(&mut buf).await;
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
 /// Run `zocalo ARGS` with a clean environment plus `env`, data home `home`.
 pub async fn zocalo(home: &Path, env: &[(&str, &str)], args: &[&str]) -> Run {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_zocalo"));
@@ -93,11 +98,7 @@ pub async fn zocalo(home: &Path, env: &[(&str, &str)], args: &[&str]) -> Run {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output())
-        .await
-        .expect("zocalo did not finish within 60 s")
-        .expect("zocalo could not be started");
-    out.into()
+    output_within(cmd, 60).await
 }
 
 /// `zocalo --database-url <the test's database> ARGS`.
