@@ -16,6 +16,11 @@ use zocalo_core::embed::{EmbedError, Embedder};
 use zocalo_memory::{Memory, MemoryConfig, NewMemory, Retrieval};
 use zocalo_store::{Pool, Store};
 
+#[path = "support/synthetic.rs"]
+mod synthetic;
+
+use synthetic::{pct, rss_mib, vocab, words};
+
 const DIM: usize = 384;
 
 /// Deterministic pseudo-random unit vectors from the text (synthetic: no meaning).
@@ -59,42 +64,6 @@ impl Embedder for MiniLm {
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
         zocalo_local::Embedder::embed(&self.0, texts).map_err(|e| EmbedError::Failed(e.to_string()))
     }
-}
-
-fn words(rng: &mut rand::rngs::StdRng, vocab: &[String], n: usize) -> String {
-    (0..n)
-        .map(|_| vocab[rng.gen_range(0..vocab.len())].as_str())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn vocab() -> Vec<String> {
-    let syl = [
-        "ka", "lo", "mi", "ne", "ru", "ta", "vo", "shi", "en", "dar", "bel", "qu",
-    ];
-    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    (0..5000)
-        .map(|_| {
-            (0..rng.gen_range(2..4))
-                .map(|_| syl[rng.gen_range(0..syl.len())])
-                .collect()
-        })
-        .collect()
-}
-
-fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-fn pct(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1000.0
 }
 
 async fn run(name: &str, store: Store, n: usize) {
