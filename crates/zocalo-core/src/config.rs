@@ -37,6 +37,9 @@ pub struct Config {
     /// Sub-agent defaults (`zocalo agents`, the `spawn_agents` tool).
     #[serde(default)]
     pub agents: AgentsConfig,
+    /// Long-term memory in the ask loop (`[memory]`).
+    #[serde(default)]
+    pub memory: MemorySettings,
     /// Requests per minute allowed per provider name (`openai = 500`): requests beyond it
     /// wait for their turn, shared by every agent and ask of the process.
     #[serde(default)]
@@ -116,6 +119,32 @@ impl Default for AgentsConfig {
             timeout_secs: None,
             max_depth: 2,
             max_agents_per_call: 16,
+        }
+    }
+}
+
+/// `[memory]` in config.toml: what the ask loop does with long-term memory. The environment
+/// overrides the two switches (`ZOCALO_MEMORY=off`, `ZOCALO_MEMORY_EPISODIC=off`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemorySettings {
+    /// Recall memories into the context before each turn and offer the memory tools.
+    pub enabled: bool,
+    /// Store every user turn as an episodic memory.
+    pub episodic: bool,
+    /// Memories recalled into the context before a turn, at most.
+    pub recall_limit: usize,
+    /// Halve a memory's search score every this many days of age; none: age does not count.
+    pub recency_half_life_days: Option<f64>,
+}
+
+impl Default for MemorySettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            episodic: true,
+            recall_limit: 5,
+            recency_half_life_days: None,
         }
     }
 }
@@ -511,6 +540,19 @@ impl Config {
                 )));
             }
         }
+        if !(1..=100).contains(&self.memory.recall_limit) {
+            return Err(err(format!(
+                "memory.recall_limit must be between 1 and 100, got {}",
+                self.memory.recall_limit
+            )));
+        }
+        if let Some(d) = self.memory.recency_half_life_days {
+            if !(d.is_finite() && d > 0.0) {
+                return Err(err(format!(
+                    "memory.recency_half_life_days must be a positive number of days, got {d}"
+                )));
+            }
+        }
         if let Some((name, _)) = self.requests_per_minute.iter().find(|(_, n)| **n == 0) {
             return Err(err(format!(
                 "requests_per_minute.{name} must be at least 1 (remove it for no limit)"
@@ -569,6 +611,9 @@ mod tests {
             [agents]
             concurrency = 50
             timeout_secs = 90.5
+            [memory]
+            episodic = false
+            recency_half_life_days = 45
             [requests_per_minute]
             openai = 500
             "#,
@@ -582,6 +627,12 @@ mod tests {
         assert_eq!(cfg.agents.concurrency, 50);
         assert_eq!(cfg.agents.timeout_secs, Some(90.5));
         assert_eq!(cfg.agents.max_depth, AgentsConfig::default().max_depth);
+        assert!(!cfg.memory.episodic && cfg.memory.enabled);
+        assert_eq!(cfg.memory.recency_half_life_days, Some(45.0));
+        assert_eq!(
+            cfg.memory.recall_limit,
+            MemorySettings::default().recall_limit
+        );
         assert_eq!(cfg.requests_per_minute["openai"], 500);
         assert_eq!(cfg.daemon, DaemonConfig::default());
         let cfg = parse("[daemon]\nworker = true\nstop_grace_ms = 250").unwrap();
@@ -624,6 +675,28 @@ mod tests {
             ("[agents]\ntimeout_secs = -2.0", "agents.timeout_secs"),
             ("[agents]\nmax_agents_per_call = 0", "max_agents_per_call"),
             ("[agents]\nfanout = 3", "fanout"),
+            ("[memory]\nrecall_limit = 0", "memory.recall_limit"),
+            ("[memory]\nrecall_limit = 101", "memory.recall_limit"),
+            ("[memory]\nrecall_limit = -1", "recall_limit"),
+            (
+                "[memory]\nrecency_half_life_days = 0.0",
+                "recency_half_life_days",
+            ),
+            (
+                "[memory]\nrecency_half_life_days = -3.0",
+                "recency_half_life_days",
+            ),
+            (
+                "[memory]\nrecency_half_life_days = nan",
+                "recency_half_life_days",
+            ),
+            (
+                "[memory]\nrecency_half_life_days = \"30d\"",
+                "recency_half_life_days",
+            ),
+            ("[memory]\nepisodic = \"off\"", "episodic"),
+            ("[memory]\nhalf_life = 3", "half_life"),
+            ("memory = 1", "memory"),
             (
                 "[requests_per_minute]\nopenai = 0",
                 "requests_per_minute.openai",

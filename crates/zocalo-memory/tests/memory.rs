@@ -456,3 +456,60 @@ both_backends!(
         }
     }
 );
+
+both_backends!(
+    recency_weighting_halves_a_score_per_half_life,
+    |store| async move {
+        let plain = Memory::open(store.clone(), None, MemoryConfig::default())
+            .await
+            .unwrap();
+        let old = plain
+            .memorize(NewMemory::new(
+                "user:me",
+                "the team meeting moved to room 4",
+            ))
+            .await
+            .unwrap();
+        let new = plain
+            .memorize(NewMemory::new(
+                "user:me",
+                "the team meeting moved to room 7",
+            ))
+            .await
+            .unwrap();
+        // Backdate the first one by 60 days in the database (the truth the index is built from).
+        let sixty_days_ms = 60 * 86_400_000i64;
+        let updated = zocalo_store::with_pool!(store.pool(), |p| {
+            sqlx::query("UPDATE memories SET created_at = created_at - $1 WHERE id = $2")
+                .bind(sixty_days_ms)
+                .bind(&old.id)
+                .execute(p)
+                .await
+                .unwrap()
+                .rows_affected()
+        });
+        assert_eq!(updated, 1);
+        let query = "when is the team meeting";
+        let unweighted = Memory::open(store.clone(), None, MemoryConfig::default())
+            .await
+            .unwrap();
+        let hits = unweighted.recall(query, &["user:me"], 5).await.unwrap();
+        assert_eq!(hits.len(), 2, "{hits:?}");
+        assert!((hits[0].score - hits[1].score).abs() < 1e-9, "{hits:?}");
+        let weighted = Memory::open(
+            store.clone(),
+            None,
+            MemoryConfig {
+                recency_half_life_days: Some(30.0),
+                ..MemoryConfig::default()
+            },
+        )
+        .await
+        .unwrap();
+        let hits = weighted.recall(query, &["user:me"], 5).await.unwrap();
+        assert_eq!(ids(&hits), vec![new.id.as_str(), old.id.as_str()]);
+        // Two half-lives older: a quarter of the newer one's score.
+        let ratio = hits[1].score / hits[0].score;
+        assert!((ratio - 0.25).abs() < 0.01, "{hits:?}");
+    }
+);

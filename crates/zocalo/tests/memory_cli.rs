@@ -342,3 +342,80 @@ async fn ask_remembers_a_fact_from_an_earlier_conversation() {
         env.db.cleanup().await;
     }
 }
+
+/// `[memory]` in config.toml: episodic off stores no turn, a recall limit caps what is
+/// recalled, `enabled = false` leaves memory out of the request, and a bad value is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_settings_in_config_toml() {
+    for (backend, db) in backends().await {
+        let env = Env::new(db).await;
+        for fact in [
+            "My sister Alicia lives in Lisbon.",
+            "My sister Alicia works as an architect.",
+        ] {
+            assert_eq!(env.run(&["memory", "add", fact]).await.code, 0);
+        }
+        let config = env.home.path().join("config.toml");
+        let server = FakeServer::start().await;
+        let base = format!("{}/v1", server.url());
+        let keys = [
+            ("OPENAI_BASE_URL", base.as_str()),
+            ("OPENAI_API_KEY", "sk-test-0123456789"),
+        ];
+        let (env_ref, keys_ref) = (&env, &keys);
+        let ask = |question: &'static str| {
+            server.push(Reply::sse(openai_text_sse("gpt-test", &["ok"])));
+            async move {
+                env_ref
+                    .run_env(keys_ref, &["ask", "--provider", "openai", question])
+                    .await
+            }
+        };
+        let sent = |i: usize| {
+            let body = server.requests()[i].body.clone();
+            let system = body["messages"][0]["content"].as_str().unwrap().to_owned();
+            let tools: Vec<String> = body["tools"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|t| t["function"]["name"].as_str().unwrap().to_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            (system, tools)
+        };
+
+        std::fs::write(&config, "[memory]\nepisodic = false\nrecall_limit = 1\n").unwrap();
+        let r = ask("Tell me about my sister Alicia").await;
+        assert_eq!(r.code, 0, "{backend}: {}", r.stderr);
+        let (system, tools) = sent(0);
+        let recalled = ["Lisbon", "architect"]
+            .iter()
+            .filter(|w| system.contains(*w))
+            .count();
+        assert_eq!(recalled, 1, "{backend}: one memory recalled:\n{system}");
+        assert!(tools.iter().any(|t| t == "memory_search"), "{tools:?}");
+        let stats = env.run(&["memory", "stats", "--json"]).await.json();
+        assert_eq!(stats["memories"], 2, "{backend}: the turn was not stored");
+
+        std::fs::write(&config, "[memory]\nenabled = false\n").unwrap();
+        let r = ask("Tell me about my sister Alicia").await;
+        assert_eq!(r.code, 0, "{backend}: {}", r.stderr);
+        let (system, tools) = sent(1);
+        assert!(!system.contains("Alicia"), "{backend}: {system}");
+        assert!(!tools.iter().any(|t| t.starts_with("memory_")), "{tools:?}");
+        let stats = env.run(&["memory", "stats", "--json"]).await.json();
+        assert_eq!(stats["memories"], 2, "{backend}");
+
+        std::fs::write(&config, "[memory]\nrecency_half_life_days = -1\n").unwrap();
+        let r = ask("hello").await;
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(
+            r.stderr.contains("memory.recency_half_life_days"),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(server.requests().len(), 2, "nothing sent on a bad config");
+        env.db.cleanup().await;
+    }
+}

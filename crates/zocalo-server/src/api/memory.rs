@@ -27,7 +27,7 @@ fn memory(state: &AppState) -> ApiResult<std::sync::Arc<Memory>> {
     state.backend().memory().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "memory is turned off (ZOCALO_MEMORY=off)",
+            "memory is turned off ([memory] enabled = false in config.toml, or ZOCALO_MEMORY=off)",
         )
         .code("unavailable")
     })

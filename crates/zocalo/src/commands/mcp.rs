@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 use zocalo_agent::{AgentRunner, SpawnAgentsTool};
 use zocalo_core::{Tool, ToolError};
 use zocalo_mcp::{typed_tool, McpClients, ToolServer};
-use zocalo_memory::{Memory, MemoryConfig, NewMemory, DEFAULT_USER_SCOPE};
+use zocalo_memory::{Memory, NewMemory, DEFAULT_USER_SCOPE};
 use zocalo_pool::{parse_labels, JobQueue, NewJob, SqlQueue};
 use zocalo_scheduler::{Action, NewAutomation, Scheduler};
 use zocalo_store::Store;
@@ -362,7 +362,7 @@ fn served_tools(ctx: &Ctx, store: Store) -> Vec<Arc<dyn Tool>> {
     let memory = Arc::new(Memory::new(
         store.clone(),
         super::memory::embedder(ctx),
-        MemoryConfig::default(),
+        super::memory::memory_config(ctx),
     ));
     let home = ctx.home.root().to_owned();
     let mut tools: Vec<Arc<dyn Tool>> = Vec::new();

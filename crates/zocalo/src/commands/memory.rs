@@ -125,7 +125,7 @@ pub async fn run(ctx: &Ctx, cmd: MemoryCmd) -> anyhow::Result<()> {
             }
         }
         MemoryCmd::Stats { json } => {
-            let memory = Memory::new(ctx.store().await?, embedder(ctx), MemoryConfig::default());
+            let memory = Memory::new(ctx.store().await?, embedder(ctx), memory_config(ctx));
             let s = memory.stats().await?;
             if json {
                 print_json(&serde_json::to_value(&s)?)
@@ -340,34 +340,44 @@ pub fn embedder(ctx: &Ctx) -> Option<Arc<dyn Embedder>> {
 }
 
 async fn open(ctx: &Ctx) -> anyhow::Result<Memory> {
-    Ok(Memory::open(ctx.store().await?, embedder(ctx), MemoryConfig::default()).await?)
+    Ok(Memory::open(ctx.store().await?, embedder(ctx), memory_config(ctx)).await?)
+}
+
+/// `[memory]` of config.toml as the memory crate's settings.
+pub fn memory_config(ctx: &Ctx) -> MemoryConfig {
+    MemoryConfig {
+        recency_half_life_days: ctx.config.memory.recency_half_life_days,
+        ..MemoryConfig::default()
+    }
+}
+
+fn env_off(key: &str) -> bool {
+    std::env::var(key).is_ok_and(|v| matches!(v.as_str(), "off" | "0" | "false" | "no"))
 }
 
 /// Memory for the ask loop (recall before each turn, episodic user turns, the memory tools),
-/// unless `ZOCALO_MEMORY=off`. `ZOCALO_MEMORY_EPISODIC=off` keeps user turns out of memory.
+/// unless `[memory] enabled = false` or `ZOCALO_MEMORY=off`.
 pub fn ask_memory(ctx: &Ctx, store: Store) -> Option<AskMemory> {
-    let off = |k: &str| {
-        std::env::var(k).is_ok_and(|v| matches!(v.as_str(), "off" | "0" | "false" | "no"))
-    };
-    if off("ZOCALO_MEMORY") {
+    if memory_off(ctx) {
         return None;
     }
-    let memory = Memory::new(store, embedder(ctx), MemoryConfig::default());
-    Some(ask_memory_over(Arc::new(memory)))
+    let memory = Memory::new(store, embedder(ctx), memory_config(ctx));
+    Some(ask_memory_over(ctx, Arc::new(memory)))
 }
 
-/// [`AskMemory`] over a memory the caller shares with others (the server's memory API).
-/// `ZOCALO_MEMORY_EPISODIC=off` keeps user turns out of memory.
-pub fn ask_memory_over(memory: Arc<Memory>) -> AskMemory {
+/// [`AskMemory`] over a memory the caller shares with others (the server's memory API), with
+/// `[memory]`'s recall limit; `[memory] episodic = false` or `ZOCALO_MEMORY_EPISODIC=off`
+/// keeps user turns out of memory.
+pub fn ask_memory_over(ctx: &Ctx, memory: Arc<Memory>) -> AskMemory {
     let mut m = AskMemory::new(memory);
-    m.episodic = !std::env::var("ZOCALO_MEMORY_EPISODIC")
-        .is_ok_and(|v| matches!(v.as_str(), "off" | "0" | "false" | "no"));
+    m.episodic = ctx.config.memory.episodic && !env_off("ZOCALO_MEMORY_EPISODIC");
+    m.recall_limit = ctx.config.memory.recall_limit;
     m
 }
 
-/// Whether `ZOCALO_MEMORY=off` turns the ask loop's memory off.
-pub fn memory_off() -> bool {
-    std::env::var("ZOCALO_MEMORY").is_ok_and(|v| matches!(v.as_str(), "off" | "0" | "false" | "no"))
+/// Whether the ask loop's memory is off (`[memory] enabled = false` or `ZOCALO_MEMORY=off`).
+pub fn memory_off(ctx: &Ctx) -> bool {
+    !ctx.config.memory.enabled || env_off("ZOCALO_MEMORY")
 }
 
 /// [`AskMemory`] as the ask loop's [`ContextSource`].
@@ -396,5 +406,121 @@ impl ContextSource for MemoryContext {
             .remember_turn(conversation.as_str(), message)
             .await
             .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// One line of an import file and whether it is valid.
+    fn import_line() -> impl Strategy<Value = (String, bool)> {
+        let text = "[a-zA-Z0-9 ]{0,12}[a-zA-Z0-9][a-zA-Z0-9 ]{0,12}";
+        prop_oneof![
+            // valid: text, optional scope, optional metadata of strings and numbers
+            (
+                text,
+                proptest::option::of("user:[a-z]{1,8}"),
+                proptest::option::of(("[a-z]{1,5}", "[a-z]{0,5}", any::<i32>()))
+            )
+                .prop_map(|(text, scope, meta)| {
+                    let mut o = serde_json::json!({ "text": text });
+                    if let Some(s) = scope {
+                        o["scope"] = Value::String(s);
+                    }
+                    if let Some((k, v, n)) = meta {
+                        o["metadata"] = serde_json::json!({ k.clone(): v, format!("{k}_n"): n });
+                    }
+                    (o.to_string(), true)
+                }),
+            // invalid in one way each
+            "[^\\n\\r]{0,20}".prop_filter_map("not JSON", |s| {
+                (!s.trim().is_empty() && serde_json::from_str::<Value>(&s).is_err())
+                    .then_some((s, false))
+            }),
+            Just(("[1, 2]".to_owned(), false)),
+            Just(("\"just a string\"".to_owned(), false)),
+            Just(("{\"text\": 3}".to_owned(), false)),
+            Just(("{\"scope\": \"user:a\"}".to_owned(), false)),
+            Just(("{\"text\": \"   \"}".to_owned(), false)),
+            Just(("{\"text\": \"a\", \"scope\": 7}".to_owned(), false)),
+            Just(("{\"text\": \"a\", \"scope\": \"  \"}".to_owned(), false)),
+            Just(("{\"text\": \"a\", \"metadata\": \"k=v\"}".to_owned(), false)),
+            Just((
+                "{\"text\": \"a\", \"metadata\": {\"k\": [1]}}".to_owned(),
+                false
+            )),
+            Just((
+                "{\"text\": \"a\", \"metadata\": {\"\": \"v\"}}".to_owned(),
+                false
+            )),
+            // blank lines are skipped
+            Just(("   ".to_owned(), true)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// A file imports exactly its lines, in order, when every line is valid; otherwise it
+        /// is refused as bad input naming its first bad line, and nothing is returned.
+        #[test]
+        fn import_files_are_all_or_nothing(lines in proptest::collection::vec(import_line(), 0..12)) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("in.jsonl");
+            let body: Vec<&str> = lines.iter().map(|(l, _)| l.as_str()).collect();
+            std::fs::write(&path, body.join("\n")).unwrap();
+            let first_bad = lines.iter().position(|(_, ok)| !ok);
+            match (read_import(&path), first_bad) {
+                (Ok(items), None) => {
+                    let want: Vec<Value> = lines
+                        .iter()
+                        .filter(|(l, _)| !l.trim().is_empty())
+                        .map(|(l, _)| serde_json::from_str(l).unwrap())
+                        .collect();
+                    prop_assert_eq!(items.len(), want.len());
+                    for (item, w) in items.iter().zip(&want) {
+                        prop_assert_eq!(&item.text, w["text"].as_str().unwrap());
+                        prop_assert_eq!(
+                            item.scope.as_str(),
+                            w["scope"].as_str().unwrap_or(DEFAULT_USER_SCOPE)
+                        );
+                        let meta = w.get("metadata").cloned().unwrap_or(Value::Object(Metadata::new()));
+                        prop_assert_eq!(&Value::Object(item.metadata.clone()), &meta);
+                        prop_assert_eq!(item.source.as_deref(), Some("import"));
+                    }
+                }
+                (Err(e), Some(i)) => {
+                    prop_assert!(e.is::<crate::exit::UsageError>(), "{e:#}");
+                    let msg = format!("{e:#}");
+                    let needle = format!("in.jsonl:{}:", i + 1);
+                    prop_assert!(msg.contains(&needle), "{msg}");
+                    prop_assert!(msg.contains("nothing was imported"), "{msg}");
+                }
+                (Ok(items), Some(i)) => prop_assert!(false, "line {} is bad but {} items came back", i + 1, items.len()),
+                (Err(e), None) => prop_assert!(false, "a valid file was refused: {e:#}"),
+            }
+        }
+
+        /// Any bytes as a batch file: queries in order, or bad input naming a line; no panic.
+        #[test]
+        fn batch_files_never_panic(body in "[ -~\\n]{0,200}") {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("q.jsonl");
+            std::fs::write(&path, &body).unwrap();
+            match read_batch(&path) {
+                Ok(queries) => {
+                    let lines = body.lines().filter(|l| !l.trim().is_empty()).count();
+                    prop_assert_eq!(queries.len(), lines);
+                    prop_assert!(queries.iter().all(|(q, _)| !q.trim().is_empty()));
+                }
+                Err(e) => {
+                    prop_assert!(e.is::<crate::exit::UsageError>(), "{e:#}");
+                    prop_assert!(format!("{e:#}").contains("q.jsonl:"), "{e:#}");
+                }
+            }
+        }
     }
 }

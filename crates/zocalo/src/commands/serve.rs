@@ -18,7 +18,7 @@ use tokio::sync::OnceCell;
 use zocalo_agent::Asker;
 use zocalo_core::embed::Embedder;
 use zocalo_llm::{LlmError, Provider};
-use zocalo_memory::{Memory, MemoryConfig};
+use zocalo_memory::Memory;
 use zocalo_server::{Backend, BackendError, ServerBuilder, Token, TokenSource};
 use zocalo_services::Supervisor;
 use zocalo_store::Store;
@@ -162,11 +162,11 @@ impl CliBackend {
     fn new(ctx: &Ctx, store: Store, services: Result<Supervisor, String>) -> anyhow::Result<Self> {
         let ctx = Ctx::load(ctx.database_url.clone())?;
         let embedder = crate::commands::memory::embedder(&ctx);
-        let memory = (!crate::commands::memory::memory_off()).then(|| {
+        let memory = (!crate::commands::memory::memory_off(&ctx)).then(|| {
             Arc::new(Memory::new(
                 store.clone(),
                 embedder.clone(),
-                MemoryConfig::default(),
+                crate::commands::memory::memory_config(&ctx),
             ))
         });
         Ok(Self {
@@ -202,7 +202,7 @@ impl Backend for CliBackend {
                 let memory = self
                     .memory
                     .clone()
-                    .map(crate::commands::memory::ask_memory_over);
+                    .map(|m| crate::commands::memory::ask_memory_over(&self.ctx, m));
                 Ok(self
                     .ctx
                     .asker_with_memory(self.store.clone(), provider, true, memory))
