@@ -36,7 +36,7 @@ mod locomo;
 mod synthetic;
 
 use locomo::{add, load, memories, set_of, table, Scores, Shape};
-use synthetic::{pct, rss_mib, vocab, words};
+use synthetic::{flag, pct, rss_mib, vocab, words};
 
 /// How tantivy turns text into terms.
 #[derive(Clone, Copy, PartialEq)]
@@ -539,12 +539,7 @@ async fn ann(n: usize, clusters: usize, spread: f32) {
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let get = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let get = |name: &str| flag(&args, name);
     let n: usize = get("--n").map_or(100_000, |s| s.parse().unwrap());
     match args.first().map(String::as_str) {
         Some("keyword") => keyword_quality(&args[1]).await,

@@ -19,7 +19,7 @@ use zocalo_store::{Pool, Store};
 #[path = "support/synthetic.rs"]
 mod synthetic;
 
-use synthetic::{pct, rss_mib, vocab, words};
+use synthetic::{flag, pct, rss_mib, vocab, words};
 
 const DIM: usize = 384;
 
@@ -179,12 +179,7 @@ async fn local(dir: &str, store: Store) {
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let get = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let get = |name: &str| flag(&args, name);
     let n: usize = get("--n").map_or(100_000, |s| s.parse().unwrap());
     if args.iter().any(|a| a == "--sqlite") {
         let dir = tempfile::tempdir().unwrap();

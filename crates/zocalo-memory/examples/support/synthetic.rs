@@ -1,6 +1,6 @@
 //! Synthetic memories for the latency benchmarks (shared by `bench_latency` and
-//! `bench_alternatives`): a 5,000-word made-up vocabulary, texts drawn from it, percentiles
-//! and the process's RSS.
+//! `bench_alternatives`): a 5,000-word made-up vocabulary, texts drawn from it, percentiles,
+//! the process's RSS and `--flag VALUE` arguments.
 
 #![allow(dead_code)] // each example uses its part
 
@@ -42,4 +42,12 @@ pub fn rss_mib() -> f64 {
 pub fn pct(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i].as_secs_f64() * 1000.0
+}
+
+/// The value after `--name` in `args`, if any.
+pub fn flag(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
 }
