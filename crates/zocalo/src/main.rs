@@ -31,10 +31,15 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    let code = match runtime.block_on(commands::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => exit::report(&e),
-    }
+    };
+    // Dropping the runtime would wait without limit for every `spawn_blocking` task still
+    // running (an embedding or a generation whose caller is gone, a read that never ends):
+    // the command's work is done, so give them a moment and exit regardless.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    code
 }
 
 fn init_tracing(verbose: u8) {
