@@ -50,7 +50,9 @@ pub struct Config {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DaemonConfig {
-    /// Run a local compute-pool worker inside the daemon (runs the jobs automations fire).
+    /// Run a local compute-pool worker inside the daemon (runs the jobs automations fire). On
+    /// by default, so an automation completes with nothing but the daemon running; `false`
+    /// leaves the jobs to `zocalo worker` nodes.
     pub worker: bool,
     /// Jobs the daemon's worker runs at once.
     pub worker_concurrency: usize,
@@ -80,7 +82,7 @@ pub struct DaemonConfig {
 impl Default for DaemonConfig {
     fn default() -> Self {
         Self {
-            worker: false,
+            worker: true,
             worker_concurrency: 2,
             scheduler: true,
             tick_interval_ms: 1000,
@@ -635,8 +637,10 @@ mod tests {
         );
         assert_eq!(cfg.requests_per_minute["openai"], 500);
         assert_eq!(cfg.daemon, DaemonConfig::default());
-        let cfg = parse("[daemon]\nworker = true\nstop_grace_ms = 250").unwrap();
-        assert!(cfg.daemon.worker);
+        // The daemon's worker is on unless turned off: an automation needs nothing else.
+        assert!(DaemonConfig::default().worker);
+        let cfg = parse("[daemon]\nworker = false\nstop_grace_ms = 250").unwrap();
+        assert!(!cfg.daemon.worker);
         assert_eq!(cfg.daemon.stop_grace_ms, 250);
         assert_eq!(cfg.daemon.max_retries, DaemonConfig::default().max_retries);
     }

@@ -31,7 +31,7 @@ pub mod vault;
 pub use error::LlmError;
 pub use fallback::FallbackProvider;
 pub use provider::{collect_stream, EventStream, NamedStream, Provider};
-pub use registry::{ProviderSpec, Registry, ResolveOptions};
+pub use registry::{Detected, ProviderSpec, Registry, ResolveOptions};
 pub use retry::{with_retry, RetryPolicy};
 pub use throttle::{Gate, Throttled};
 pub use vault::{Vault, VaultError};

@@ -152,6 +152,13 @@ pub struct ResolveOptions {
     pub api_key: Option<Secret>,
 }
 
+/// A provider found by [`Registry::detect`], and why it was chosen (for `zocalo doctor`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Detected {
+    pub name: String,
+    pub reason: String,
+}
+
 /// The provider table.
 #[derive(Clone, Debug)]
 pub struct Registry {
@@ -195,6 +202,65 @@ impl Registry {
             );
         }
         Ok(reg)
+    }
+
+    /// The order in which [`Registry::detect`] looks for keys: the bundled vendors first, in
+    /// this fixed order, then the user's own `[providers.NAME]` alphabetically. Keyless local
+    /// servers (ollama, lmstudio) are never auto-detected: a key proves intent, an unset
+    /// variable does not say whether a server runs.
+    pub const DETECT_ORDER: &'static [&'static str] = &[
+        "openai",
+        "anthropic",
+        "openrouter",
+        "groq",
+        "together",
+        "mistral",
+        "deepseek",
+        "fireworks",
+    ];
+
+    /// The provider to use when none is chosen: the first provider in [`DETECT_ORDER`]
+    /// (then the user's, by name) whose key is set in the environment; failing that, the first
+    /// whose key is in the vault (`in_vault`: the names the vault holds). `None`: no key
+    /// anywhere (the caller falls back to the local model).
+    ///
+    /// [`DETECT_ORDER`]: Registry::DETECT_ORDER
+    pub fn detect(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+        in_vault: &[String],
+    ) -> Option<Detected> {
+        let mut order: Vec<&ProviderSpec> = Self::DETECT_ORDER
+            .iter()
+            .filter_map(|n| self.specs.get(*n))
+            .collect();
+        for (name, spec) in &self.specs {
+            if !Self::DETECT_ORDER.contains(&name.as_str()) {
+                order.push(spec);
+            }
+        }
+        let keyed = || {
+            order
+                .iter()
+                .filter_map(|s| Some((*s, s.key_env.as_deref()?)))
+        };
+        for (spec, var) in keyed() {
+            if env(var).is_some_and(|v| !v.trim().is_empty()) {
+                return Some(Detected {
+                    name: spec.name.clone(),
+                    reason: format!("{var} is set in the environment"),
+                });
+            }
+        }
+        for (spec, _) in keyed() {
+            if in_vault.iter().any(|n| n == &spec.name) {
+                return Some(Detected {
+                    name: spec.name.clone(),
+                    reason: format!("the vault holds a key for {}", spec.name),
+                });
+            }
+        }
+        None
     }
 
     pub fn names(&self) -> Vec<String> {
@@ -388,6 +454,64 @@ mod tests {
                 .find(|(n, _)| *n == k)
                 .map(|(_, v)| (*v).to_owned())
         }
+    }
+
+    #[test]
+    fn detect_covers_every_keyed_provider_in_order() {
+        let r = Registry::builtin().unwrap();
+        let none: &[String] = &[];
+        // Only GROQ_API_KEY set: groq answers, not the local model (the bug this fixes).
+        let d = r
+            .detect(&env_of(&[("GROQ_API_KEY", "gsk-1")]), none)
+            .unwrap();
+        assert_eq!(d.name, "groq");
+        assert!(d.reason.contains("GROQ_API_KEY"), "{}", d.reason);
+        for (var, name) in [
+            ("OPENROUTER_API_KEY", "openrouter"),
+            ("TOGETHER_API_KEY", "together"),
+            ("MISTRAL_API_KEY", "mistral"),
+            ("DEEPSEEK_API_KEY", "deepseek"),
+            ("FIREWORKS_API_KEY", "fireworks"),
+        ] {
+            let env = move |k: &str| (k == var).then(|| "k".to_owned());
+            assert_eq!(r.detect(&env, none).unwrap().name, name);
+        }
+        // The documented order decides between several keys.
+        let both = env_of(&[("GROQ_API_KEY", "g"), ("OPENROUTER_API_KEY", "o")]);
+        assert_eq!(r.detect(&both, none).unwrap().name, "openrouter");
+        let all = env_of(&[("ANTHROPIC_API_KEY", "a"), ("OPENAI_API_KEY", "o")]);
+        assert_eq!(r.detect(&all, none).unwrap().name, "openai");
+        // Blank values do not count; keyless servers are never guessed.
+        assert_eq!(r.detect(&env_of(&[("GROQ_API_KEY", "  ")]), none), None);
+        assert_eq!(r.detect(&env_of(&[("OLLAMA_HOST", "h:1")]), none), None);
+        // A key in the environment beats one in the vault; the vault is the fallback.
+        let vault = vec!["anthropic".to_owned(), "mistral".to_owned()];
+        assert_eq!(
+            r.detect(&env_of(&[("GROQ_API_KEY", "g")]), &vault)
+                .unwrap()
+                .name,
+            "groq"
+        );
+        let d = r.detect(&env_of(&[]), &vault).unwrap();
+        assert_eq!(d.name, "anthropic");
+        assert!(d.reason.contains("vault"), "{}", d.reason);
+    }
+
+    #[test]
+    fn detect_includes_the_users_providers_after_the_bundled_ones() {
+        let cfg = Config::parse(
+            "[providers.acme]\nbase_url = \"http://127.0.0.1:9/v1\"\nkey_env = \"ACME_KEY\"\nmodels = [\"m\"]",
+            std::path::Path::new("config.toml"),
+        )
+        .unwrap();
+        let r = Registry::from_config(&cfg).unwrap();
+        let none: &[String] = &[];
+        assert_eq!(
+            r.detect(&env_of(&[("ACME_KEY", "x")]), none).unwrap().name,
+            "acme"
+        );
+        let both = env_of(&[("ACME_KEY", "x"), ("DEEPSEEK_API_KEY", "d")]);
+        assert_eq!(r.detect(&both, none).unwrap().name, "deepseek");
     }
 
     #[test]

@@ -71,6 +71,8 @@ const CONVERSATION_GET: &str = include_str!("sql/conversation_get.sql");
 const CONVERSATION_LIST: &str = include_str!("sql/conversation_list.sql");
 const CONVERSATION_UPSERT: &str = include_str!("sql/conversation_upsert.sql");
 const CONVERSATION_TOUCH: &str = include_str!("sql/conversation_touch.sql");
+const CONVERSATION_KEY_GET: &str = include_str!("sql/conversation_key_get.sql");
+const CONVERSATION_KEY_INSERT: &str = include_str!("sql/conversation_key_insert.sql");
 const CONVERSATION_DELETE: &str = "DELETE FROM conversations WHERE id = $1";
 const MESSAGE_INSERT: &str = include_str!("sql/message_insert.sql");
 const MESSAGE_MAX_SEQ: &str =
@@ -96,6 +98,75 @@ impl Store {
                 .await
         })?;
         row.map(ConversationRow::decode).transpose()
+    }
+
+    /// The conversation of a caller-chosen key (`telegram:42`, `discord:7`), created on first
+    /// use with the key as its title. Returns the id and whether this call created it.
+    /// Concurrent first uses of one key agree on one conversation (the loser's insert is
+    /// rolled back, leaving nothing behind).
+    pub async fn conversation_for_key(
+        &self,
+        key: &str,
+    ) -> Result<(ConversationId, bool), StoreError> {
+        check_key(key)?;
+        if let Some(id) = self.conversation_of_key(key).await? {
+            return Ok((id, false));
+        }
+        let id = ConversationId::new();
+        let now = ts::now();
+        let created = with_pool!(self.pool(), |p| {
+            async {
+                let mut tx = p.begin().await?;
+                sqlx::query(CONVERSATION_UPSERT)
+                    .bind(id.as_str())
+                    .bind(key)
+                    .bind(Ts(now))
+                    .execute(&mut *tx)
+                    .await?;
+                let n = sqlx::query(CONVERSATION_KEY_INSERT)
+                    .bind(key)
+                    .bind(id.as_str())
+                    .bind(Ts(now))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if n == 1 {
+                    tx.commit().await?;
+                    Ok(true)
+                } else {
+                    tx.rollback().await?;
+                    Ok::<bool, sqlx::Error>(false)
+                }
+            }
+            .await
+        })?;
+        if created {
+            return Ok((id, true));
+        }
+        match self.conversation_of_key(key).await? {
+            Some(id) => Ok((id, false)),
+            // The winner's conversation was deleted in between: rare; try once more.
+            None => Box::pin(self.conversation_for_key(key)).await,
+        }
+    }
+
+    /// The conversation a key points at, if it was used before.
+    pub async fn conversation_of_key(
+        &self,
+        key: &str,
+    ) -> Result<Option<ConversationId>, StoreError> {
+        check_key(key)?;
+        let id: Option<String> = with_pool!(self.pool(), |p| {
+            sqlx::query_scalar(CONVERSATION_KEY_GET)
+                .bind(key)
+                .fetch_optional(p)
+                .await
+        })?;
+        id.map(|s| {
+            ConversationId::from_str(&s)
+                .map_err(|_| StoreError::Corrupt(format!("conversation_keys: bad id {s:?}")))
+        })
+        .transpose()
     }
 
     /// The `limit` most recently updated conversations, newest first.
@@ -354,4 +425,27 @@ impl MessageRow {
 
 pub(crate) fn conversation_id(s: &str) -> Result<ConversationId, StoreError> {
     ConversationId::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Longest conversation key, in bytes.
+pub const MAX_CONVERSATION_KEY: usize = 256;
+
+fn check_key(key: &str) -> Result<(), StoreError> {
+    if key.trim().is_empty() {
+        return Err(StoreError::Invalid(
+            "the conversation key is empty: use something like telegram:42".into(),
+        ));
+    }
+    if key.len() > MAX_CONVERSATION_KEY {
+        return Err(StoreError::Invalid(format!(
+            "the conversation key is {} bytes long; at most {MAX_CONVERSATION_KEY}",
+            key.len()
+        )));
+    }
+    if key.chars().any(char::is_control) {
+        return Err(StoreError::Invalid(
+            "the conversation key has a control character".into(),
+        ));
+    }
+    Ok(())
 }

@@ -25,6 +25,10 @@ pub enum StoreError {
         "database schema version {found} is newer than this zocalo (knows up to {known}): upgrade zocalo"
     )]
     NewerSchema { found: i64, known: i64 },
+    /// A value the caller chose that the store cannot take (a conversation key that is empty,
+    /// too long or has control characters): a usage error.
+    #[error("{0}")]
+    Invalid(String),
     #[error("database migration failed: {0}")]
     Migrate(String),
     /// A row that cannot be decoded into our types (edited by hand, or a bug).
@@ -43,7 +47,7 @@ pub enum StoreError {
 impl StoreError {
     /// True when the user gave bad input (exit 2) rather than the environment failing (exit 1).
     pub fn is_usage(&self) -> bool {
-        matches!(self, StoreError::BadUrl { .. })
+        matches!(self, StoreError::BadUrl { .. } | StoreError::Invalid(_))
     }
 }
 

@@ -67,6 +67,15 @@ pub struct Store {
 }
 
 impl Store {
+    /// Checks that `url` is a database URL we speak, without connecting: a malformed one is
+    /// [`StoreError::BadUrl`] (a usage error), reported before anything else is looked at.
+    pub fn check_url(url: &str) -> Result<Backend, StoreError> {
+        Ok(match url::parse(url)? {
+            Target::SqliteFile(_) | Target::SqliteMemory => Backend::Sqlite,
+            Target::Postgres { .. } => Backend::Postgres,
+        })
+    }
+
     /// Parses `url` (`sqlite://PATH`, `sqlite:PATH`, `sqlite::memory:`, `postgres://…`,
     /// `postgresql://…`), connects and runs migrations.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {

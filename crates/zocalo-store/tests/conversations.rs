@@ -438,3 +438,59 @@ both_backends!(
         assert_eq!(count_rows(&store, "conversation_summaries").await, 0);
     }
 );
+
+both_backends!(
+    conversation_keys_map_to_one_conversation,
+    |store| async move {
+        let (a, created) = store.conversation_for_key("telegram:42").await.unwrap();
+        assert!(created);
+        let (again, created) = store.conversation_for_key("telegram:42").await.unwrap();
+        assert!(!created);
+        assert_eq!(a, again);
+        let (other, _) = store.conversation_for_key("discord:42").await.unwrap();
+        assert_ne!(a, other);
+        // Created on first use, titled with the key, empty until a turn is appended.
+        let conv = store.get_conversation(&a).await.unwrap().unwrap();
+        assert_eq!(conv.title.as_deref(), Some("telegram:42"));
+        assert_eq!(conv.message_count, 0);
+        assert_eq!(store.conversation_of_key("nobody:1").await.unwrap(), None);
+
+        // Deleting the conversation frees the key: the next use starts a new one.
+        assert!(store.delete_conversation(&a).await.unwrap());
+        assert_eq!(count_rows(&store, "conversation_keys").await, 1);
+        let (fresh, created) = store.conversation_for_key("telegram:42").await.unwrap();
+        assert!(created);
+        assert_ne!(fresh, a);
+    }
+);
+
+both_backends!(concurrent_first_uses_of_a_key_agree, |store| async move {
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.conversation_for_key("web:7").await.unwrap()
+        }));
+    }
+    let mut ids = BTreeSet::new();
+    let mut creators = 0;
+    for t in tasks {
+        let (id, created) = t.await.unwrap();
+        ids.insert(id);
+        creators += usize::from(created);
+    }
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(creators, 1);
+    // The losers' conversations were rolled back, not left behind.
+    assert_eq!(count_rows(&store, "conversations").await, 1);
+});
+
+both_backends!(bad_conversation_keys_are_usage_errors, |store| async move {
+    let long = "k".repeat(zocalo_store::conversations::MAX_CONVERSATION_KEY + 1);
+    for bad in ["", "   ", "a\nb", "tab\there", long.as_str()] {
+        let e = store.conversation_for_key(bad).await.unwrap_err();
+        assert!(matches!(e, StoreError::Invalid(_)), "{bad:?}: {e:?}");
+        assert!(e.is_usage());
+    }
+    assert_eq!(count_rows(&store, "conversations").await, 0);
+});

@@ -92,11 +92,26 @@ pub struct ModelArgs {
     pub no_tools: bool,
 }
 
+impl ModelArgs {
+    /// The runtime's model choice.
+    pub fn choice(&self) -> zocalo_runtime::ModelChoice {
+        zocalo_runtime::ModelChoice {
+            provider: self.provider.clone(),
+            model: self.model.clone(),
+            no_tools: self.no_tools,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct AskArgs {
     /// Continue this conversation (an id printed by an earlier ask).
     #[arg(long = "conv", value_name = "ID")]
     pub conversation: Option<String>,
+    /// One conversation per key you choose (a chat or channel id such as telegram:42),
+    /// created on first use and continued by every later ask with the same key.
+    #[arg(long = "conv-key", value_name = "KEY", conflicts_with = "conversation")]
+    pub conv_key: Option<String>,
     #[command(flatten)]
     pub model: ModelArgs,
     /// Print one JSON document {"conversation_id","text",...} instead of streaming text.

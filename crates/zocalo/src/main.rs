@@ -1,10 +1,8 @@
-//! The `zocalo` command line. Thin: parse, wire the crates together, print.
+//! The `zocalo` command line. Thin: parse, call the runtime (`zocalo_runtime`), print.
 
 mod cli;
 mod commands;
-mod daemon;
 mod exit;
-mod wiring;
 
 use clap::Parser;
 

@@ -1,24 +1,20 @@
 //! `zocalo agents`: spawn one or thousands of sub-agents, here or on the pool, and look at
 //! past batches. A thin layer over `zocalo_agent::Spawner`.
 
-use std::collections::HashMap;
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use clap::{Args, Subcommand};
-use serde_json::{json, Value};
+use serde_json::Value;
 use zocalo_agent::{
-    parse_tasks_jsonl, AgentAnswer, AgentEvent, AgentResult, AgentRun, AgentRunner, AgentTask,
-    BatchReport, Batches, CancellationToken, SpawnOptions, Spawner,
+    parse_tasks_jsonl, AgentEvent, AgentResult, AgentTask, BatchReport, Batches, CancellationToken,
 };
-use zocalo_pool::{Job, JobQueue, JobState, NewJob, SqlQueue};
+use zocalo_runtime::agents::{prepare, seconds, BatchOptions, Prepared};
+use zocalo_runtime::Runtime;
 
 use crate::cli::ModelArgs;
 use crate::exit::usage;
-use crate::wiring::Ctx;
 
 #[derive(Debug, Subcommand)]
 pub enum AgentsCmd {
@@ -83,7 +79,7 @@ pub struct SpawnAllArgs {
     pub file: PathBuf,
 }
 
-pub async fn run(ctx: &Ctx, cmd: AgentsCmd) -> anyhow::Result<()> {
+pub async fn run(ctx: &Runtime, cmd: AgentsCmd) -> anyhow::Result<()> {
     match cmd {
         AgentsCmd::Spawn(args) => spawn_one(ctx, args).await,
         AgentsCmd::SpawnAll(args) => spawn_all(ctx, args).await,
@@ -92,72 +88,13 @@ pub async fn run(ctx: &Ctx, cmd: AgentsCmd) -> anyhow::Result<()> {
     }
 }
 
-fn seconds(flag: &str, v: Option<f64>) -> anyhow::Result<Option<Duration>> {
-    match v {
-        None => Ok(None),
-        Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Some(Duration::from_secs_f64(s))),
-        Some(s) => Err(usage(format!(
-            "--{flag} must be a positive number of seconds, got {s}"
-        ))),
-    }
-}
-
-/// What both spawn commands need, checked and built before any agent starts.
-struct Prepared {
-    spawner: Spawner,
-    options: SpawnOptions,
-    store: zocalo_store::Store,
-    pool_waiter: Option<Arc<JobWaiter>>,
-}
-
-async fn prepare(ctx: &Ctx, flags: &RunFlags, concurrency: usize) -> anyhow::Result<Prepared> {
-    let timeout =
-        seconds("timeout", flags.timeout)?.or(seconds("timeout", ctx.config.agents.timeout_secs)?);
-    let deadline = seconds("deadline", flags.deadline)?;
-    if concurrency == 0 {
-        return Err(usage("--concurrency must be at least 1"));
-    }
-    let (spawner, model, store, pool_waiter) = if flags.on_pool {
-        // The workers resolve providers and keys themselves; check here only that the name
-        // is known, so a typo fails before anything is queued.
-        if let Some(p) = &flags.model.provider {
-            if p != zocalo_local::PROVIDER_NAME {
-                ctx.registry()?.spec(p)?;
-            }
-        }
-        let store = ctx.store().await?;
-        let queue = SqlQueue::new(store.clone());
-        let waiter = JobWaiter::start(queue.clone());
-        let runner = PoolRunner {
-            queue,
-            batches: Batches::new(store.clone()),
-            provider: flags.model.provider.clone(),
-            model: flags.model.model.clone(),
-            timeout,
-            waiter: Arc::clone(&waiter),
-        };
-        let spawner = Spawner::new(Arc::new(runner)).with_store(store.clone());
-        (spawner, None, store, Some(waiter))
-    } else {
-        let (provider, model) = ctx.provider(&flags.model)?;
-        let store = ctx.store().await?;
-        let asker = ctx.agent_asker(store.clone(), provider, !flags.model.no_tools);
-        let spawner = Spawner::new(asker).with_store(store.clone());
-        (spawner, model, store, None)
-    };
-    let options = SpawnOptions {
-        concurrency,
-        timeout,
-        deadline,
-        cancel: CancellationToken::new(),
-        model,
-        parent: None,
-    };
-    Ok(Prepared {
-        spawner,
-        options,
-        store,
-        pool_waiter,
+/// The runtime's batch options from the flags.
+fn batch_options(flags: &RunFlags) -> anyhow::Result<BatchOptions> {
+    Ok(BatchOptions {
+        model: flags.model.choice(),
+        timeout: seconds("timeout", flags.timeout)?,
+        deadline: seconds("deadline", flags.deadline)?,
+        on_pool: flags.on_pool,
     })
 }
 
@@ -239,12 +176,12 @@ fn result_json(r: &AgentResult) -> Value {
     serde_json::to_value(r).unwrap_or(Value::Null)
 }
 
-async fn spawn_one(ctx: &Ctx, args: SpawnArgs) -> anyhow::Result<()> {
+async fn spawn_one(ctx: &Runtime, args: SpawnArgs) -> anyhow::Result<()> {
     let prompt = args.prompt.join(" ");
     if prompt.trim().is_empty() {
         return Err(usage("the prompt is empty: say what the agent should do"));
     }
-    let prepared = prepare(ctx, &args.flags, 1).await?;
+    let prepared = prepare(ctx, &batch_options(&args.flags)?, 1).await?;
     let task = AgentTask::new("agent", prompt);
     let (report, interrupted) = execute(prepared, vec![task], false).await?;
     let Some(r) = report.results.first() else {
@@ -280,13 +217,13 @@ fn read_input(path: &PathBuf) -> anyhow::Result<String> {
     std::fs::read_to_string(path).map_err(|e| usage(format!("cannot read {}: {e}", path.display())))
 }
 
-async fn spawn_all(ctx: &Ctx, args: SpawnAllArgs) -> anyhow::Result<()> {
+async fn spawn_all(ctx: &Runtime, args: SpawnAllArgs) -> anyhow::Result<()> {
     // Every line is checked before anything connects or runs.
     let text = read_input(&args.file)?;
     let tasks =
         parse_tasks_jsonl(&text).map_err(|e| usage(format!("{}: {e}", args.file.display())))?;
     let concurrency = args.concurrency.unwrap_or(ctx.config.agents.concurrency);
-    let prepared = prepare(ctx, &args.flags, concurrency).await?;
+    let prepared = prepare(ctx, &batch_options(&args.flags)?, concurrency).await?;
     if tasks.is_empty() {
         eprintln!("{}: no tasks", args.file.display());
     }
@@ -323,7 +260,7 @@ async fn spawn_all(ctx: &Ctx, args: SpawnAllArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn list(ctx: &Ctx, limit: i64, json_out: bool) -> anyhow::Result<()> {
+async fn list(ctx: &Runtime, limit: i64, json_out: bool) -> anyhow::Result<()> {
     if limit < 0 {
         return Err(usage("--limit must be at least 0"));
     }
@@ -357,7 +294,7 @@ async fn list(ctx: &Ctx, limit: i64, json_out: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn show(ctx: &Ctx, id: &str, json_out: bool) -> anyhow::Result<()> {
+async fn show(ctx: &Runtime, id: &str, json_out: bool) -> anyhow::Result<()> {
     let valid = id.strip_prefix("batch_").is_some_and(|rest| {
         !rest.is_empty()
             && rest.len() <= 64
@@ -412,163 +349,4 @@ async fn show(ctx: &Ctx, id: &str, json_out: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// Runs each agent as an `ask` job on the pool and waits for its result. A stopped agent
-/// (timeout, cancel) cancels its job.
-struct PoolRunner {
-    queue: SqlQueue,
-    batches: Batches,
-    provider: Option<String>,
-    model: Option<String>,
-    timeout: Option<Duration>,
-    waiter: Arc<JobWaiter>,
-}
-
-/// Cancels the job if the agent stops before the job ended.
-struct CancelOnDrop {
-    queue: SqlQueue,
-    id: String,
-    armed: bool,
-}
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        if self.armed {
-            let queue = self.queue.clone();
-            let id = std::mem::take(&mut self.id);
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move {
-                    if let Err(e) = queue.cancel(&id).await {
-                        tracing::warn!(job = %id, "cannot cancel the job of a stopped agent: {e}");
-                    }
-                });
-            }
-        }
-    }
-}
-
-#[async_trait]
-impl AgentRunner for PoolRunner {
-    fn kind(&self) -> &'static str {
-        "pool"
-    }
-
-    fn provider(&self) -> Option<String> {
-        self.provider.clone()
-    }
-
-    async fn run(&self, run: &AgentRun) -> Result<AgentAnswer, String> {
-        // The depth travels with the job: the worker runs the ask at it, so a pooled agent
-        // that calls `spawn_agents` is held to the same depth limit as a local one.
-        let mut payload = json!({"message": run.prompt, "depth": run.depth});
-        if let Some(p) = &self.provider {
-            payload["provider"] = Value::from(p.as_str());
-        }
-        if let Some(m) = &self.model {
-            payload["model"] = Value::from(m.as_str());
-        }
-        let mut job = NewJob::new("ask", payload);
-        // The idempotency key makes a retried enqueue of this agent find its job.
-        job.key = Some(format!("{}:{}", run.batch_id, run.index));
-        if let Some(t) = self.timeout {
-            job.timeout = t;
-        }
-        let enqueued = self
-            .queue
-            .enqueue(&[job])
-            .await
-            .map_err(|e| format!("cannot queue the ask job: {e}"))?;
-        let Some(id) = enqueued.into_iter().next().map(|e| e.id) else {
-            return Err("the pool returned no job id".into());
-        };
-        let mut guard = CancelOnDrop {
-            queue: self.queue.clone(),
-            id: id.clone(),
-            armed: true,
-        };
-        if let Err(e) = self.batches.set_job(&run.batch_id, run.index, &id).await {
-            tracing::warn!(job = %id, "cannot note the job of agent {}: {e}", run.task_id);
-        }
-        let job = self.waiter.wait(&id).await?;
-        guard.armed = false;
-        match job.state {
-            JobState::Succeeded => {
-                let result = job.result.unwrap_or(Value::Null);
-                Ok(AgentAnswer {
-                    text: result["text"].as_str().unwrap_or_default().to_owned(),
-                    conversation_id: result["conversation_id"]
-                        .as_str()
-                        .and_then(|c| c.parse().ok()),
-                    job_id: Some(id),
-                })
-            }
-            state => Err(format!(
-                "pool job {id} {state}: {}",
-                job.error.unwrap_or_else(|| "no error recorded".into())
-            )),
-        }
-    }
-}
-
-/// Waits for many pool jobs with one query per tick, not one per job.
-struct JobWaiter {
-    waiting: Mutex<HashMap<String, tokio::sync::oneshot::Sender<Job>>>,
-    stop: CancellationToken,
-}
-
-const POLL: Duration = Duration::from_millis(100);
-
-impl JobWaiter {
-    fn start(queue: SqlQueue) -> Arc<Self> {
-        let waiter = Arc::new(Self {
-            waiting: Mutex::new(HashMap::new()),
-            stop: CancellationToken::new(),
-        });
-        let w = Arc::clone(&waiter);
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = w.stop.cancelled() => break,
-                    _ = tokio::time::sleep(POLL) => {}
-                }
-                let ids: Vec<String> = w.lock().keys().cloned().collect();
-                if ids.is_empty() {
-                    continue;
-                }
-                match queue.get_many(&ids).await {
-                    Ok(jobs) => {
-                        let mut waiting = w.lock();
-                        for job in jobs.into_iter().filter(|j| j.state.is_final()) {
-                            if let Some(tx) = waiting.remove(&job.id) {
-                                let _ = tx.send(job);
-                            }
-                        }
-                    }
-                    Err(e) => tracing::warn!("cannot read the state of pool jobs: {e}"),
-                }
-            }
-        });
-        waiter
-    }
-
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, tokio::sync::oneshot::Sender<Job>>> {
-        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    async fn wait(&self, id: &str) -> Result<Job, String> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.lock().insert(id.to_owned(), tx);
-        let r = rx
-            .await
-            .map_err(|_| "stopped waiting for the pool".to_string());
-        self.lock().remove(id);
-        r
-    }
-
-    fn stop(&self) {
-        self.stop.cancel();
-    }
 }

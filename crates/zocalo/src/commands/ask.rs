@@ -3,22 +3,18 @@
 use std::io::{IsTerminal, Write};
 
 use serde_json::json;
-use zocalo_agent::{AskEvent, AskOutcome, AskRequest};
+use zocalo_agent::{AskEvent, AskOutcome};
+use zocalo_runtime::{parse_conversation, Ask, Runtime};
 
 use crate::cli::AskArgs;
-use crate::exit::usage;
-use crate::wiring::{parse_conversation, Ctx};
 
-pub async fn run(ctx: &Ctx, args: AskArgs) -> anyhow::Result<()> {
-    // Validate everything the user typed before touching the database.
-    let message = args.message.join(" ");
-    if message.trim().is_empty() {
-        return Err(usage("the message is empty: say something"));
-    }
-    let conversation = parse_conversation(args.conversation.as_deref())?;
-    let (provider, model) = ctx.provider(&args.model)?;
-    let store = ctx.store().await?;
-    let asker = ctx.asker(store.clone(), provider, !args.model.no_tools);
+pub async fn run(ctx: &Runtime, args: AskArgs) -> anyhow::Result<()> {
+    let ask = Ask {
+        message: args.message.join(" "),
+        conversation: parse_conversation(args.conversation.as_deref())?,
+        conv_key: args.conv_key,
+        model: args.model.choice(),
+    };
 
     let json_out = args.json;
     let show_tools = std::io::stderr().is_terminal();
@@ -43,17 +39,8 @@ pub async fn run(ctx: &Ctx, args: AskArgs) -> anyhow::Result<()> {
         } if show_tools => eprintln!("[tool] {name} failed: {content}"),
         _ => {}
     };
-    let outcome = asker
-        .ask(
-            AskRequest {
-                conversation,
-                message,
-                model,
-            },
-            &mut on_event,
-        )
-        .await;
-    store.close().await;
+    let outcome = ctx.ask(ask, &mut on_event).await;
+    ctx.close().await;
     let outcome = outcome?;
     if json_out {
         super::print_json(&outcome_json(&outcome))?;

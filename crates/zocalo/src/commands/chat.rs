@@ -6,21 +6,21 @@ use rustyline::error::ReadlineError;
 use zocalo_agent::{AskEvent, AskRequest};
 
 use crate::cli::ChatArgs;
-use crate::wiring::{parse_conversation, Ctx};
+use zocalo_runtime::{parse_conversation, Runtime};
 
 const HELP: &str = "Type a message and press Enter. /new starts a new conversation, /exit \
 (or Ctrl-D) quits, Ctrl-C cancels an answer in progress (nothing of it is saved).";
 
-pub async fn run(ctx: &Ctx, args: ChatArgs) -> anyhow::Result<()> {
+pub async fn run(ctx: &Runtime, args: ChatArgs) -> anyhow::Result<()> {
     let mut conversation = parse_conversation(args.conversation.as_deref())?;
-    let (provider, model) = ctx.provider(&args.model)?;
+    let (provider, model) = ctx.provider(&args.model.choice())?;
     let store = ctx.store().await?;
     if let Some(id) = &conversation {
         if store.get_conversation(id).await?.is_none() {
             return Err(crate::exit::usage(format!("no conversation {id}")));
         }
     }
-    let asker = ctx.asker(store.clone(), provider.clone(), !args.model.no_tools);
+    let asker = ctx.asker(&store, provider.clone(), !args.model.no_tools);
     let mut editor = rustyline::DefaultEditor::new()?;
     let history = ctx.home.root().join("chat_history.txt");
     let _ = editor.load_history(&history);

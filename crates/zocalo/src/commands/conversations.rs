@@ -4,9 +4,9 @@ use serde_json::json;
 
 use crate::cli::ConversationsCmd;
 use crate::exit::usage;
-use crate::wiring::{parse_conversation, Ctx};
+use zocalo_runtime::{parse_conversation, Runtime};
 
-pub async fn run(ctx: &Ctx, cmd: ConversationsCmd) -> anyhow::Result<()> {
+pub async fn run(ctx: &Runtime, cmd: ConversationsCmd) -> anyhow::Result<()> {
     match cmd {
         ConversationsCmd::List { limit, json } => {
             if limit < 1 {

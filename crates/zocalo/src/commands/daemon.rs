@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use clap::Subcommand;
 use serde_json::json;
 
-use crate::daemon::{self, Client, DaemonPaths, DaemonWork, Request};
-use crate::wiring::Ctx;
+use zocalo_runtime::daemon::{self, Client, DaemonPaths, DaemonWork, Request};
+use zocalo_runtime::Runtime;
 
 #[derive(Debug, Subcommand)]
 pub enum DaemonCmd {
@@ -26,6 +26,17 @@ pub enum DaemonCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Write a systemd unit that starts the daemon at boot (and enable it where systemd
+    /// runs); without systemd, print the unit and where to put it.
+    Install {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the unit `daemon install` wrote (disabling it first where systemd runs).
+    Uninstall {
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the daemon in the foreground until SIGTERM, Ctrl-C or `zocalo daemon stop`.
     Run {
         /// Detach from the terminal's session (what `daemon start` uses).
@@ -34,7 +45,7 @@ pub enum DaemonCmd {
     },
 }
 
-pub async fn run(ctx: &Ctx, cmd: DaemonCmd) -> anyhow::Result<()> {
+pub async fn run(ctx: &Runtime, cmd: DaemonCmd) -> anyhow::Result<()> {
     match cmd {
         DaemonCmd::Start { json } => {
             let (pid, already) = match Client::connect(ctx.home.root()).await {
@@ -110,6 +121,8 @@ pub async fn run(ctx: &Ctx, cmd: DaemonCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        DaemonCmd::Install { json } => install(ctx, json),
+        DaemonCmd::Uninstall { json } => uninstall(ctx, json),
         DaemonCmd::Run { detach } => {
             if detach {
                 // A session of its own: the terminal's hang-up and Ctrl-C do not reach it.
@@ -132,6 +145,84 @@ pub async fn run(ctx: &Ctx, cmd: DaemonCmd) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn install(ctx: &Runtime, json: bool) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let unit = daemon::systemd_unit(ctx, &exe);
+    let systemd = daemon::systemd_running();
+    let forced_dir = std::env::var_os("ZOCALO_SYSTEMD_DIR").is_some_and(|d| !d.is_empty());
+    if !systemd && !forced_dir {
+        // Nothing here would start it: show the unit and say where it goes.
+        if json {
+            return super::print_json(&json!({
+                "installed": false, "systemd": false,
+                "path": unit.path, "unit": unit.text,
+            }));
+        }
+        print!("{}", unit.text);
+        eprintln!(
+            "systemd is not running on this machine, so nothing was installed. Save the unit \
+             above as {} on a machine with systemd, then `systemctl{} enable --now {}`; or \
+             start `zocalo daemon run` from your init system.",
+            unit.path.display(),
+            if unit.system { "" } else { " --user" },
+            daemon::UNIT_NAME
+        );
+        return Ok(());
+    }
+    daemon::write_unit(ctx, &unit)?;
+    let enabled = if systemd {
+        daemon::systemctl(unit.system, &["daemon-reload"])?;
+        daemon::systemctl(unit.system, &["enable", daemon::UNIT_NAME])?;
+        true
+    } else {
+        false
+    };
+    if json {
+        return super::print_json(&json!({
+            "installed": true, "enabled": enabled, "systemd": systemd,
+            "path": unit.path, "env_file": unit.env_file,
+        }));
+    }
+    println!("wrote {}", unit.path.display());
+    if enabled {
+        println!(
+            "enabled: the daemon starts at boot (now: `systemctl{} start {}`)",
+            if unit.system { "" } else { " --user" },
+            daemon::UNIT_NAME
+        );
+    }
+    Ok(())
+}
+
+fn uninstall(ctx: &Runtime, json: bool) -> anyhow::Result<()> {
+    let unit = daemon::systemd_unit(ctx, &std::env::current_exe()?);
+    let present = unit.path.exists();
+    if present && daemon::systemd_running() {
+        // Best effort: a unit that was never enabled cannot be disabled.
+        if let Err(e) = daemon::systemctl(unit.system, &["disable", daemon::UNIT_NAME]) {
+            tracing::warn!("{e:#}");
+        }
+    }
+    if present {
+        std::fs::remove_file(&unit.path)?;
+    }
+    if let Some(f) = &unit.env_file {
+        let _ = std::fs::remove_file(f);
+    }
+    if present && daemon::systemd_running() {
+        daemon::systemctl(unit.system, &["daemon-reload"])?;
+    }
+    if json {
+        return super::print_json(&json!({"removed": present, "path": unit.path}));
+    }
+    if present {
+        println!("removed {}", unit.path.display());
+    } else {
+        println!("no unit at {}: nothing to remove", unit.path.display());
+    }
+    Ok(())
 }
 
 fn on_off(v: &serde_json::Value) -> &'static str {

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde_json::json;
 
-use crate::wiring::Ctx;
+use zocalo_runtime::Runtime;
 
 #[derive(Serialize)]
 struct Check {
@@ -16,7 +16,7 @@ struct Check {
     fix: Option<String>,
 }
 
-pub async fn run(ctx: &Ctx, json_out: bool) -> anyhow::Result<()> {
+pub async fn run(ctx: &Runtime, json_out: bool) -> anyhow::Result<()> {
     let mut checks = Vec::new();
     let mut add = |name: &str, ok: bool, required: bool, detail: String, fix: Option<String>| {
         checks.push(Check {
@@ -75,21 +75,25 @@ pub async fn run(ctx: &Ctx, json_out: bool) -> anyhow::Result<()> {
                     ready.push(name);
                 }
             }
-            let default = ctx.config.provider.clone();
-            let has_keyed = ready.iter().any(|n| n != "ollama");
-            add(
-                "providers",
-                has_keyed || default.is_some(),
-                false,
-                format!(
-                    "default: {}; usable (key or keyless): {}",
-                    default.as_deref().unwrap_or("(none)"),
-                    ready.join(", ")
+            let has_keyed = ready.iter().any(|n| n != "ollama" && n != "lmstudio");
+            match ctx.default_provider() {
+                Ok((name, why)) => add(
+                    "providers",
+                    has_keyed || ctx.config.provider.is_some(),
+                    false,
+                    format!(
+                        "{name} answers asks ({why}); usable (key or keyless): {}",
+                        ready.join(", ")
+                    ),
+                    (!has_keyed).then(|| {
+                        "set a vendor key (OPENAI_API_KEY, ANTHROPIC_API_KEY, GROQ_API_KEY, \
+                         OPENROUTER_API_KEY, ...) or `zocalo keys set NAME`, or choose a \
+                         provider in config.toml"
+                            .into()
+                    }),
                 ),
-                (!has_keyed).then(|| {
-                    "set OPENAI_API_KEY (+ OPENAI_BASE_URL) or ANTHROPIC_API_KEY, or choose a provider in config.toml".into()
-                }),
-            );
+                Err(e) => add("providers", false, true, format!("{e:#}"), None),
+            }
         }
         Err(e) => add("providers", false, true, e.to_string(), None),
     }

@@ -15,7 +15,7 @@ use zocalo_llm::vault::{self, InitMode, Vault};
 use zocalo_llm::{LlmError, Registry};
 
 use crate::exit::usage;
-use crate::wiring::Ctx;
+use zocalo_runtime::Runtime;
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCmd {
@@ -49,7 +49,7 @@ pub enum KeysCmd {
     },
 }
 
-pub async fn run(ctx: &Ctx, cmd: KeysCmd) -> anyhow::Result<()> {
+pub async fn run(ctx: &Runtime, cmd: KeysCmd) -> anyhow::Result<()> {
     let registry = ctx.registry()?;
     match cmd {
         KeysCmd::Init { keyfile } => init(ctx, keyfile),
@@ -70,12 +70,12 @@ pub async fn run(ctx: &Ctx, cmd: KeysCmd) -> anyhow::Result<()> {
     }
 }
 
-fn vault_of(ctx: &Ctx) -> anyhow::Result<Vault> {
+fn vault_of(ctx: &Runtime) -> anyhow::Result<Vault> {
     ctx.home.ensure()?;
     Ok(Vault::in_dir(ctx.home.root()))
 }
 
-fn init(ctx: &Ctx, keyfile: bool) -> anyhow::Result<()> {
+fn init(ctx: &Runtime, keyfile: bool) -> anyhow::Result<()> {
     let vault = vault_of(ctx)?;
     let mode = if keyfile {
         InitMode::KeyFile
@@ -124,7 +124,7 @@ fn read_key(provider: &str) -> anyhow::Result<Secret> {
     Ok(Secret::new(trimmed))
 }
 
-fn set(ctx: &Ctx, registry: &Registry, provider: &str) -> anyhow::Result<()> {
+fn set(ctx: &Runtime, registry: &Registry, provider: &str) -> anyhow::Result<()> {
     let spec = registry.spec(provider)?;
     let Some(var) = spec.key_env.clone() else {
         return Err(usage(format!(
@@ -152,7 +152,7 @@ struct Row {
     masked: String,
 }
 
-fn list(ctx: &Ctx, registry: &Registry, json_out: bool) -> anyhow::Result<()> {
+fn list(ctx: &Runtime, registry: &Registry, json_out: bool) -> anyhow::Result<()> {
     let vault = Vault::in_dir(ctx.home.root());
     let env = |k: &str| std::env::var(k).ok();
     // Decrypt only if some provider's key is not in the environment but in the vault.
@@ -223,7 +223,7 @@ fn list(ctx: &Ctx, registry: &Registry, json_out: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn rm(ctx: &Ctx, registry: &Registry, provider: &str) -> anyhow::Result<()> {
+fn rm(ctx: &Runtime, registry: &Registry, provider: &str) -> anyhow::Result<()> {
     let vault = Vault::in_dir(ctx.home.root());
     let stored = vault.names().map_err(LlmError::from)?;
     if !stored.iter().any(|n| n == provider) {
@@ -243,7 +243,7 @@ fn rm(ctx: &Ctx, registry: &Registry, provider: &str) -> anyhow::Result<()> {
 }
 
 async fn test(
-    ctx: &Ctx,
+    ctx: &Runtime,
     registry: &Registry,
     provider: &str,
     json_out: bool,

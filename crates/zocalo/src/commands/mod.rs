@@ -19,10 +19,10 @@ pub mod skills;
 pub mod worker;
 
 use crate::cli::{Cli, Command};
-use crate::wiring::Ctx;
+use zocalo_runtime::Runtime;
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let ctx = Ctx::load(cli.database_url)?;
+    let ctx = Runtime::load(cli.database_url)?;
     match cli.command {
         Command::Ask(args) => ask::run(&ctx, args).await,
         Command::Chat(args) => chat::run(&ctx, args).await,

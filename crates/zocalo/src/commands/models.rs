@@ -16,7 +16,7 @@ use std::time::Duration;
 use clap::Subcommand;
 use serde_json::json;
 
-use crate::wiring::Ctx;
+use zocalo_runtime::Runtime;
 
 #[derive(Debug, Subcommand)]
 pub enum ModelsCmd {
@@ -42,14 +42,14 @@ struct Listed {
     source: &'static str,
 }
 
-pub async fn run(ctx: &Ctx, cmd: ModelsCmd) -> anyhow::Result<()> {
+pub async fn run(ctx: &Runtime, cmd: ModelsCmd) -> anyhow::Result<()> {
     match cmd {
         ModelsCmd::List { provider, json } => list(ctx, provider, json).await,
         ModelsCmd::Fetch { json } => fetch(ctx, json).await,
     }
 }
 
-async fn fetch(ctx: &Ctx, json_out: bool) -> anyhow::Result<()> {
+async fn fetch(ctx: &Runtime, json_out: bool) -> anyhow::Result<()> {
     use std::io::IsTerminal;
     use zocalo_local::FetchProgress;
     let dir = ctx.models_dir();
@@ -98,7 +98,7 @@ async fn fetch(ctx: &Ctx, json_out: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn list(ctx: &Ctx, provider: Option<String>, json_out: bool) -> anyhow::Result<()> {
+async fn list(ctx: &Runtime, provider: Option<String>, json_out: bool) -> anyhow::Result<()> {
     let registry = ctx.registry()?;
     let mut out = Vec::new();
     // The local models, with what is installed (hashing the files: a truncated or altered

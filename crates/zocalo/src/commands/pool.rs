@@ -4,12 +4,12 @@
 
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
-use zocalo_pool::{
-    parse_labels, Cancelled, JobQueue, JobState, NewJob, PoolError, Registry, SqlQueue,
-};
+use zocalo_pool::{parse_labels, Cancelled, JobQueue, JobState, PoolError, SqlQueue};
+
+use zocalo_runtime::jobs::Submit;
 
 use crate::exit::usage;
-use crate::wiring::Ctx;
+use zocalo_runtime::Runtime;
 
 #[derive(Debug, Subcommand)]
 pub enum PoolCmd {
@@ -83,36 +83,7 @@ pub struct SubmitArgs {
 /// Largest `--count` in one submit.
 const MAX_COUNT: u64 = 1_000_000;
 
-/// The kinds `pool submit` accepts: the built-in runners plus the kinds the CLI's workers run
-/// (`ask`) or that other nodes may run (`skill`).
-pub fn submit_registry() -> Registry {
-    let mut r = Registry::builtin();
-    r.declare("ask", |p| super::worker::AskPayload::parse(p).map(drop));
-    r.declare("skill", validate_skill);
-    r
-}
-
-pub(crate) fn validate_skill(p: &Value) -> Result<(), String> {
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
-    struct SkillPayload {
-        name: String,
-        #[serde(default)]
-        args: Vec<String>,
-    }
-    if !p.is_object() {
-        return Err(r#"expected an object {"name": "skill-name", "args"?: [...]}"#.into());
-    }
-    let s: SkillPayload = serde_json::from_value(p.clone())
-        .map_err(|e| format!(r#"{e}; expected {{"name": "skill-name", "args"?: [...]}}"#))?;
-    if s.name.trim().is_empty() {
-        return Err("`name` is empty".into());
-    }
-    Ok(())
-}
-
-pub async fn run(ctx: &Ctx, cmd: PoolCmd) -> anyhow::Result<()> {
+pub async fn run(ctx: &Runtime, cmd: PoolCmd) -> anyhow::Result<()> {
     match cmd {
         PoolCmd::Submit(args) => submit(ctx, args).await,
         PoolCmd::Jobs { state, limit, json } => {
@@ -216,46 +187,39 @@ pub async fn run(ctx: &Ctx, cmd: PoolCmd) -> anyhow::Result<()> {
     }
 }
 
-async fn queue(ctx: &Ctx) -> anyhow::Result<SqlQueue> {
+async fn queue(ctx: &Runtime) -> anyhow::Result<SqlQueue> {
     Ok(SqlQueue::new(ctx.store().await?))
 }
 
-async fn submit(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<()> {
+async fn submit(ctx: &Runtime, args: SubmitArgs) -> anyhow::Result<()> {
     let payload: Value = match &args.payload {
         None => Value::Null,
         Some(text) => serde_json::from_str(text)
             .map_err(|e| usage(format!("--payload is not valid JSON: {e}")))?,
     };
-    submit_registry().validate(&args.kind, &payload)?;
+    if !(args.timeout.is_finite() && args.timeout > 0.0) {
+        return Err(usage("--timeout must be a positive number of seconds"));
+    }
+    let submit = Submit {
+        priority: args.priority,
+        labels: parse_labels(&args.labels)?,
+        key: args.key.clone(),
+        count: args.count,
+        max_attempts: Some(args.max_attempts),
+        timeout: Some(std::time::Duration::from_secs_f64(args.timeout.min(1e9))),
+        ..Submit::new(args.kind.clone(), payload)
+    };
+    // Everything is checked before the database is opened.
     if args.count == 0 || args.count > MAX_COUNT {
         return Err(usage(format!(
             "--count {} out of range: use 1 to {MAX_COUNT}",
             args.count
         )));
     }
-    if !(args.timeout.is_finite() && args.timeout > 0.0) {
-        return Err(usage("--timeout must be a positive number of seconds"));
-    }
-    let mut template = NewJob::new(args.kind.clone(), payload);
-    template.priority = args.priority;
-    template.labels = parse_labels(&args.labels)?;
-    template.max_attempts = args.max_attempts;
-    template.timeout = std::time::Duration::from_secs_f64(args.timeout.min(1e9));
-    template.key = args.key.clone();
-    template.validate()?;
-    let count = usize::try_from(args.count)?;
-    let jobs: Vec<NewJob> = (1..=count)
-        .map(|i| {
-            let mut j = template.clone();
-            if count > 1 {
-                j.key = args.key.as_ref().map(|k| format!("{k}#{i}"));
-            }
-            j
-        })
-        .collect();
-    let q = queue(ctx).await?;
-    let result = q.enqueue(&jobs).await;
-    q.store().close().await;
+    submit.jobs(MAX_COUNT)?;
+    let store = ctx.store().await?;
+    let result = zocalo_runtime::jobs::submit(&store, &submit, MAX_COUNT).await;
+    ctx.close().await;
     let ids = result?;
     if args.json {
         let ids: Vec<&str> = ids.iter().map(|e| e.id.as_str()).collect();

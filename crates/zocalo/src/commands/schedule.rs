@@ -5,11 +5,11 @@
 use chrono::{DateTime, Utc};
 use clap::{ArgGroup, Args, Subcommand};
 use serde_json::Value;
-use zocalo_scheduler::automations::{check_catchup, check_name};
+use zocalo_runtime::automations;
 use zocalo_scheduler::{fmt_utc, Action, Automation, NewAutomation, Schedule, Scheduler};
 
 use crate::exit::usage;
-use crate::wiring::Ctx;
+use zocalo_runtime::Runtime;
 
 /// Most occurrences `preview` prints.
 const MAX_PREVIEW: usize = 10_000;
@@ -128,7 +128,7 @@ pub struct PreviewArgs {
     pub json: bool,
 }
 
-pub async fn run(ctx: &Ctx, cmd: ScheduleCmd) -> anyhow::Result<()> {
+pub async fn run(ctx: &Runtime, cmd: ScheduleCmd) -> anyhow::Result<()> {
     match cmd {
         ScheduleCmd::Preview(args) => preview(args),
         ScheduleCmd::Add(args) => add(ctx, args).await,
@@ -272,7 +272,7 @@ pub async fn run(ctx: &Ctx, cmd: ScheduleCmd) -> anyhow::Result<()> {
     }
 }
 
-async fn scheduler(ctx: &Ctx) -> anyhow::Result<Scheduler> {
+async fn scheduler(ctx: &Runtime) -> anyhow::Result<Scheduler> {
     Ok(Scheduler::new(ctx.store().await?))
 }
 
@@ -291,7 +291,7 @@ fn preview(args: PreviewArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn add(ctx: &Ctx, args: AddArgs) -> anyhow::Result<()> {
+async fn add(ctx: &Runtime, args: AddArgs) -> anyhow::Result<()> {
     let action = match (args.ask, args.skill, args.shell) {
         (Some(message), None, None) => Action::Ask {
             message,
@@ -314,14 +314,15 @@ async fn add(ctx: &Ctx, args: AddArgs) -> anyhow::Result<()> {
     new.misfire = args.misfire.parse()?;
     new.catchup_limit = args.catch_up;
     // Check everything before the database is opened (or created).
-    check_catchup(new.catchup_limit)?;
-    check_name(&new.name)?;
-    new.action.validate()?;
-    Schedule::parse(&new.rrule, &new.start, &new.tz)?;
-    let s = scheduler(ctx).await?;
-    let r = s.add(new, Utc::now()).await;
-    s.store().close().await;
-    show(&r?, args.json, "added")
+    automations::check(&new)?;
+    let kind = new.action.kind();
+    let store = ctx.store().await?;
+    let added = automations::create(&store, new).await?;
+    if let Some(warning) = automations::worker_warning(&store, kind).await {
+        eprintln!("warning: {warning}");
+    }
+    ctx.close().await;
+    show(&added, args.json, "added")
 }
 
 fn show(a: &Automation, json: bool, verb: &str) -> anyhow::Result<()> {

@@ -1,6 +1,6 @@
-//! `zocalo serve [--bind 127.0.0.1:7878]`: the HTTP API and web UI (zocalo-server) on this
-//! process's wiring: the ask loop with memory and tools on the default provider, providers by
-//! name for `PROVIDER/MODEL`, the local embedder, one shared memory.
+//! `zocalo serve [--bind 127.0.0.1:7878]`: the HTTP API and web UI (zocalo-server) on the
+//! runtime (`zocalo_runtime::backend`): the ask loop with memory and tools on the default
+//! provider, providers by name for `PROVIDER/MODEL`, the local embedder, one shared memory.
 //!
 //! It is also the data home's daemon ([`DaemonWork`]: scheduler ticks, supervised services,
 //! the optional local worker, the socket `zocalo services` talks to), and `/api/services`
@@ -9,24 +9,14 @@
 //! only answers HTTP: it says so on start, and `/api/services` answers 503 naming the daemon.
 //! SIGTERM, Ctrl-C or `zocalo daemon stop` stop the server and its daemon work together.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 
 use clap::Args;
-use tokio::sync::OnceCell;
-use zocalo_agent::Asker;
-use zocalo_core::embed::Embedder;
-use zocalo_llm::{LlmError, Provider};
-use zocalo_memory::Memory;
-use zocalo_server::{Backend, BackendError, ServerBuilder, Token, TokenSource};
-use zocalo_services::Supervisor;
-use zocalo_store::Store;
+use zocalo_runtime::daemon::{AlreadyRunning, DaemonWork};
+use zocalo_runtime::Runtime;
+use zocalo_server::{Token, TokenSource};
 
-use crate::cli::ModelArgs;
-use crate::daemon::{AlreadyRunning, DaemonWork};
 use crate::exit::usage;
-use crate::wiring::Ctx;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -35,7 +25,7 @@ pub struct ServeArgs {
     pub bind: String,
 }
 
-pub async fn run(ctx: &Ctx, args: ServeArgs) -> anyhow::Result<()> {
+pub async fn run(ctx: &Runtime, args: ServeArgs) -> anyhow::Result<()> {
     let addr: SocketAddr = args.bind.parse().map_err(|_| {
         usage(format!(
             "invalid --bind {:?}: expected ADDRESS:PORT such as 127.0.0.1:7878",
@@ -79,15 +69,14 @@ pub async fn run(ctx: &Ctx, args: ServeArgs) -> anyhow::Result<()> {
             ctx.home.root().display()
         )),
     };
-    let backend = Arc::new(CliBackend::new(ctx, store.clone(), services)?);
-    // MCP over streamable HTTP at /mcp, behind the same token (so any Host is accepted).
     let mcp_shutdown = tokio_util::sync::CancellationToken::new();
-    let mcp = super::mcp::http_router(ctx, store.clone(), None, mcp_shutdown.clone());
-    let builder = ServerBuilder::new(store.clone(), backend, token.clone())
-        .nest("/mcp", mcp)
-        .skills_roots(zocalo_skills::default_roots(ctx.home.root(), &[]))
-        // This binary is the Landlock launcher for skill scripts (`zocalo __skill-sandbox`).
-        .skill_launcher(std::env::current_exe().ok());
+    let builder = zocalo_runtime::backend::server_builder(
+        ctx,
+        store.clone(),
+        token.clone(),
+        services,
+        mcp_shutdown.clone(),
+    );
     let background = builder.background();
     let router = builder.build();
     let local = listener.local_addr()?;
@@ -144,125 +133,4 @@ async fn shutdown_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
-}
-
-/// The CLI's wiring as the server's [`Backend`].
-struct CliBackend {
-    ctx: Ctx,
-    store: Store,
-    embedder: Option<Arc<dyn Embedder>>,
-    memory: Option<Arc<Memory>>,
-    asker: OnceCell<Arc<Asker>>,
-    providers: Mutex<HashMap<String, Arc<dyn Provider>>>,
-    /// This process's supervisor, or why there is none.
-    services: Result<Supervisor, String>,
-}
-
-impl CliBackend {
-    fn new(ctx: &Ctx, store: Store, services: Result<Supervisor, String>) -> anyhow::Result<Self> {
-        let ctx = Ctx::load(ctx.database_url.clone())?;
-        let embedder = crate::commands::memory::embedder(&ctx);
-        let memory = (!crate::commands::memory::memory_off(&ctx)).then(|| {
-            Arc::new(Memory::new(
-                store.clone(),
-                embedder.clone(),
-                crate::commands::memory::memory_config(&ctx),
-            ))
-        });
-        Ok(Self {
-            ctx,
-            store,
-            embedder,
-            memory,
-            asker: OnceCell::new(),
-            providers: Mutex::new(HashMap::new()),
-            services,
-        })
-    }
-}
-
-fn backend_error(e: anyhow::Error) -> BackendError {
-    match e.downcast::<LlmError>() {
-        Ok(l) => l.into(),
-        Err(e) => BackendError::Unavailable(format!("{e:#}")),
-    }
-}
-
-#[async_trait::async_trait]
-impl Backend for CliBackend {
-    async fn asker(&self) -> Result<Arc<Asker>, BackendError> {
-        self.asker
-            .get_or_try_init(|| async {
-                let args = ModelArgs {
-                    provider: None,
-                    model: None,
-                    no_tools: false,
-                };
-                let (provider, _model) = self.ctx.provider(&args).map_err(backend_error)?;
-                let memory = self
-                    .memory
-                    .clone()
-                    .map(|m| crate::commands::memory::ask_memory_over(&self.ctx, m));
-                Ok(self
-                    .ctx
-                    .asker_with_memory(self.store.clone(), provider, true, memory))
-            })
-            .await
-            .cloned()
-    }
-
-    async fn provider(&self, name: &str) -> Result<Arc<dyn Provider>, BackendError> {
-        if let Ok(cache) = self.providers.lock() {
-            if let Some(p) = cache.get(name) {
-                return Ok(p.clone());
-            }
-        }
-        let p = self.ctx.provider_named(name).map_err(backend_error)?;
-        if let Ok(mut cache) = self.providers.lock() {
-            cache.insert(name.to_owned(), p.clone());
-        }
-        Ok(p)
-    }
-
-    fn models(&self) -> Vec<String> {
-        let Ok(registry) = self.ctx.registry() else {
-            return Vec::new();
-        };
-        let in_vault = self.ctx.vault_names();
-        let mut out = Vec::new();
-        for name in registry.names() {
-            let Ok(spec) = registry.spec(&name) else {
-                continue;
-            };
-            let usable = match &spec.key_env {
-                None => false, // keyless local servers may not be running: not advertised
-                Some(k) => {
-                    std::env::var(k).is_ok_and(|v| !v.trim().is_empty())
-                        || in_vault.iter().any(|n| n == &name)
-                }
-            };
-            if usable {
-                for m in spec.known_models() {
-                    out.push(format!("{name}/{m}"));
-                }
-            }
-        }
-        out
-    }
-
-    fn embedder(&self) -> Option<Arc<dyn Embedder>> {
-        self.embedder.clone()
-    }
-
-    fn memory(&self) -> Option<Arc<Memory>> {
-        self.memory.clone()
-    }
-
-    fn job_kinds(&self) -> zocalo_pool::Registry {
-        crate::commands::pool::submit_registry()
-    }
-
-    fn supervisor(&self) -> Result<Supervisor, BackendError> {
-        self.services.clone().map_err(BackendError::Unavailable)
-    }
 }

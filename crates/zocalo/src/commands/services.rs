@@ -10,9 +10,9 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 use zocalo_services::{parse_env_pair, HealthCheck, RestartPolicy, ServiceSpec};
 
-use crate::daemon::{ensure_daemon, Request};
 use crate::exit::usage;
-use crate::wiring::Ctx;
+use zocalo_runtime::daemon::{ensure_daemon, Request};
+use zocalo_runtime::Runtime;
 
 #[derive(Debug, Subcommand)]
 pub enum ServicesCmd {
@@ -119,7 +119,7 @@ fn spec_from(args: &AddArgs) -> anyhow::Result<ServiceSpec> {
     Ok(spec)
 }
 
-pub async fn run(ctx: &Ctx, cmd: ServicesCmd) -> anyhow::Result<()> {
+pub async fn run(ctx: &Runtime, cmd: ServicesCmd) -> anyhow::Result<()> {
     match cmd {
         ServicesCmd::Add(args) => {
             let spec = spec_from(&args)?;
@@ -200,7 +200,7 @@ pub async fn run(ctx: &Ctx, cmd: ServicesCmd) -> anyhow::Result<()> {
     }
 }
 
-async fn one(ctx: &Ctx, req: Request, json: bool) -> anyhow::Result<()> {
+async fn one(ctx: &Runtime, req: Request, json: bool) -> anyhow::Result<()> {
     let starts = matches!(req, Request::Start { .. } | Request::Restart { .. });
     let mut d = ensure_daemon(ctx).await?;
     let status = d.call(&req).await?;

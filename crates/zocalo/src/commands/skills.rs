@@ -9,7 +9,7 @@ use zocalo_skills::{check_dir, default_roots, RunLimits, Skills};
 
 use super::print_json;
 use crate::exit::usage;
-use crate::wiring::Ctx;
+use zocalo_runtime::Runtime;
 
 #[derive(Debug, Args)]
 pub struct SkillsArgs {
@@ -66,7 +66,7 @@ pub enum SkillsCmd {
     },
 }
 
-pub async fn run(ctx: &Ctx, args: SkillsArgs) -> anyhow::Result<()> {
+pub async fn run(ctx: &Runtime, args: SkillsArgs) -> anyhow::Result<()> {
     let load = || {
         let skills = Skills::load(default_roots(ctx.home.root(), &args.skills_dir));
         for w in skills.warnings() {

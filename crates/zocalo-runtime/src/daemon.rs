@@ -3,8 +3,8 @@
 //! compute-pool worker. The CLI talks to it over `daemon.sock` in the data home (mode 0600):
 //! one JSON request per line, one JSON response per line.
 //!
-//! `zocalo serve` embeds the same work: [`DaemonWork::start`] (or [`run_daemon_work`]), so a
-//! running server is also the daemon that `zocalo services …` talks to.
+//! `zocalo serve` embeds the same work: [`DaemonWork::start`], so a running server is also the
+//! daemon that `zocalo services …` talks to.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -21,8 +21,8 @@ use zocalo_core::DaemonConfig;
 use zocalo_services::{ServiceSpec, ServicesError, Supervisor, SupervisorConfig};
 use zocalo_store::Store;
 
-use crate::exit::usage;
-use crate::wiring::Ctx;
+use crate::errors::usage;
+use crate::Runtime;
 
 /// Longest request line the daemon reads.
 const MAX_REQUEST: u64 = 1024 * 1024;
@@ -63,14 +63,6 @@ pub fn supervisor_config(home: &Path, d: &DaemonConfig) -> SupervisorConfig {
     c.log_max_bytes = d.log_max_bytes;
     c.log_keep = d.log_keep;
     c
-}
-
-/// Which database a command or daemon uses, as shown to users (no password).
-pub fn database_label(ctx: &Ctx) -> String {
-    match &ctx.database_url {
-        Some(url) => zocalo_store::redact_url(url),
-        None => format!("sqlite://{}", ctx.home.database().display()),
-    }
 }
 
 /// A request from the CLI (or any client of the socket).
@@ -114,7 +106,7 @@ impl DaemonWork {
     /// opens the store, takes over services left by a daemon that died (their processes are
     /// stopped, never duplicated), starts every service wanted running, listens on the
     /// socket and starts the scheduler loop and, if configured, the worker.
-    pub async fn start(ctx: &Ctx) -> anyhow::Result<DaemonWork> {
+    pub async fn start(ctx: &Runtime) -> anyhow::Result<DaemonWork> {
         ctx.home.ensure()?;
         let paths = DaemonPaths::new(ctx.home.root());
         create_private_dir(&paths.logs_dir)?;
@@ -143,7 +135,7 @@ impl DaemonWork {
             cancel: cancel.clone(),
             started_at: Utc::now(),
             home: ctx.home.root().to_path_buf(),
-            database: database_label(ctx),
+            database: ctx.database_label(),
             config: cfg.clone(),
         });
         let mut tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)> = Vec::new();
@@ -163,9 +155,9 @@ impl DaemonWork {
         if cfg.worker {
             let config = zocalo_pool::WorkerConfig {
                 concurrency: cfg.worker_concurrency,
-                ..crate::commands::worker::default_config()
+                ..crate::jobs::default_worker_config()
             };
-            let worker = crate::commands::worker::pool_worker(ctx, store.clone(), config)?;
+            let worker = crate::jobs::pool_worker(ctx, store.clone(), config)?;
             tracing::info!(node = %worker.node_id(), "local worker joined the pool");
             let stop = cancel.clone();
             tasks.push((
@@ -222,19 +214,6 @@ impl DaemonWork {
             None => Ok(()),
         }
     }
-}
-
-/// The daemon's work until `shutdown` is cancelled or `zocalo daemon stop` asks it to end.
-/// For `zocalo serve`, which needs the supervisor too, use [`DaemonWork::start`].
-#[allow(dead_code)] // for `zocalo serve`
-pub async fn run_daemon_work(ctx: &Ctx, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let work = DaemonWork::start(ctx).await?;
-    let own = work.cancel_token();
-    tokio::select! {
-        _ = shutdown.cancelled() => {}
-        _ = own.cancelled() => {}
-    }
-    work.shutdown().await
 }
 
 /// Another process (`zocalo daemon` or `zocalo serve`) holds the data home's daemon lock.
@@ -456,7 +435,7 @@ impl Client {
 
 /// The daemon of this data home, started in the background if none runs. A running daemon
 /// on another database than this command's is an error, never silently used.
-pub async fn ensure_daemon(ctx: &Ctx) -> anyhow::Result<Client> {
+pub async fn ensure_daemon(ctx: &Runtime) -> anyhow::Result<Client> {
     let mut client = match Client::connect(ctx.home.root()).await {
         Some(c) => c,
         None => {
@@ -468,7 +447,7 @@ pub async fn ensure_daemon(ctx: &Ctx) -> anyhow::Result<Client> {
     };
     let status = client.call(&Request::DaemonStatus).await?;
     let theirs = status["database"].as_str().unwrap_or_default();
-    let ours = database_label(ctx);
+    let ours = ctx.database_label();
     if theirs != ours {
         anyhow::bail!(
             "the daemon of {} (pid {}) uses {theirs}, this command {ours}: stop it with \
@@ -482,7 +461,7 @@ pub async fn ensure_daemon(ctx: &Ctx) -> anyhow::Result<Client> {
 
 /// Starts `zocalo daemon run --detach` in the background (its output goes to
 /// logs/daemon.log) and waits until it answers on the socket. Returns its pid.
-pub async fn start_background(ctx: &Ctx) -> anyhow::Result<u32> {
+pub async fn start_background(ctx: &Runtime) -> anyhow::Result<u32> {
     ctx.home.ensure()?;
     let paths = DaemonPaths::new(ctx.home.root());
     create_private_dir(&paths.logs_dir)?;
@@ -530,5 +509,135 @@ pub async fn start_background(ctx: &Ctx) -> anyhow::Result<u32> {
             );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A systemd unit that starts the daemon at boot (`zocalo daemon install`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Unit {
+    /// Where the unit file goes.
+    pub path: PathBuf,
+    /// The file holding the database URL (mode 0600), when there is one: a unit file is
+    /// readable by every user, a URL may carry a password.
+    pub env_file: Option<PathBuf>,
+    pub text: String,
+    /// A system unit (root) or a user unit (`systemctl --user`).
+    pub system: bool,
+}
+
+/// The unit's file name.
+pub const UNIT_NAME: &str = "zocalo.service";
+
+/// Whether systemd manages this machine (its runtime directory exists).
+pub fn systemd_running() -> bool {
+    Path::new("/run/systemd/system").is_dir()
+}
+
+/// The unit for `exe` (the zocalo binary) and this runtime's data home and database. The
+/// directory: `ZOCALO_SYSTEMD_DIR` if set, else `/etc/systemd/system` for root and
+/// `~/.config/systemd/user` for other users.
+pub fn systemd_unit(ctx: &Runtime, exe: &Path) -> Unit {
+    let system = nix_is_root();
+    let dir = match std::env::var_os("ZOCALO_SYSTEMD_DIR").filter(|d| !d.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None if system => PathBuf::from("/etc/systemd/system"),
+        None => std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_default()
+            .join(".config/systemd/user"),
+    };
+    let env_file = ctx
+        .database_url
+        .as_ref()
+        .map(|_| ctx.home.root().join("daemon.env"));
+    let mut text = String::from(
+        "# Written by `zocalo daemon install`; `zocalo daemon uninstall` removes it.\n\
+         [Unit]\n\
+         Description=zocalo daemon: automations, pool worker, services\n\
+         Wants=network-online.target\n\
+         After=network-online.target postgresql.service\n\n\
+         [Service]\n\
+         Type=simple\n",
+    );
+    text.push_str(&format!(
+        "ExecStart={} daemon run\n",
+        systemd_quote(&exe.display().to_string())
+    ));
+    text.push_str(&format!(
+        "Environment={}\n",
+        systemd_quote(&format!("ZOCALO_HOME={}", ctx.home.root().display()))
+    ));
+    if let Some(f) = &env_file {
+        text.push_str(&format!("EnvironmentFile={}\n", f.display()));
+    }
+    text.push_str(
+        "Restart=on-failure\nRestartSec=2\n# Services get their stop grace; then the rest.\n\
+         KillMode=mixed\nTimeoutStopSec=90\n\n[Install]\n",
+    );
+    text.push_str(if system {
+        "WantedBy=multi-user.target\n"
+    } else {
+        "WantedBy=default.target\n"
+    });
+    Unit {
+        path: dir.join(UNIT_NAME),
+        env_file,
+        text,
+        system,
+    }
+}
+
+/// Writes the unit (and the database URL's environment file, 0600).
+pub fn write_unit(ctx: &Runtime, unit: &Unit) -> anyhow::Result<()> {
+    if let (Some(f), Some(url)) = (&unit.env_file, &ctx.database_url) {
+        ctx.home.ensure()?;
+        write_private(f, &format!("ZOCALO_DATABASE_URL={url}\n"))?;
+    }
+    if let Some(dir) = unit.path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&unit.path, &unit.text)
+        .with_context(|| format!("writing {}", unit.path.display()))
+}
+
+/// `systemctl [--user] ARGS...`; an error names the command and what it printed.
+pub fn systemctl(system: bool, args: &[&str]) -> anyhow::Result<()> {
+    let mut cmd = std::process::Command::new("systemctl");
+    if !system {
+        cmd.arg("--user");
+    }
+    let out = cmd
+        .args(args)
+        .output()
+        .context("running systemctl (is systemd installed?)")?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "systemctl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn nix_is_root() -> bool {
+    // The data home and unit directory follow the user; root installs a system unit.
+    std::env::var("USER").is_ok_and(|u| u == "root")
+        || std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                == Some("0")
+        })
+}
+
+/// A value quoted for a unit file when it has spaces or quotes.
+fn systemd_quote(v: &str) -> String {
+    if v.chars()
+        .any(|c| c.is_whitespace() || c == '"' || c == '\\')
+    {
+        format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+    } else {
+        v.to_owned()
     }
 }

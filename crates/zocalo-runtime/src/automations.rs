@@ -1,0 +1,46 @@
+//! Automations as every front end creates them (`schedule add`, the MCP `schedule_add` tool,
+//! the model's `schedule_create`): checked in full before the database is touched, then
+//! stored; and whether any worker will run the jobs they fire.
+
+use chrono::Utc;
+use zocalo_pool::{JobQueue, SqlQueue};
+use zocalo_scheduler::automations::{check_catchup, check_name};
+use zocalo_scheduler::{Automation, NewAutomation, Schedule, Scheduler};
+use zocalo_store::Store;
+
+/// Checks `new` (name, rule, zone, action, catch-up) without touching any database.
+pub fn check(new: &NewAutomation) -> anyhow::Result<()> {
+    check_catchup(new.catchup_limit)?;
+    check_name(&new.name)?;
+    new.action.validate()?;
+    Schedule::parse(&new.rrule, &new.start, &new.tz)?;
+    Ok(())
+}
+
+/// Checks and stores an automation; returns it with its next run.
+pub async fn create(store: &Store, new: NewAutomation) -> anyhow::Result<Automation> {
+    check(&new)?;
+    Ok(Scheduler::new(store.clone()).add(new, Utc::now()).await?)
+}
+
+/// A warning when no live worker node has said it runs `kind` jobs: the automation's runs
+/// would stay queued. `None` when one has (the daemon's local worker counts).
+pub async fn worker_warning(store: &Store, kind: &str) -> Option<String> {
+    let nodes = match SqlQueue::new(store.clone()).nodes(200).await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::debug!("cannot list the pool's nodes: {e}");
+            return None;
+        }
+    };
+    let live = nodes
+        .iter()
+        .any(|n| n.state == "active" && n.kinds.iter().any(|k| k == kind));
+    (!live).then(|| {
+        format!(
+            "no worker that runs `{kind}` jobs is running, so this automation's runs will wait \
+             in the queue: start the daemon (`zocalo daemon start`, its local worker is on by \
+             default) or a worker (`zocalo worker`)"
+        )
+    })
+}

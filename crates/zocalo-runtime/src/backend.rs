@@ -1,0 +1,124 @@
+//! The HTTP server's [`Backend`] over the runtime, and the server as `zocalo serve` runs it:
+//! the REST API, `/v1`, the web UI and MCP at `/mcp`, all on this process's shared resources.
+
+use std::sync::Arc;
+
+use tokio::sync::OnceCell;
+use zocalo_agent::Asker;
+use zocalo_core::embed::Embedder;
+use zocalo_llm::{LlmError, Provider};
+use zocalo_memory::Memory;
+use zocalo_server::{Backend, BackendError, ServerBuilder, Token};
+use zocalo_services::Supervisor;
+use zocalo_store::Store;
+
+use crate::{ModelChoice, Runtime};
+
+/// The server's router builder on this runtime: [`ServerBackend`], MCP over streamable HTTP
+/// at `/mcp` behind the same token, the skills roots and the sandbox launcher. `mcp_shutdown`
+/// ends the MCP sessions.
+pub fn server_builder(
+    ctx: &Runtime,
+    store: Store,
+    token: Token,
+    services: Result<Supervisor, String>,
+    mcp_shutdown: tokio_util::sync::CancellationToken,
+) -> ServerBuilder {
+    let backend = Arc::new(ServerBackend::new(ctx, store.clone(), services));
+    let mcp = crate::mcp::http_router(ctx, store.clone(), None, mcp_shutdown);
+    ServerBuilder::new(store, backend, token)
+        .nest("/mcp", mcp)
+        .skills_roots(zocalo_skills::default_roots(ctx.home.root(), &[]))
+        // This binary is the Landlock launcher for skill scripts (`zocalo __skill-sandbox`).
+        .skill_launcher(ctx.skill_limits().launcher)
+}
+
+/// The runtime as the server's [`Backend`]: the process's one memory, embedder and
+/// providers, and the ask loop built once on first use.
+pub struct ServerBackend {
+    ctx: Runtime,
+    store: Store,
+    asker: OnceCell<Arc<Asker>>,
+    /// This process's supervisor, or why there is none.
+    services: Result<Supervisor, String>,
+}
+
+impl ServerBackend {
+    pub fn new(ctx: &Runtime, store: Store, services: Result<Supervisor, String>) -> Self {
+        Self {
+            ctx: ctx.clone(),
+            store,
+            asker: OnceCell::new(),
+            services,
+        }
+    }
+}
+
+fn backend_error(e: anyhow::Error) -> BackendError {
+    match e.downcast::<LlmError>() {
+        Ok(l) => l.into(),
+        Err(e) => BackendError::Unavailable(format!("{e:#}")),
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for ServerBackend {
+    async fn asker(&self) -> Result<Arc<Asker>, BackendError> {
+        self.asker
+            .get_or_try_init(|| async {
+                let (provider, _model) = self
+                    .ctx
+                    .provider(&ModelChoice::default())
+                    .map_err(backend_error)?;
+                Ok(self.ctx.asker(&self.store, provider, true))
+            })
+            .await
+            .cloned()
+    }
+
+    async fn provider(&self, name: &str) -> Result<Arc<dyn Provider>, BackendError> {
+        self.ctx.provider_named(name).map_err(backend_error)
+    }
+
+    fn models(&self) -> Vec<String> {
+        let Ok(registry) = self.ctx.registry() else {
+            return Vec::new();
+        };
+        let in_vault = self.ctx.vault_names();
+        let mut out = Vec::new();
+        for name in registry.names() {
+            let Ok(spec) = registry.spec(&name) else {
+                continue;
+            };
+            let usable = match &spec.key_env {
+                None => false, // keyless local servers may not be running: not advertised
+                Some(k) => {
+                    std::env::var(k).is_ok_and(|v| !v.trim().is_empty())
+                        || in_vault.iter().any(|n| n == &name)
+                }
+            };
+            if usable {
+                for m in spec.known_models() {
+                    out.push(format!("{name}/{m}"));
+                }
+            }
+        }
+        out
+    }
+
+    fn embedder(&self) -> Option<Arc<dyn Embedder>> {
+        self.ctx.embedder()
+    }
+
+    fn memory(&self) -> Option<Arc<Memory>> {
+        (!crate::memory::memory_off(&self.ctx.config)).then(|| self.ctx.memory_on(&self.store))
+    }
+
+    fn job_kinds(&self) -> zocalo_pool::Registry {
+        crate::jobs::submit_registry()
+    }
+
+    fn supervisor(&self) -> Result<Supervisor, BackendError> {
+        self.services.clone().map_err(BackendError::Unavailable)
+    }
+}

@@ -1,0 +1,342 @@
+//! The pool's job kinds this build runs: `noop` and `shell` (built into zocalo-pool), `ask`
+//! (the ask loop with the configured providers) and `skill` (a skill's script in the sandbox),
+//! and the workers that run them (`zocalo worker`, the daemon's local worker).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use zocalo_agent::AskRequest;
+use zocalo_core::ConversationId;
+use zocalo_pool::{
+    parse_labels, Enqueued, Handler, JobError, JobQueue, JobRun, NewJob, Registry, RetryPolicy,
+    SqlQueue, Worker, WorkerConfig,
+};
+use zocalo_store::Store;
+
+use crate::errors::usage;
+
+use crate::{ModelChoice, Runtime};
+
+/// The kinds `pool submit` accepts: the built-in runners plus the kinds the CLI's workers run
+/// (`ask`) or that other nodes may run (`skill`).
+pub fn submit_registry() -> Registry {
+    let mut r = Registry::builtin();
+    r.declare("ask", |p| AskPayload::parse(p).map(drop));
+    r.declare("skill", validate_skill);
+    r
+}
+
+/// A submission of `count` identical jobs (`pool submit`, MCP `pool_submit`, the model's
+/// `pool_submit` tool).
+#[derive(Clone, Debug)]
+pub struct Submit {
+    pub kind: String,
+    pub payload: Value,
+    /// -1000 to 1000; higher runs first.
+    pub priority: i32,
+    /// Only nodes with all of these labels run the jobs.
+    pub labels: Vec<String>,
+    /// With `count` > 1 the jobs get the keys KEY#1 ... KEY#N.
+    pub key: Option<String>,
+    pub count: u64,
+    pub max_attempts: Option<i32>,
+    pub timeout: Option<Duration>,
+}
+
+impl Submit {
+    pub fn new(kind: impl Into<String>, payload: Value) -> Self {
+        Self {
+            kind: kind.into(),
+            payload,
+            priority: 0,
+            labels: Vec::new(),
+            key: None,
+            count: 1,
+            max_attempts: None,
+            timeout: None,
+        }
+    }
+
+    /// Every job, checked (kind, payload shape, priority, labels, count up to `max_count`)
+    /// before anything is enqueued.
+    pub fn jobs(&self, max_count: u64) -> anyhow::Result<Vec<NewJob>> {
+        submit_registry().validate(&self.kind, &self.payload)?;
+        if self.count == 0 || self.count > max_count {
+            return Err(usage(format!(
+                "count {} out of range: use 1 to {max_count}",
+                self.count
+            )));
+        }
+        let mut template = NewJob::new(self.kind.clone(), self.payload.clone());
+        template.priority = self.priority;
+        template.labels = parse_labels(&self.labels.join(","))?;
+        if let Some(n) = self.max_attempts {
+            template.max_attempts = n;
+        }
+        if let Some(t) = self.timeout {
+            template.timeout = t;
+        }
+        template.key = self.key.clone();
+        template.validate()?;
+        let count = usize::try_from(self.count)?;
+        Ok((1..=count)
+            .map(|i| {
+                let mut j = template.clone();
+                if count > 1 {
+                    j.key = self.key.as_ref().map(|k| format!("{k}#{i}"));
+                }
+                j
+            })
+            .collect())
+    }
+}
+
+/// Checks and enqueues a [`Submit`] in one batch.
+pub async fn submit(store: &Store, s: &Submit, max_count: u64) -> anyhow::Result<Vec<Enqueued>> {
+    let jobs = s.jobs(max_count)?;
+    Ok(SqlQueue::new(store.clone()).enqueue(&jobs).await?)
+}
+
+pub fn validate_skill(p: &Value) -> Result<(), String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct SkillPayload {
+        name: String,
+        #[serde(default)]
+        args: Vec<String>,
+    }
+    if !p.is_object() {
+        return Err(r#"expected an object {"name": "skill-name", "args"?: [...]}"#.into());
+    }
+    let s: SkillPayload = serde_json::from_value(p.clone())
+        .map_err(|e| format!(r#"{e}; expected {{"name": "skill-name", "args"?: [...]}}"#))?;
+    if s.name.trim().is_empty() {
+        return Err("`name` is empty".into());
+    }
+    Ok(())
+}
+
+/// The worker settings `zocalo worker` uses without flags.
+pub fn default_worker_config() -> WorkerConfig {
+    WorkerConfig {
+        concurrency: 4,
+        labels: Vec::new(),
+        drain: false,
+        node_timeout: Duration::from_secs(30),
+        poll_interval: Duration::from_millis(250),
+        shutdown_grace: Duration::from_secs(10),
+        stop_grace: Duration::from_secs(10),
+    }
+}
+
+/// A pool worker on `store` with every job kind this build runs (noop, shell, ask, skill);
+/// the daemon's local worker is one of these.
+pub fn pool_worker(
+    ctx: &Runtime,
+    store: zocalo_store::Store,
+    config: WorkerConfig,
+) -> anyhow::Result<Worker> {
+    pool_worker_with(ctx, store, config, Duration::from_secs(1))
+}
+
+pub fn pool_worker_with(
+    ctx: &Runtime,
+    store: zocalo_store::Store,
+    config: WorkerConfig,
+    retry_base: Duration,
+) -> anyhow::Result<Worker> {
+    let queue = SqlQueue::new(store.clone()).with_retry(RetryPolicy {
+        base: retry_base,
+        cap: Duration::from_secs(3600),
+    });
+    let mut registry = Registry::builtin();
+    registry.register(
+        "ask",
+        Arc::new(AskHandler {
+            ctx: ctx.clone(),
+            store,
+            askers: Default::default(),
+        }),
+    );
+    registry.register("skill", Arc::new(SkillHandler { ctx: ctx.clone() }));
+    Ok(Worker::new(queue, registry, config)?)
+}
+
+/// The `ask` payload.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AskPayload {
+    pub message: String,
+    #[serde(default)]
+    pub conversation_id: Option<String>,
+    #[serde(default)]
+    pub provider: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Set by `agents spawn-all --on-pool`: the agent's depth in the agent tree, so the
+    /// `spawn_agents` tool's depth limit holds on the worker too.
+    #[serde(default)]
+    pub depth: Option<u32>,
+}
+
+impl AskPayload {
+    pub fn parse(p: &Value) -> Result<AskPayload, String> {
+        const SHAPE: &str =
+            r#"expected {"message": "...", "conversation_id"?, "provider"?, "model"?, "depth"?}"#;
+        if !p.is_object() {
+            return Err(SHAPE.into());
+        }
+        let a: AskPayload =
+            serde_json::from_value(p.clone()).map_err(|e| format!("{e}; {SHAPE}"))?;
+        if a.message.trim().is_empty() {
+            return Err("`message` is empty".into());
+        }
+        if let Some(c) = &a.conversation_id {
+            c.parse::<ConversationId>().map_err(|_| {
+                format!("`conversation_id` {c:?} is not a conversation id (conv_…)")
+            })?;
+        }
+        Ok(a)
+    }
+}
+
+/// Runs the ask loop: payload {"message","conversation_id"?,"provider"?,"model"?} → result
+/// {"conversation_id","text"}. A missing key or unknown provider fails the job for good;
+/// provider outages are retried.
+///
+/// The ask loop for each (provider, model) is built once per worker and shared by its jobs:
+/// building it loads the provider (the local model's weights), the skills and the memory
+/// indexes, which would otherwise be repeated for every job.
+struct AskHandler {
+    ctx: Runtime,
+    store: zocalo_store::Store,
+    askers: tokio::sync::Mutex<std::collections::HashMap<AskerKey, AskerFor>>,
+}
+
+type AskerKey = (Option<String>, Option<String>);
+/// An ask loop and the model it should ask (None: the provider's default).
+type AskerFor = (Arc<zocalo_agent::Asker>, Option<String>);
+
+impl AskHandler {
+    async fn asker(&self, p: &AskPayload) -> Result<AskerFor, JobError> {
+        let key = (p.provider.clone(), p.model.clone());
+        let mut askers = self.askers.lock().await;
+        if let Some(found) = askers.get(&key) {
+            return Ok(found.clone());
+        }
+        let (provider, model) = self
+            .ctx
+            .provider(&ModelChoice {
+                provider: p.provider.clone(),
+                model: p.model.clone(),
+                no_tools: false,
+            })
+            .map_err(|e| JobError::fatal(format!("{e:#}")))?;
+        let built = (
+            // Many ask jobs at once share the provider's rate gate (requests_per_minute).
+            self.ctx
+                .asker(&self.store, self.ctx.throttled(provider), true),
+            model,
+        );
+        askers.insert(key, built.clone());
+        Ok(built)
+    }
+}
+
+#[async_trait]
+impl Handler for AskHandler {
+    fn validate(&self, payload: &Value) -> Result<(), String> {
+        AskPayload::parse(payload).map(drop)
+    }
+
+    async fn run(&self, mut job: JobRun) -> Result<Value, JobError> {
+        let p = AskPayload::parse(&job.payload).map_err(JobError::fatal)?;
+        let (asker, model) = self.asker(&p).await?;
+        let conversation = p
+            .conversation_id
+            .as_deref()
+            .map(str::parse::<ConversationId>)
+            .transpose()
+            .map_err(|e| JobError::fatal(e.to_string()))?;
+        let request = AskRequest {
+            conversation,
+            message: p.message,
+            model,
+        };
+        let mut ignore = |_| {};
+        let ask = zocalo_agent::at_depth(p.depth.unwrap_or(0), asker.ask(request, &mut ignore));
+        tokio::select! {
+            r = ask => match r {
+                Ok(o) => Ok(json!({"conversation_id": o.conversation_id, "text": o.text})),
+                Err(e) if e.is_usage() => Err(JobError::fatal(e.to_string())),
+                Err(e) => Err(JobError::retry(e.to_string())),
+            },
+            reason = job.stop.stopped() => Err(JobError::retry(format!("stopped ({reason:?})"))),
+        }
+    }
+}
+
+/// Runs a skill's script on this worker: payload {"name","args"?} → result {"exit_code",
+/// "stdout","stderr","sandbox"}. Skills are discovered as `zocalo skills` finds them on this
+/// machine; scripts run through the same sandboxed runner (Landlock launcher, clean
+/// environment, time and output limits). A skill this worker does not have fails the job for
+/// good; a script that exits non-zero or times out is retried like a shell job.
+struct SkillHandler {
+    ctx: Runtime,
+}
+
+#[derive(Debug, Deserialize)]
+struct SkillPayload {
+    name: String,
+    #[serde(default)]
+    args: Vec<String>,
+}
+
+#[async_trait]
+impl Handler for SkillHandler {
+    fn validate(&self, payload: &Value) -> Result<(), String> {
+        validate_skill(payload)
+    }
+
+    async fn run(&self, mut job: JobRun) -> Result<Value, JobError> {
+        validate_skill(&job.payload).map_err(JobError::fatal)?;
+        let p: SkillPayload = serde_json::from_value(job.payload.clone())
+            .map_err(|e| JobError::fatal(e.to_string()))?;
+        let skill = self
+            .ctx
+            .skills()
+            .get(&p.name)
+            .map_err(|e| JobError::fatal(format!("on this worker: {e}")))?;
+        let limits = self.ctx.skill_limits();
+        let out = tokio::select! {
+            r = zocalo_skills::run_script(&skill, None, &p.args, &limits) => {
+                r.map_err(|e| JobError::fatal(e.to_string()))?
+            }
+            reason = job.stop.stopped() => {
+                return Err(JobError::retry(format!("stopped ({reason:?})")));
+            }
+        };
+        let result = json!({
+            "exit_code": out.exit_code, "stdout": out.stdout, "stderr": out.stderr,
+            "timed_out": out.timed_out, "sandbox": out.sandbox, "elapsed_ms": out.elapsed_ms,
+        });
+        if out.success() {
+            Ok(result)
+        } else {
+            Err(JobError::retry(format!(
+                "skill {} {}: {}",
+                p.name,
+                if out.timed_out {
+                    "timed out".to_string()
+                } else {
+                    format!("exited with {:?}", out.exit_code)
+                },
+                out.stderr.trim()
+            )))
+        }
+    }
+}

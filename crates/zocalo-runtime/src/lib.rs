@@ -1,0 +1,59 @@
+//! zocalo-runtime: the one composition root. It turns the data home, config.toml and the
+//! environment into running subsystems, builds each shared resource once per process (the
+//! store, the embedder, the memory, the skills and their watcher, the browser, the MCP
+//! clients, the providers) and is what the CLI, the server, MCP and the Python package call.
+//!
+//! - [`Runtime`]: load or [`Runtime::open`] one; [`Runtime::ask`], [`Runtime::memory`],
+//!   [`Runtime::store`] (conversations, automations and the pool live there), ...
+//! - [`ask`]: one ask, with caller-chosen conversation keys.
+//! - [`automations`]: creating automations, and whether a worker will run their jobs.
+//! - [`jobs`]: the pool's job kinds (ask, skill) and the workers that run them.
+//! - [`daemon`]: the computer itself: scheduler ticker, local worker, services supervisor,
+//!   the socket the CLI talks to.
+//! - [`backend`]: the HTTP server on this runtime.
+//! - [`mcp`]: zocalo's tools served over MCP.
+//! - [`agents`]: sub-agent batches, here or on the pool.
+//! - [`memory`]: memory settings and the parsers of the files users hand in.
+//! - [`errors`]: one classification of errors (bad input or failure) for every front end.
+//!
+//! ```no_run
+//! use zocalo_runtime::{Ask, Options, Runtime};
+//!
+//! # async fn demo() -> anyhow::Result<()> {
+//! // The same data home and database as the `zocalo` CLI.
+//! let rt = Runtime::open(Options::default()).await?;
+//! let answer = rt
+//!     .ask(
+//!         Ask {
+//!             conv_key: Some("discord:42".into()),
+//!             ..Ask::new("What is the capital of France?")
+//!         },
+//!         &mut |_event| {},
+//!     )
+//!     .await?;
+//! println!("{}", answer.text);
+//!
+//! let memory = rt.memory().await?;
+//! memory
+//!     .memorize(zocalo_memory::NewMemory::new("user:ada", "The boat is named Seraphina."))
+//!     .await?;
+//! let hits = memory.recall("what is the boat called", &["user:ada"], 5).await?;
+//! assert!(!hits.is_empty());
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod agents;
+pub mod ask;
+pub mod automations;
+pub mod backend;
+pub mod daemon;
+pub mod errors;
+pub mod jobs;
+pub mod mcp;
+pub mod memory;
+mod runtime;
+
+pub use ask::Ask;
+pub use errors::{is_usage, usage, UsageError};
+pub use runtime::{parse_conversation, LoadCounts, ModelChoice, Options, Runtime};

@@ -1,0 +1,1 @@
+SELECT conversation_id FROM conversation_keys WHERE key = $1
