@@ -98,26 +98,7 @@ pub struct AskOutcome {
     pub stop_reason: StopReason,
 }
 
-/// Extra context for a turn (recalled memories, for example) and a hook once the turn is
-/// stored. Failures are logged and the ask goes on without the extra context.
-#[async_trait::async_trait]
-pub trait ContextSource: Send + Sync {
-    /// Text appended to the system prompt for this turn, at most `budget_tokens` (estimated
-    /// as [`estimate_tokens`] does); `None` for nothing.
-    async fn context_for(
-        &self,
-        conversation: &ConversationId,
-        message: &str,
-        budget_tokens: usize,
-    ) -> Result<Option<String>, String>;
-
-    /// Called after the turn (user message and answer) is committed.
-    async fn turn_committed(
-        &self,
-        conversation: &ConversationId,
-        message: &str,
-    ) -> Result<(), String>;
-}
+pub use zocalo_core::ContextSource;
 
 /// Runs asks against one provider, store and tool set.
 pub struct Asker {

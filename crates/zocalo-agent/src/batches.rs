@@ -13,6 +13,10 @@ use crate::spawn::{AgentResult, AgentStatus, AgentTask, ErrorKind};
 
 const BATCH_SELECT: &str = include_str!("sql/batch_select.sql");
 const RUN_SELECT: &str = include_str!("sql/run_select.sql");
+const BATCH_INSERT: &str = include_str!("sql/batch_insert.sql");
+const BATCH_FINISH: &str = include_str!("sql/batch_finish.sql");
+const RUN_FINISH: &str = include_str!("sql/run_finish.sql");
+const RUN_SET_JOB: &str = include_str!("sql/run_set_job.sql");
 /// Rows per multi-row INSERT (5 parameters each, far below SQLite's limit).
 const INSERT_CHUNK: usize = 500;
 
@@ -135,23 +139,19 @@ impl Batches {
         with_pool!(self.store.pool(), |p| {
             async {
                 let mut tx = p.begin().await?;
-                sqlx::query(
-                    "INSERT INTO agent_batches (id, parent_conversation_id, depth, provider, \
-                     model, runner, concurrency, timeout_ms, total, state, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'running', $10)",
-                )
-                .bind(batch.id)
-                .bind(batch.parent.map(ConversationId::as_str))
-                .bind(i64::from(batch.depth))
-                .bind(batch.provider)
-                .bind(batch.model)
-                .bind(batch.runner)
-                .bind(concurrency)
-                .bind(timeout)
-                .bind(total)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query(BATCH_INSERT)
+                    .bind(batch.id)
+                    .bind(batch.parent.map(ConversationId::as_str))
+                    .bind(i64::from(batch.depth))
+                    .bind(batch.provider)
+                    .bind(batch.model)
+                    .bind(batch.runner)
+                    .bind(concurrency)
+                    .bind(timeout)
+                    .bind(total)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
                 for (chunk_no, chunk) in tasks.chunks(INSERT_CHUNK).enumerate() {
                     let mut q = sqlx::QueryBuilder::new(
                         "INSERT INTO agent_runs (batch_id, seq, task_id, prompt, status) ",
@@ -191,23 +191,19 @@ impl Batches {
                             ("error", Some(k.unwrap_or(ErrorKind::Failed).as_str()))
                         }
                     };
-                    sqlx::query(
-                        "UPDATE agent_runs SET status = $3, error_kind = $4, error = $5, \
-                         output = $6, conversation_id = $7, job_id = COALESCE($8, job_id), \
-                         elapsed_ms = $9, finished_at = $10 WHERE batch_id = $1 AND seq = $2",
-                    )
-                    .bind(batch_id)
-                    .bind(result.index as i64)
-                    .bind(status)
-                    .bind(kind)
-                    .bind(result.error.as_deref())
-                    .bind(result.output.as_deref())
-                    .bind(result.conversation_id.as_ref().map(ConversationId::as_str))
-                    .bind(result.job_id.as_deref())
-                    .bind(i64::try_from(result.elapsed_ms).unwrap_or(i64::MAX))
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+                    sqlx::query(RUN_FINISH)
+                        .bind(batch_id)
+                        .bind(result.index as i64)
+                        .bind(status)
+                        .bind(kind)
+                        .bind(result.error.as_deref())
+                        .bind(result.output.as_deref())
+                        .bind(result.conversation_id.as_ref().map(ConversationId::as_str))
+                        .bind(result.job_id.as_deref())
+                        .bind(i64::try_from(result.elapsed_ms).unwrap_or(i64::MAX))
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 tx.commit().await
             }
@@ -224,7 +220,7 @@ impl Batches {
         job_id: &str,
     ) -> Result<(), StoreError> {
         with_pool!(self.store.pool(), |p| {
-            sqlx::query("UPDATE agent_runs SET job_id = $3 WHERE batch_id = $1 AND seq = $2")
+            sqlx::query(RUN_SET_JOB)
                 .bind(batch_id)
                 .bind(seq as i64)
                 .bind(job_id)
@@ -241,7 +237,7 @@ impl Batches {
         state: BatchState,
     ) -> Result<(), StoreError> {
         with_pool!(self.store.pool(), |p| {
-            sqlx::query("UPDATE agent_batches SET state = $2, finished_at = $3 WHERE id = $1")
+            sqlx::query(BATCH_FINISH)
                 .bind(batch_id)
                 .bind(state.as_str())
                 .bind(now_ms())

@@ -77,6 +77,7 @@ struct Slot {
 
 impl Sessions {
     pub fn new(config: ToolsConfig) -> Arc<Self> {
+        tracing::info!("zocalo-browser: a browser session manager was created");
         Arc::new(Self {
             config,
             state: Mutex::new(State::default()),

@@ -7,10 +7,12 @@
 //! - [`protocol`]: chat messages, tool specs and calls, stream events, usage.
 //! - [`tool`]: the object-safe [`Tool`] trait the ask loop calls.
 //! - [`embed`]: the [`Embedder`](embed::Embedder) seam memory uses for dense vectors.
+//! - [`context`]: the [`ContextSource`] seam the ask loop gets extra context through.
 //!
 //! Nothing here talks to the network or a database.
 
 pub mod config;
+pub mod context;
 pub mod embed;
 pub mod error;
 pub mod ids;
@@ -20,6 +22,7 @@ pub mod secret;
 pub mod tool;
 
 pub use config::{Config, DaemonConfig};
+pub use context::ContextSource;
 pub use error::CoreError;
 pub use ids::{ConversationId, MessageId};
 pub use protocol::{

@@ -65,6 +65,7 @@ impl LocalEmbedder {
             .map_err(|e| LocalError::Tokenizer(e.to_string()))?;
         tokenizer.with_padding(None);
         let model = Bert::load(&read("model.safetensors")?, &config)?;
+        tracing::info!("zocalo-local: loaded the all-MiniLM-L6-v2 embedder");
         Ok(Self {
             model,
             tokenizer,

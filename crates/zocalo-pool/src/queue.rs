@@ -20,29 +20,7 @@ use crate::job::{
 };
 use crate::PoolError;
 
-/// One statement in both dialects (the same text where they agree).
-struct Sql {
-    sqlite: &'static str,
-    postgres: &'static str,
-}
-
-impl Sql {
-    fn get(&self, pool: &Pool) -> &'static str {
-        match pool {
-            Pool::Sqlite(_) => self.sqlite,
-            Pool::Postgres(_) => self.postgres,
-        }
-    }
-}
-
-macro_rules! split {
-    ($file:literal) => {
-        Sql {
-            sqlite: include_str!(concat!("sql/sqlite/", $file)),
-            postgres: include_str!(concat!("sql/postgres/", $file)),
-        }
-    };
-}
+use zocalo_store::{dialects, Dialects as Sql};
 
 macro_rules! shared {
     ($file:literal) => {
@@ -53,13 +31,13 @@ macro_rules! shared {
     };
 }
 
-const ENQUEUE: Sql = split!("enqueue.sql");
-const IDS_BY_KEY: Sql = split!("ids_by_key.sql");
-const CLAIM: Sql = split!("claim.sql");
-const SUCCEED: Sql = split!("succeed.sql");
+const ENQUEUE: Sql = dialects!("enqueue.sql");
+const IDS_BY_KEY: Sql = dialects!("ids_by_key.sql");
+const CLAIM: Sql = dialects!("claim.sql");
+const SUCCEED: Sql = dialects!("succeed.sql");
 const SUCCEED_AND_CLAIM_PG: &str = include_str!("sql/postgres/succeed_and_claim.sql");
-const LOST_LEASES: Sql = split!("lost_leases.sql");
-const NEXT_RUN: Sql = split!("next_run.sql");
+const LOST_LEASES: Sql = dialects!("lost_leases.sql");
+const NEXT_RUN: Sql = dialects!("next_run.sql");
 const FAIL: Sql = shared!("fail.sql");
 const RELEASE: Sql = shared!("release.sql");
 const CANCEL: Sql = shared!("cancel.sql");
@@ -439,7 +417,10 @@ impl JobQueue for SqlQueue {
             }
             chunks.push((Value::from(rows).to_string(), ids, keys));
         }
-        let (enqueue, by_key) = (ENQUEUE.get(self.pool()), IDS_BY_KEY.get(self.pool()));
+        let (enqueue, by_key) = (
+            ENQUEUE.for_pool(self.pool()),
+            IDS_BY_KEY.for_pool(self.pool()),
+        );
         // One transaction for the whole batch: a failure enqueues nothing.
         let existing: HashMap<String, String> = zocalo_store::with_pool!(self.pool(), |p| {
             async {
@@ -501,7 +482,7 @@ impl JobQueue for SqlQueue {
         if max == 0 || kinds.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = CLAIM.get(self.pool());
+        let sql = CLAIM.for_pool(self.pool());
         let now = now_ms();
         let (kinds, labels) = (labels_json(kinds), labels_json(labels));
         let max = i64::try_from(max).unwrap_or(i64::MAX);
@@ -590,7 +571,7 @@ impl JobQueue for SqlQueue {
             return Ok(0);
         }
         let batch = results_json(results);
-        let sql = SUCCEED.get(self.pool());
+        let sql = SUCCEED.for_pool(self.pool());
         let now = now_ms();
         let n = write!(self.pool(), |ex| {
             sqlx::query(sql)
@@ -625,7 +606,7 @@ impl JobQueue for SqlQueue {
                 FailOutcome::Retry { at: ms_to_time(at) },
             )
         };
-        let sql = FAIL.get(self.pool());
+        let sql = FAIL.for_pool(self.pool());
         let n = write!(self.pool(), |ex| {
             sqlx::query(sql)
                 .bind(&job.id)
@@ -649,7 +630,7 @@ impl JobQueue for SqlQueue {
     }
 
     async fn release(&self, node: &str, lease: &Lease) -> Result<bool, PoolError> {
-        let sql = RELEASE.get(self.pool());
+        let sql = RELEASE.for_pool(self.pool());
         let now = now_ms();
         let n = write!(self.pool(), |ex| {
             sqlx::query(sql)
@@ -668,7 +649,7 @@ impl JobQueue for SqlQueue {
     }
 
     async fn cancel(&self, id: &str) -> Result<Cancelled, PoolError> {
-        let sql = CANCEL.get(self.pool());
+        let sql = CANCEL.for_pool(self.pool());
         let now = now_ms();
         let row: Option<Option<i64>> = write!(self.pool(), |ex| {
             sqlx::query_scalar(sql)
@@ -691,7 +672,7 @@ impl JobQueue for SqlQueue {
     }
 
     async fn cancel_ack(&self, id: &str) -> Result<(), PoolError> {
-        let sql = CANCEL_ACK.get(self.pool());
+        let sql = CANCEL_ACK.for_pool(self.pool());
         let now = now_ms();
         write!(self.pool(), |ex| {
             sqlx::query(sql)
@@ -705,7 +686,7 @@ impl JobQueue for SqlQueue {
     }
 
     async fn register_node(&self, node: &NodeSpec) -> Result<(), PoolError> {
-        let sql = NODE_REGISTER.get(self.pool());
+        let sql = NODE_REGISTER.for_pool(self.pool());
         let now = now_ms();
         let (labels, kinds) = (labels_json(&node.labels), labels_json(&node.kinds));
         write!(self.pool(), |ex| {
@@ -726,7 +707,7 @@ impl JobQueue for SqlQueue {
     }
 
     async fn heartbeat(&self, node: &str, state: &str) -> Result<(), PoolError> {
-        let sql = NODE_HEARTBEAT.get(self.pool());
+        let sql = NODE_HEARTBEAT.for_pool(self.pool());
         let now = now_ms();
         write!(self.pool(), |ex| {
             sqlx::query(sql)
@@ -744,7 +725,7 @@ impl JobQueue for SqlQueue {
         if leases.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = LOST_LEASES.get(self.pool());
+        let sql = LOST_LEASES.for_pool(self.pool());
         let batch = serde_json::to_string(leases)
             .map_err(|e| PoolError::Worker(format!("encoding leases: {e}")))?;
         let rows: Vec<(String, Option<String>)> = zocalo_store::with_pool!(self.pool(), |p| {
@@ -764,7 +745,10 @@ impl JobQueue for SqlQueue {
     }
 
     async fn reclaim(&self) -> Result<Vec<String>, PoolError> {
-        let (reclaim, lost) = (RECLAIM.get(self.pool()), NODES_LOST.get(self.pool()));
+        let (reclaim, lost) = (
+            RECLAIM.for_pool(self.pool()),
+            NODES_LOST.for_pool(self.pool()),
+        );
         let now = now_ms();
         let ids: Vec<String> = write!(self.pool(), |ex| {
             let ids = sqlx::query_scalar(reclaim)
@@ -786,7 +770,7 @@ impl JobQueue for SqlQueue {
         labels: &[String],
         recheck: chrono::DateTime<chrono::Utc>,
     ) -> Result<Option<chrono::DateTime<chrono::Utc>>, PoolError> {
-        let sql = NEXT_RUN.get(self.pool());
+        let sql = NEXT_RUN.for_pool(self.pool());
         let (kinds, labels) = (labels_json(kinds), labels_json(labels));
         let at: Option<i64> = zocalo_store::with_pool!(self.pool(), |p| {
             sqlx::query_scalar(sql)
@@ -822,7 +806,7 @@ impl JobQueue for SqlQueue {
     }
 
     async fn nodes(&self, limit: i64) -> Result<Vec<Node>, PoolError> {
-        let sql = NODES.get(self.pool());
+        let sql = NODES.for_pool(self.pool());
         let rows: Vec<NodeRow> = zocalo_store::with_pool!(self.pool(), |p| {
             sqlx::query_as(sql).bind(limit.max(0)).fetch_all(p).await
         })?;
@@ -830,7 +814,7 @@ impl JobQueue for SqlQueue {
     }
 
     async fn stats(&self) -> Result<Stats, PoolError> {
-        let sql = STATS.get(self.pool());
+        let sql = STATS.for_pool(self.pool());
         let rows = zocalo_store::with_pool!(self.pool(), |p| {
             sqlx::query(sql).fetch_all(p).await.and_then(|rows| {
                 rows.iter()

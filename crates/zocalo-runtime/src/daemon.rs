@@ -19,7 +19,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use zocalo_core::DaemonConfig;
 use zocalo_services::{ServiceSpec, ServicesError, Supervisor, SupervisorConfig};
-use zocalo_store::Store;
 
 use crate::errors::usage;
 use crate::Runtime;
@@ -85,7 +84,6 @@ pub enum Request {
 /// [`DaemonWork::shutdown`].
 pub struct DaemonWork {
     supervisor: Supervisor,
-    store: Store,
     cancel: CancellationToken,
     tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
     paths: DaemonPaths,
@@ -170,7 +168,6 @@ impl DaemonWork {
         }
         Ok(DaemonWork {
             supervisor,
-            store,
             cancel,
             tasks,
             paths,
@@ -190,7 +187,8 @@ impl DaemonWork {
 
     /// Stops everything: no more requests, the scheduler and worker end (running jobs get
     /// the worker's grace), every service's processes are stopped (they stay wanted
-    /// running, so the next daemon starts them again), the socket and pid file go.
+    /// running, so the next daemon starts them again), the socket and pid file go. The
+    /// store stays open: it is the runtime's ([`Runtime::close`]).
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.cancel.cancel();
         self.supervisor.shutdown().await;
@@ -208,7 +206,6 @@ impl DaemonWork {
         }
         let _ = std::fs::remove_file(&self.paths.socket);
         let _ = std::fs::remove_file(&self.paths.pid);
-        self.store.close().await;
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),
@@ -520,6 +517,7 @@ pub struct Unit {
     /// The file holding the database URL (mode 0600), when there is one: a unit file is
     /// readable by every user, a URL may carry a password.
     pub env_file: Option<PathBuf>,
+    #[serde(rename = "unit")]
     pub text: String,
     /// A system unit (root) or a user unit (`systemctl --user`).
     pub system: bool,
@@ -585,6 +583,70 @@ pub fn systemd_unit(ctx: &Runtime, exe: &Path) -> Unit {
         text,
         system,
     }
+}
+
+/// What `daemon install` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Installed {
+    /// False: systemd does not run here (and no `ZOCALO_SYSTEMD_DIR`): nothing was written.
+    pub installed: bool,
+    /// `systemctl enable` ran.
+    pub enabled: bool,
+    pub systemd: bool,
+    #[serde(flatten)]
+    pub unit: Unit,
+}
+
+/// Writes the unit for `exe` and, where systemd runs, enables it. Without systemd (and
+/// without `ZOCALO_SYSTEMD_DIR`) nothing is written: the caller shows the unit.
+pub fn install(ctx: &Runtime, exe: &Path) -> anyhow::Result<Installed> {
+    let unit = systemd_unit(ctx, exe);
+    let systemd = systemd_running();
+    let forced_dir = std::env::var_os("ZOCALO_SYSTEMD_DIR").is_some_and(|d| !d.is_empty());
+    if !systemd && !forced_dir {
+        return Ok(Installed {
+            installed: false,
+            enabled: false,
+            systemd,
+            unit,
+        });
+    }
+    write_unit(ctx, &unit)?;
+    if systemd {
+        systemctl(unit.system, &["daemon-reload"])?;
+        systemctl(unit.system, &["enable", UNIT_NAME])?;
+    }
+    Ok(Installed {
+        installed: true,
+        enabled: systemd,
+        systemd,
+        unit,
+    })
+}
+
+/// Removes the unit `install` wrote (disabled first where systemd runs) and its environment
+/// file. Returns whether there was one, and its path.
+pub fn uninstall(ctx: &Runtime, exe: &Path) -> anyhow::Result<(bool, PathBuf)> {
+    let unit = systemd_unit(ctx, exe);
+    let present = unit.path.exists();
+    let systemd = systemd_running();
+    if present && systemd {
+        // Best effort: a unit that was never enabled cannot be disabled.
+        if let Err(e) = systemctl(unit.system, &["disable", UNIT_NAME]) {
+            tracing::warn!("{e:#}");
+        }
+    }
+    if present {
+        std::fs::remove_file(&unit.path)
+            .with_context(|| format!("removing {}", unit.path.display()))?;
+    }
+    if let Some(f) = &unit.env_file {
+        let _ = std::fs::remove_file(f);
+    }
+    if present && systemd {
+        systemctl(unit.system, &["daemon-reload"])?;
+    }
+    Ok((present, unit.path))
 }
 
 /// Writes the unit (and the database URL's environment file, 0600).

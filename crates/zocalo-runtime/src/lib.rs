@@ -7,13 +7,16 @@
 //!   [`Runtime::store`] (conversations, automations and the pool live there), ...
 //! - [`ask`]: one ask, with caller-chosen conversation keys.
 //! - [`automations`]: creating automations, and whether a worker will run their jobs.
+//! - [`keys`]: where each provider's key comes from; a vendor's models with it.
 //! - [`jobs`]: the pool's job kinds (ask, skill) and the workers that run them.
 //! - [`daemon`]: the computer itself: scheduler ticker, local worker, services supervisor,
 //!   the socket the CLI talks to.
+//! - [`doctor`]: what zocalo needs, checked, with how to fix it.
 //! - [`backend`]: the HTTP server on this runtime.
 //! - [`mcp`]: zocalo's tools served over MCP.
 //! - [`agents`]: sub-agent batches, here or on the pool.
 //! - [`memory`]: memory settings and the parsers of the files users hand in.
+//! - [`signals`]: when a long-running front end should stop.
 //! - [`errors`]: one classification of errors (bad input or failure) for every front end.
 //!
 //! ```no_run
@@ -48,11 +51,14 @@ pub mod ask;
 pub mod automations;
 pub mod backend;
 pub mod daemon;
+pub mod doctor;
 pub mod errors;
 pub mod jobs;
+pub mod keys;
 pub mod mcp;
 pub mod memory;
 mod runtime;
+pub mod signals;
 
 pub use ask::Ask;
 pub use errors::{is_usage, usage, UsageError};

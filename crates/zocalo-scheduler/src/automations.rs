@@ -37,34 +37,12 @@ const INSERT_AUTOMATION: &str = include_str!("sql/insert_automation.sql");
 const AUTOMATION_SELECT: &str = include_str!("sql/automation_select.sql");
 const DELETE_AUTOMATION: &str = include_str!("sql/delete_automation.sql");
 const SET_PAUSED: &str = include_str!("sql/set_paused.sql");
-/// One statement in both dialects.
-struct Sql {
-    sqlite: &'static str,
-    postgres: &'static str,
-}
+use zocalo_store::{dialects, Dialects as Sql};
 
-impl Sql {
-    fn get(&self, store: &Store) -> &'static str {
-        match store.backend() {
-            zocalo_store::Backend::Sqlite => self.sqlite,
-            zocalo_store::Backend::Postgres => self.postgres,
-        }
-    }
-}
-
-macro_rules! split {
-    ($file:literal) => {
-        Sql {
-            sqlite: include_str!(concat!("sql/sqlite/", $file)),
-            postgres: include_str!(concat!("sql/postgres/", $file)),
-        }
-    };
-}
-
-const DUE: Sql = split!("due.sql");
-const ADVANCE: Sql = split!("advance.sql");
-const INSERT_RUNS: Sql = split!("insert_runs.sql");
-const SET_RUN_JOBS: Sql = split!("set_run_jobs.sql");
+const DUE: Sql = dialects!("due.sql");
+const ADVANCE: Sql = dialects!("advance.sql");
+const INSERT_RUNS: Sql = dialects!("insert_runs.sql");
+const SET_RUN_JOBS: Sql = dialects!("set_run_jobs.sql");
 const UNQUEUED_RUNS: &str = include_str!("sql/unqueued_runs.sql");
 const RUNS: &str = include_str!("sql/runs.sql");
 const NEXT_DUE: &str = include_str!("sql/next_due.sql");
@@ -587,9 +565,9 @@ impl Scheduler {
     async fn claim_due(&self, now: DateTime<Utc>) -> Result<(usize, Vec<ToFire>), SchedulerError> {
         let now_ms = now.timestamp_millis();
         let (due, advance, insert) = (
-            DUE.get(&self.store),
-            ADVANCE.get(&self.store),
-            INSERT_RUNS.get(&self.store),
+            DUE.for_store(&self.store),
+            ADVANCE.for_store(&self.store),
+            INSERT_RUNS.for_store(&self.store),
         );
         with_pool!(self.store.pool(), |p| {
             async {
@@ -720,7 +698,7 @@ impl Scheduler {
             .zip(&enqueued)
             .map(|(r, e)| json!({"id": r.run_id, "job_id": e.id}))
             .collect();
-        let sql = SET_RUN_JOBS.get(&self.store);
+        let sql = SET_RUN_JOBS.for_store(&self.store);
         let body = Value::from(pairs).to_string();
         with_pool!(self.store.pool(), |p| sqlx::query(sql)
             .bind(&body)

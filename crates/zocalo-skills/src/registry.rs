@@ -230,6 +230,7 @@ impl Skills {
     /// changes (events are coalesced for 100 ms). Stops when the last clone is dropped. Roots
     /// created later are seen at the next start or [`Skills::reload`].
     pub fn watch(&self) -> Result<(), SkillError> {
+        tracing::info!("zocalo-skills: watching the skills roots for changes");
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let mut watcher =
             notify::recommended_watcher(move |res: notify::Result<notify::Event>| {

@@ -7,12 +7,14 @@
 //!   compression); the turns themselves stay.
 //! - [`StoreError`]: what can fail; URLs in errors never carry a password.
 //! - [`with_pool!`]: run the same SQL on whichever backend is configured.
+//! - [`Dialects`] / [`dialects!`]: a statement whose text differs between the backends.
 //!
 //! Migrations live in `migrations/sqlite` and `migrations/postgres` (same versions on both);
 //! longer statements live in `src/sql/*.sql`. The SQL text is shared between backends: sqlx's
 //! SQLite driver maps `$N` to the N-th argument just as Postgres does.
 
 pub mod conversations;
+pub mod dialect;
 pub mod error;
 mod store;
 pub mod summaries;
@@ -20,6 +22,7 @@ mod ts;
 mod url;
 
 pub use conversations::{Conversation, NewMessage, StoredMessage};
+pub use dialect::Dialects;
 pub use error::{redact_url, StoreError};
 pub use store::{Backend, Pool, Store};
 pub use summaries::ConversationSummary;

@@ -174,6 +174,11 @@ pub async fn remove(
 pub struct AskBody {
     /// The user's message.
     pub message: String,
+    /// With `/api/conversations/ask`: one conversation per key you choose (a chat or channel
+    /// id such as `telegram:42`), created on first use and continued by every later ask with
+    /// the same key.
+    #[serde(default)]
+    pub conv_key: Option<String>,
 }
 
 /// Ask in a new conversation. SSE events: `start` {conversation_id?}, `text` {text},
@@ -187,7 +192,22 @@ pub async fn ask_new(
     State(state): State<AppState>,
     Json(body): Json<AskBody>,
 ) -> ApiResult<Response> {
-    ask(state, None, body).await
+    if body.message.trim().is_empty() {
+        // Before a key's conversation is created: bad input leaves nothing behind.
+        return Err(ApiError::bad_request("the message is empty: say something").param("message"));
+    }
+    let conv = match body.conv_key.as_deref() {
+        Some(key) => Some(
+            state
+                .store()
+                .conversation_for_key(key)
+                .await
+                .map_err(|e| store_error(e).param("conv_key"))?
+                .0,
+        ),
+        None => None,
+    };
+    ask(state, conv, body).await
 }
 
 /// Ask in an existing conversation (same events as `/api/conversations/ask`).
@@ -201,6 +221,12 @@ pub async fn ask_existing(
     Path(id): Path<String>,
     Json(body): Json<AskBody>,
 ) -> ApiResult<Response> {
+    if body.conv_key.is_some() {
+        return Err(
+            ApiError::bad_request("a conversation key goes to /api/conversations/ask")
+                .param("conv_key"),
+        );
+    }
     let cid = parse_id(&id)?;
     if state
         .store()

@@ -137,10 +137,12 @@ pub async fn run(ctx: &Runtime, cmd: DaemonCmd) -> anyhow::Result<()> {
             let stop = work.cancel_token();
             tokio::select! {
                 _ = stop.cancelled() => {}
-                _ = signal() => {}
+                _ = zocalo_runtime::signals::terminated() => {}
             }
             eprintln!("daemon stopping");
-            work.shutdown().await?;
+            let stopped = work.shutdown().await;
+            ctx.close().await;
+            stopped?;
             eprintln!("daemon stopped");
             Ok(())
         }
@@ -148,48 +150,28 @@ pub async fn run(ctx: &Runtime, cmd: DaemonCmd) -> anyhow::Result<()> {
 }
 
 fn install(ctx: &Runtime, json: bool) -> anyhow::Result<()> {
-    let exe = std::env::current_exe()?;
-    let unit = daemon::systemd_unit(ctx, &exe);
-    let systemd = daemon::systemd_running();
-    let forced_dir = std::env::var_os("ZOCALO_SYSTEMD_DIR").is_some_and(|d| !d.is_empty());
-    if !systemd && !forced_dir {
+    let r = daemon::install(ctx, &std::env::current_exe()?)?;
+    if json {
+        return super::print_json(&serde_json::to_value(&r)?);
+    }
+    let unit = &r.unit;
+    let user = if unit.system { "" } else { " --user" };
+    if !r.installed {
         // Nothing here would start it: show the unit and say where it goes.
-        if json {
-            return super::print_json(&json!({
-                "installed": false, "systemd": false,
-                "path": unit.path, "unit": unit.text,
-            }));
-        }
         print!("{}", unit.text);
         eprintln!(
             "systemd is not running on this machine, so nothing was installed. Save the unit \
-             above as {} on a machine with systemd, then `systemctl{} enable --now {}`; or \
+             above as {} on a machine with systemd, then `systemctl{user} enable --now {}`; or \
              start `zocalo daemon run` from your init system.",
             unit.path.display(),
-            if unit.system { "" } else { " --user" },
             daemon::UNIT_NAME
         );
         return Ok(());
     }
-    daemon::write_unit(ctx, &unit)?;
-    let enabled = if systemd {
-        daemon::systemctl(unit.system, &["daemon-reload"])?;
-        daemon::systemctl(unit.system, &["enable", daemon::UNIT_NAME])?;
-        true
-    } else {
-        false
-    };
-    if json {
-        return super::print_json(&json!({
-            "installed": true, "enabled": enabled, "systemd": systemd,
-            "path": unit.path, "env_file": unit.env_file,
-        }));
-    }
     println!("wrote {}", unit.path.display());
-    if enabled {
+    if r.enabled {
         println!(
-            "enabled: the daemon starts at boot (now: `systemctl{} start {}`)",
-            if unit.system { "" } else { " --user" },
+            "enabled: the daemon starts at boot (now: `systemctl{user} start {}`)",
             daemon::UNIT_NAME
         );
     }
@@ -197,30 +179,14 @@ fn install(ctx: &Runtime, json: bool) -> anyhow::Result<()> {
 }
 
 fn uninstall(ctx: &Runtime, json: bool) -> anyhow::Result<()> {
-    let unit = daemon::systemd_unit(ctx, &std::env::current_exe()?);
-    let present = unit.path.exists();
-    if present && daemon::systemd_running() {
-        // Best effort: a unit that was never enabled cannot be disabled.
-        if let Err(e) = daemon::systemctl(unit.system, &["disable", daemon::UNIT_NAME]) {
-            tracing::warn!("{e:#}");
-        }
-    }
-    if present {
-        std::fs::remove_file(&unit.path)?;
-    }
-    if let Some(f) = &unit.env_file {
-        let _ = std::fs::remove_file(f);
-    }
-    if present && daemon::systemd_running() {
-        daemon::systemctl(unit.system, &["daemon-reload"])?;
-    }
+    let (removed, path) = daemon::uninstall(ctx, &std::env::current_exe()?)?;
     if json {
-        return super::print_json(&json!({"removed": present, "path": unit.path}));
+        return super::print_json(&json!({"removed": removed, "path": path}));
     }
-    if present {
-        println!("removed {}", unit.path.display());
+    if removed {
+        println!("removed {}", path.display());
     } else {
-        println!("no unit at {}: nothing to remove", unit.path.display());
+        println!("no unit at {}: nothing to remove", path.display());
     }
     Ok(())
 }
@@ -235,21 +201,4 @@ fn on_off(v: &serde_json::Value) -> &'static str {
 
 fn process_alive(pid: i32) -> bool {
     pid > 0 && zocalo_services::procs::stat(pid).is_some_and(|s| s.state != 'Z')
-}
-
-/// SIGTERM, SIGINT or SIGHUP.
-async fn signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-        _ = hup.recv() => {}
-    }
 }

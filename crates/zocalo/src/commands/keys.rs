@@ -3,9 +3,7 @@
 //! Keys never come from argv (shell history, `ps`): `set` reads a pipe or a prompt without
 //! echo. What is printed about a key is at most its last four characters.
 
-use std::collections::BTreeMap;
 use std::io::Read;
-use std::time::Duration;
 
 use clap::Subcommand;
 use serde_json::json;
@@ -145,65 +143,10 @@ fn set(ctx: &Runtime, registry: &Registry, provider: &str) -> anyhow::Result<()>
     Ok(())
 }
 
-struct Row {
-    provider: String,
-    source: KeySource,
-    variable: Option<String>,
-    masked: String,
-}
-
 fn list(ctx: &Runtime, registry: &Registry, json_out: bool) -> anyhow::Result<()> {
-    let vault = Vault::in_dir(ctx.home.root());
-    let env = |k: &str| std::env::var(k).ok();
-    // Decrypt only if some provider's key is not in the environment but in the vault.
-    let stored: BTreeMap<String, Secret> = {
-        let names = vault.names().map_err(LlmError::from)?;
-        let needed = names.iter().any(|n| {
-            registry
-                .resolve_key(n, None, &env, &zocalo_llm::registry::no_vault)
-                .ok()
-                .flatten()
-                .is_none()
-        });
-        if needed {
-            vault.load().map_err(LlmError::from)?
-        } else {
-            BTreeMap::new()
-        }
-    };
-    let lookup = |n: &str| -> Result<Option<Secret>, LlmError> { Ok(stored.get(n).cloned()) };
-    let mut rows = Vec::new();
-    let mut names = registry.names();
-    for n in stored.keys() {
-        if !names.contains(n) {
-            names.push(n.clone());
-        }
-    }
-    names.sort();
-    for name in names {
-        let found = match registry.spec(&name) {
-            Ok(_) => registry.resolve_key(&name, None, &env, &lookup)?,
-            // A vault entry for a provider no longer configured.
-            Err(_) => stored.get(&name).cloned().map(|k| (k, KeySource::Vault)),
-        };
-        if let Some((key, source)) = found {
-            rows.push(Row {
-                variable: registry.spec(&name).ok().and_then(|s| s.key_env.clone()),
-                provider: name,
-                source,
-                masked: key.masked_tail(),
-            });
-        }
-    }
+    let rows = zocalo_runtime::keys::list(ctx, registry)?;
     if json_out {
-        let items: Vec<_> = rows
-            .iter()
-            .map(|r| {
-                json!({"provider": r.provider, "source": r.source.as_str(),
-                       "masked": r.masked, "variable": r.variable})
-            })
-            .collect();
-        return super::print_json(&json!(items));
+        return super::print_json(&serde_json::to_value(&rows)?);
     }
     if rows.is_empty() {
         println!(
@@ -215,7 +158,7 @@ fn list(ctx: &Runtime, registry: &Registry, json_out: bool) -> anyhow::Result<()
         println!(
             "{:<12} {:<6} {:<8} {}",
             r.provider,
-            r.source.as_str(),
+            r.source,
             r.masked,
             r.variable.unwrap_or_default()
         );
@@ -248,16 +191,8 @@ async fn test(
     provider: &str,
     json_out: bool,
 ) -> anyhow::Result<()> {
-    registry.spec(provider)?;
-    let env = |k: &str| std::env::var(k).ok();
-    let vault = ctx.vault_lookup();
-    let source = registry
-        .resolve_key(provider, None, &env, &vault)?
-        .map(|(_, s)| s);
-    let mut endpoint = registry.endpoint_with_vault(provider, None, &env, &vault)?;
-    endpoint.idle_timeout = Duration::from_secs(20);
-    endpoint.connect_timeout = Duration::from_secs(10);
-    let result = registry.list_models(&endpoint).await;
+    let (result, source, base_url) =
+        zocalo_runtime::keys::vendor_models(ctx, registry, provider).await?;
     let source_str = source.map(KeySource::as_str).unwrap_or("none");
     match result {
         Ok(models) => {
@@ -268,7 +203,7 @@ async fn test(
                 println!(
                     "ok: {provider} accepted the key from {source_str} ({} models at {})",
                     models.len(),
-                    endpoint.base_url
+                    base_url
                 );
             }
             Ok(())

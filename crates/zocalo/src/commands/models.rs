@@ -11,8 +11,6 @@
 //! `"source": "registry"`. Without `--provider`, every known provider's registry list, with
 //! no network calls.
 
-use std::time::Duration;
-
 use clap::Subcommand;
 use serde_json::json;
 
@@ -112,15 +110,9 @@ async fn list(ctx: &Runtime, provider: Option<String>, json_out: bool) -> anyhow
     match provider.filter(|_| !only_local) {
         Some(name) => {
             let spec = registry.spec(&name)?.clone();
-            let env = |k: &str| std::env::var(k).ok();
-            let vault = ctx.vault_lookup();
-            let live = match registry.endpoint_with_vault(&name, None, &env, &vault) {
-                Ok(mut endpoint) => {
-                    endpoint.idle_timeout = Duration::from_secs(20);
-                    endpoint.connect_timeout = Duration::from_secs(10);
-                    registry.list_models(&endpoint).await
-                }
-                Err(e) => Err(e),
+            let live = match zocalo_runtime::keys::vendor_models(ctx, &registry, &name).await {
+                Ok((listed, _, _)) => listed.map_err(|e| e.to_string()),
+                Err(e) => Err(format!("{e:#}")),
             };
             match live {
                 Ok(models) => out.push(Listed {

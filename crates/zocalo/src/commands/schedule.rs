@@ -223,19 +223,7 @@ pub async fn run(ctx: &Runtime, cmd: ScheduleCmd) -> anyhow::Result<()> {
                 return Err(usage("--interval-ms must be at least 1"));
             }
             let store = ctx.store().await?;
-            let shutdown = async {
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(mut term) => {
-                        tokio::select! {
-                            _ = term.recv() => {}
-                            _ = tokio::signal::ctrl_c() => {}
-                        }
-                    }
-                    Err(_) => {
-                        let _ = tokio::signal::ctrl_c().await;
-                    }
-                }
-            };
+            let shutdown = zocalo_runtime::signals::terminated();
             let r = zocalo_scheduler::run_ticker(
                 store.clone(),
                 std::time::Duration::from_millis(interval_ms),

@@ -97,10 +97,10 @@ pub async fn run(ctx: &Runtime, args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = async move {
         match daemon_stop {
             Some(stop) => tokio::select! {
-                _ = shutdown_signal() => {}
+                _ = zocalo_runtime::signals::terminated() => {}
                 _ = stop.cancelled() => {}
             },
-            None => shutdown_signal().await,
+            None => zocalo_runtime::signals::terminated().await,
         }
         // Open event streams end now, or the graceful shutdown would wait for them forever.
         closing.cancel_all();
@@ -118,19 +118,4 @@ pub async fn run(ctx: &Runtime, args: ServeArgs) -> anyhow::Result<()> {
     stopped?;
     eprintln!("zocalo serve: stopped");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -75,7 +75,7 @@ pub async fn run(ctx: &Runtime, args: WorkerArgs) -> anyhow::Result<()> {
         worker.node_id(),
         args.concurrency
     );
-    let report = worker.run(shutdown_signal()).await;
+    let report = worker.run(zocalo_runtime::signals::terminated()).await;
     // Bounded like the worker's own stop: a stalled database must not keep the process alive.
     if tokio::time::timeout(Duration::from_secs(5), store.close())
         .await
@@ -92,20 +92,4 @@ pub async fn run(ctx: &Runtime, args: WorkerArgs) -> anyhow::Result<()> {
         return super::print_json(&serde_json::to_value(&report)?);
     }
     Ok(())
-}
-
-/// SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = term => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }

@@ -32,6 +32,8 @@ pub struct Server {
     pub url: String,
     /// What the server printed on stderr before it listened.
     pub banner: Vec<String>,
+    /// Every stderr line after that, as it comes.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -117,14 +119,22 @@ pub async fn start(home: &Path, db_url: Option<&str>, env: &[(&str, String)]) ->
     .await
     .expect("zocalo serve did not listen within 60 s");
     // Keep draining stderr so the server never blocks on a full pipe.
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = log.clone();
     tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
             if std::env::var_os("ZOCALO_TEST_SHOW_SERVER_LOG").is_some() {
                 eprintln!("[serve] {line}");
             }
+            kept.lock().unwrap().push(line);
         }
     });
-    Server { child, url, banner }
+    Server {
+        child,
+        url,
+        banner,
+        log,
+    }
 }
 
 /// A test-only tool from the environment (see ./x), or `None` with the reason printed;

