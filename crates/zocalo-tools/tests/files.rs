@@ -81,7 +81,11 @@ fn names_and_arguments_are_the_contract() {
     let expect: &[(&str, &[&str], &[&str])] = &[
         ("file_read", &["path"], &["path", "offset", "limit"]),
         ("file_write", &["path", "content"], &["path", "content"]),
-        ("file_edit", &["path", "old", "new"], &["path", "old", "new"]),
+        (
+            "file_edit",
+            &["path", "old", "new"],
+            &["path", "old", "new"],
+        ),
         ("file_list", &[], &["path", "depth"]),
         ("file_search", &["pattern"], &["pattern", "path"]),
         ("shell", &["command"], &["command", "timeout_s"]),
@@ -126,13 +130,19 @@ async fn read_whole_part_and_limits() {
     let fx = Fx::new();
     let text: String = (1..=10).map(|i| format!("line {i}\n")).collect();
     fx.write("notes/a.txt", &text);
-    assert_eq!(fx.ok("file_read", json!({"path": "notes/a.txt"})).await, text);
+    assert_eq!(
+        fx.ok("file_read", json!({"path": "notes/a.txt"})).await,
+        text
+    );
     // An absolute path inside the workspace is fine.
     let abs = fx.root.join("notes/a.txt").display().to_string();
     assert_eq!(fx.ok("file_read", json!({"path": abs})).await, text);
 
     let part = fx
-        .ok("file_read", json!({"path": "notes/a.txt", "offset": 3, "limit": 2}))
+        .ok(
+            "file_read",
+            json!({"path": "notes/a.txt", "offset": 3, "limit": 2}),
+        )
         .await;
     assert!(part.starts_with("line 3\nline 4\n[..."), "{part}");
     assert!(part.contains("offset=5"), "{part}");
@@ -186,16 +196,26 @@ async fn read_refuses_binary_and_caps_size() {
     // One line longer than the cap is cut, and says so.
     fx.write("long.txt", "y".repeat(300 * 1024));
     let out = fx.ok("file_read", json!({"path": "long.txt"})).await;
-    assert!(out.contains("longer than 256 KiB"), "{}", &out[out.len() - 200..]);
+    assert!(
+        out.contains("longer than 256 KiB"),
+        "{}",
+        &out[out.len() - 200..]
+    );
 }
 
 #[tokio::test]
 async fn write_creates_replaces_and_caps() {
     let fx = Fx::new();
     let out = fx
-        .ok("file_write", json!({"path": "a/b/c.md", "content": "# hi\n"}))
+        .ok(
+            "file_write",
+            json!({"path": "a/b/c.md", "content": "# hi\n"}),
+        )
         .await;
-    assert!(out.contains("5 bytes") && out.contains("a/b/c.md") && out.contains("new"), "{out}");
+    assert!(
+        out.contains("5 bytes") && out.contains("a/b/c.md") && out.contains("new"),
+        "{out}"
+    );
     assert_eq!(fx.read("a/b/c.md"), "# hi\n");
     let out = fx
         .ok("file_write", json!({"path": "a/b/c.md", "content": "x"}))
@@ -215,7 +235,9 @@ async fn write_creates_replaces_and_caps() {
         .await;
     assert!(e.contains("1 MiB"), "{e}");
     assert!(!fx.root.join("big.txt").exists());
-    let e = fx.err("file_write", json!({"path": "a", "content": "x"})).await;
+    let e = fx
+        .err("file_write", json!({"path": "a", "content": "x"}))
+        .await;
     assert!(e.contains("directory"), "{e}");
 }
 
@@ -237,21 +259,37 @@ async fn edit_needs_exactly_one_match() {
 
     fx.write("g.txt", "x = 1\ny = 1\nz = 1\n");
     let e = fx
-        .err("file_edit", json!({"path": "g.txt", "old": " = 1", "new": " = 2"}))
+        .err(
+            "file_edit",
+            json!({"path": "g.txt", "old": " = 1", "new": " = 2"}),
+        )
         .await;
-    assert!(e.contains("occurs 3 times") && e.contains("lines 1, 2, 3"), "{e}");
+    assert!(
+        e.contains("occurs 3 times") && e.contains("lines 1, 2, 3"),
+        "{e}"
+    );
     let e = fx
-        .err("file_edit", json!({"path": "g.txt", "old": "w = 1", "new": "w = 2"}))
+        .err(
+            "file_edit",
+            json!({"path": "g.txt", "old": "w = 1", "new": "w = 2"}),
+        )
         .await;
     assert!(e.contains("not found") && e.contains("0 matches"), "{e}");
     let e = fx
         .err("file_edit", json!({"path": "g.txt", "old": "", "new": "q"}))
         .await;
     assert!(e.contains("empty"), "{e}");
-    assert_eq!(fx.read("g.txt"), "x = 1\ny = 1\nz = 1\n", "failed edits change nothing");
+    assert_eq!(
+        fx.read("g.txt"),
+        "x = 1\ny = 1\nz = 1\n",
+        "failed edits change nothing"
+    );
     // Deleting text is an edit to the empty string.
-    fx.ok("file_edit", json!({"path": "g.txt", "old": "y = 1\n", "new": ""}))
-        .await;
+    fx.ok(
+        "file_edit",
+        json!({"path": "g.txt", "old": "y = 1\n", "new": ""}),
+    )
+    .await;
     assert_eq!(fx.read("g.txt"), "x = 1\nz = 1\n");
 }
 
@@ -270,8 +308,7 @@ async fn list_marks_dirs_honours_gitignore_and_bounds() {
 
     let out = fx.ok("file_list", json!({})).await;
     assert_eq!(
-        out,
-        ".gitignore\nREADME.md\nout@\nsrc/\nsrc/deep/\nsrc/main.rs\n",
+        out, ".gitignore\nREADME.md\nout@\nsrc/\nsrc/deep/\nsrc/main.rs\n",
         "{out}"
     );
     let out = fx.ok("file_list", json!({"path": "src", "depth": 1})).await;
@@ -294,7 +331,10 @@ async fn list_marks_dirs_honours_gitignore_and_bounds() {
     }
     let out = fx.ok("file_list", json!({"path": "many"})).await;
     assert_eq!(out.lines().count(), 501, "{}", out.lines().last().unwrap());
-    assert!(out.contains("500 entries shown, 120 more not shown"), "{out}");
+    assert!(
+        out.contains("500 entries shown, 120 more not shown"),
+        "{out}"
+    );
     std::fs::create_dir(fx.root.join("void")).unwrap();
     assert!(fx
         .ok("file_list", json!({"path": "void"}))
@@ -318,7 +358,10 @@ async fn search_like_ripgrep() {
     let out = fx.ok("file_search", json!({"pattern": "beta"})).await;
     assert_eq!(out, "a.txt:2: beta\nsub/b.md:2: more beta here\n");
     let out = fx
-        .ok("file_search", json!({"pattern": "(?i)gamma", "path": "a.txt"}))
+        .ok(
+            "file_search",
+            json!({"pattern": "(?i)gamma", "path": "a.txt"}),
+        )
         .await;
     assert_eq!(out, "a.txt:3: Gamma ray\n");
     let out = fx
@@ -346,12 +389,18 @@ async fn search_like_ripgrep() {
     let out = fx
         .ok("file_search", json!({"pattern": "hit", "path": "many.txt"}))
         .await;
-    assert_eq!(out.lines().filter(|l| l.starts_with("many.txt:")).count(), 200);
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("many.txt:")).count(),
+        200
+    );
     assert!(out.contains("more than 200 matching lines"), "{out}");
     let long = format!("{}needle{}\n", "a".repeat(10), "b".repeat(1000));
     fx.write("long.txt", long);
     let out = fx
-        .ok("file_search", json!({"pattern": "needle", "path": "long.txt"}))
+        .ok(
+            "file_search",
+            json!({"pattern": "needle", "path": "long.txt"}),
+        )
         .await;
     assert!(out.len() < 400 && out.trim_end().ends_with('…'), "{out}");
 }
@@ -381,7 +430,10 @@ async fn no_path_leads_outside() {
             .await;
         assert!(e.contains("outside the workspace"), "{p}: {e}");
         let e = fx
-            .err("file_edit", json!({"path": p, "old": "top", "new": "pwned"}))
+            .err(
+                "file_edit",
+                json!({"path": p, "old": "top", "new": "pwned"}),
+            )
             .await;
         assert!(e.contains("outside the workspace"), "{p}: {e}");
     }
@@ -390,7 +442,10 @@ async fn no_path_leads_outside() {
         let e = fx
             .err("file_write", json!({"path": p, "content": "pwned"}))
             .await;
-        assert!(e.contains("outside") || e.contains("symbolic link"), "{p}: {e}");
+        assert!(
+            e.contains("outside") || e.contains("symbolic link"),
+            "{p}: {e}"
+        );
     }
     let e = fx
         .err("file_write", json!({"path": "dangling", "content": "x"}))
@@ -402,16 +457,17 @@ async fn no_path_leads_outside() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(left, ["secret.txt"], "nothing was created outside");
-    let e = fx
-        .err("file_read", json!({"path": "a\u{0}b"}))
-        .await;
+    let e = fx.err("file_read", json!({"path": "a\u{0}b"})).await;
     assert!(e.contains("NUL"), "{e}");
 
     // A link that stays inside is followed, and writing through it changes its target.
     fx.write("real/target.txt", "old\n");
     symlink(&fx.root.join("real"), &fx.root.join("alias"));
-    fx.ok("file_write", json!({"path": "alias/target.txt", "content": "new\n"}))
-        .await;
+    fx.ok(
+        "file_write",
+        json!({"path": "alias/target.txt", "content": "new\n"}),
+    )
+    .await;
     assert_eq!(fx.read("real/target.txt"), "new\n");
 }
 
@@ -421,16 +477,32 @@ async fn wrong_types_are_clear_errors() {
     let cases = [
         ("file_read", json!({}), "`path`"),
         ("file_read", json!({"path": 3}), "invalid type"),
-        ("file_read", json!({"path": "a", "offset": "2"}), "invalid type"),
-        ("file_read", json!({"path": "a", "limit": -1}), "invalid value"),
+        (
+            "file_read",
+            json!({"path": "a", "offset": "2"}),
+            "invalid type",
+        ),
+        (
+            "file_read",
+            json!({"path": "a", "limit": -1}),
+            "invalid value",
+        ),
         ("file_write", json!({"path": "a"}), "`content`"),
-        ("file_write", json!({"path": "a", "content": ["x"]}), "invalid type"),
+        (
+            "file_write",
+            json!({"path": "a", "content": ["x"]}),
+            "invalid type",
+        ),
         ("file_edit", json!({"path": "a", "old": "x"}), "`new`"),
         ("file_list", json!({"depth": "deep"}), "invalid type"),
         ("file_list", json!({"dir": "x"}), "`dir`"),
         ("file_search", json!({"path": "x"}), "`pattern`"),
         ("shell", json!({"command": 1}), "invalid type"),
-        ("shell", json!({"command": "true", "timeout_s": 1.5}), "invalid type"),
+        (
+            "shell",
+            json!({"command": "true", "timeout_s": 1.5}),
+            "invalid type",
+        ),
         ("web_fetch", json!({"href": "http://x"}), "`href`"),
         ("web_fetch", json!([]), "expected a JSON object"),
         ("file_list", json!("."), "expected a JSON object"),
@@ -440,5 +512,8 @@ async fn wrong_types_are_clear_errors() {
         assert!(e.contains(needle) && e.contains(tool), "{tool} {args}: {e}");
     }
     // file_list takes no required arguments: null is an empty object.
-    assert!(fx.ok("file_list", Value::Null).await.contains("empty directory"));
+    assert!(fx
+        .ok("file_list", Value::Null)
+        .await
+        .contains("empty directory"));
 }
