@@ -155,7 +155,7 @@ impl WebFetch {
                 )
                 .send()
                 .await
-                .map_err(|e| model_err(format!("fetching {url} failed: {}", error_chain(&e))))?;
+                .map_err(|e| self.http_err("fetching", &url, &e))?;
             // Belt and braces: the peer must be one of the addresses checked.
             if let Some(peer) = resp.remote_addr() {
                 if !addrs.iter().any(|a| a.ip() == peer.ip()) {
@@ -199,7 +199,7 @@ impl WebFetch {
             while let Some(chunk) = resp
                 .chunk()
                 .await
-                .map_err(|e| model_err(format!("reading {url} failed: {}", error_chain(&e))))?
+                .map_err(|e| self.http_err("reading", &url, &e))?
             {
                 let room = self.config.max_body_bytes - body.len();
                 if chunk.len() > room {
@@ -217,6 +217,17 @@ impl WebFetch {
                 body,
                 body_truncated,
             });
+        }
+    }
+
+    fn http_err(&self, doing: &str, url: &Url, e: &reqwest::Error) -> ToolError {
+        if e.is_timeout() {
+            model_err(format!(
+                "{doing} {url} timed out after {} s",
+                self.config.timeout.as_secs()
+            ))
+        } else {
+            model_err(format!("{doing} {url} failed: {}", error_chain(e)))
         }
     }
 
