@@ -5,7 +5,7 @@
 //! - [`files`]: `file_read {path, offset?, limit?}`, `file_write {path, content}`,
 //!   `file_edit {path, old, new}`, `file_list {path?, depth?}`.
 //! - [`search`]: `file_search {pattern, path?}`, ripgrep's crates over the workspace.
-//! - [`walk`]: how listing and search walk (`.gitignore` honoured, `.git` skipped).
+//!   Listing and search walk like ripgrep: `.gitignore` honoured, `.git` skipped.
 //! - [`shell`]: `shell {command, timeout_s?}`, `sh -c` in the workspace through the skills'
 //!   Landlock launcher, clean environment, process group killed at the time limit.
 //! - [`web_fetch`]: `web_fetch {url}`, GET with redirects checked hop by hop, HTML as
@@ -27,7 +27,7 @@ pub mod files;
 pub mod net_guard;
 pub mod search;
 pub mod shell;
-pub mod walk;
+mod walk;
 pub mod web_fetch;
 pub mod workspace;
 

@@ -193,6 +193,9 @@ impl Shell {
             None => fatal("cannot start sh", e),
         })?;
         let pid = child.id();
+        // Declared after `child`, so dropped first: if this call is abandoned (the ask was
+        // cancelled), the group dies while its leader is not yet reaped and its id still ours.
+        let mut guard = GroupGuard(pid);
         let reader = tokio::spawn(capture(rx, self.config.max_output));
 
         let (status, timed_out) = match tokio::time::timeout(timeout, child.wait()).await {
@@ -204,6 +207,7 @@ impl Shell {
         };
         // Whatever the command left running in its group goes with it.
         kill_group(pid);
+        guard.0 = None;
         let elapsed = started.elapsed();
         let (output, output_bytes) = join_capture(reader).await;
 
@@ -277,13 +281,31 @@ impl Shell {
 #[async_trait]
 impl Tool for Shell {
     fn spec(&self) -> ToolSpec {
-        spec_for::<ShellArgs>(
+        let (default, max) = (
+            self.config.default_timeout.as_secs(),
+            self.config.max_timeout.as_secs(),
+        );
+        let mut spec = spec_for::<ShellArgs>(
             "shell",
-            "Run a shell command (sh -c) in the workspace directory and return its exit code \
-             and output (stdout and stderr together, at most 64 KiB). Writes are allowed only \
-             inside the workspace and $TMPDIR (emptied after each call). No stdin: do not run \
-             interactive programs. Killed after timeout_s seconds (default 60).",
-        )
+            &format!(
+                "Run a shell command (sh -c) in the workspace directory and return its exit \
+                 code and output (stdout and stderr together, at most {} KiB). Writes are \
+                 allowed only inside the workspace and $TMPDIR (emptied after each call). No \
+                 stdin: do not run interactive programs. Killed after timeout_s seconds \
+                 (default {default}).",
+                self.config.max_output / 1024
+            ),
+        );
+        // The limits are configurable: say the ones in force.
+        if let Some(t) = spec
+            .parameters
+            .pointer_mut("/properties/timeout_s/description")
+        {
+            *t = Value::String(format!(
+                "Seconds before the command is killed (default {default}, at most {max})."
+            ));
+        }
+        spec
     }
 
     async fn call(&self, arguments: Value) -> Result<String, ToolError> {
@@ -330,6 +352,15 @@ fn warn_unconfined(reason: &str) {
         tracing::warn!(
             "the shell tool runs commands without write confinement ({reason}); see docs/tools.md"
         );
+    }
+}
+
+/// Kills the process group on drop, unless disarmed by clearing it.
+struct GroupGuard(Option<u32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        kill_group(self.0.take());
     }
 }
 

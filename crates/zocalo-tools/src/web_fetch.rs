@@ -434,11 +434,22 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[async_trait]
 impl Tool for WebFetch {
     fn spec(&self) -> ToolSpec {
+        let c = &self.config;
         spec_for::<FetchArgs>(
             "web_fetch",
-            "Fetch a web page or text file by URL (http or https, GET) and return its text; \
-             HTML pages come back as Markdown. Public internet addresses only; at most 5 \
-             redirects, 20 s and 2 MiB.",
+            &format!(
+                "Fetch a web page or text file by URL (http or https, GET) and return its \
+                 text; HTML pages come back as Markdown. {}At most {} redirects, {} s and {} \
+                 KiB.",
+                if c.policy.allow_private {
+                    ""
+                } else {
+                    "Public internet addresses only. "
+                },
+                c.max_redirects,
+                c.timeout.as_secs(),
+                c.max_body_bytes / 1024
+            ),
         )
     }
 

@@ -75,6 +75,26 @@ fn unique(name: &str) -> String {
     )
 }
 
+/// A `sleep` argument no other process has: about 100 s, with unique decimals.
+fn unique_sleep() -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("100.{}{n}{nanos:09}", std::process::id())
+}
+
+/// Whether any process on the machine has `needle` in its command line.
+fn running(needle: &str) -> bool {
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&ps.stdout).contains(needle)
+}
+
 #[tokio::test]
 async fn writes_stay_in_the_workspace() {
     let fx = fixture(Some(LAUNCHER));
@@ -147,25 +167,19 @@ async fn the_tool_reports_a_failed_outside_write() {
 #[tokio::test]
 async fn the_time_limit_kills_the_group() {
     let fx = fixture(Some(LAUNCHER));
-    let marker = unique("zocalo-sleep-marker");
+    let (a, b) = (unique_sleep(), unique_sleep());
     // Background children too: the command's process group goes at the limit.
     let started = Instant::now();
     let text = call(
         &fx.shell,
-        json!({"command": format!("sleep 100 & sleep 100; echo {marker}"), "timeout_s": 2}),
+        json!({"command": format!("sleep {a} & sleep {b}; echo finished"), "timeout_s": 2}),
     )
     .await;
     let took = started.elapsed();
     assert!(took < Duration::from_secs(4), "took {took:?}");
     assert!(text.starts_with("[timed out after 2 s"), "{text}");
-    assert!(!text.contains(&format!("{marker}\n")), "{text}");
-    // No `sleep 100` of ours is left running.
-    let ps = std::process::Command::new("ps")
-        .args(["-eo", "args"])
-        .output()
-        .unwrap();
-    let ps = String::from_utf8_lossy(&ps.stdout);
-    assert!(!ps.contains(&marker), "{ps}");
+    assert!(!text.contains("finished"), "{text}");
+    assert!(!running(&a) && !running(&b), "a sleep outlived the call");
 
     let started = Instant::now();
     let out = fx
@@ -253,4 +267,23 @@ async fn bad_arguments_and_a_broken_launcher() {
         Err(ToolError::Fatal(m)) => assert!(m.contains("/no/such/launcher"), "{m}"),
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test]
+async fn an_abandoned_call_kills_the_group() {
+    let fx = fixture(Some(LAUNCHER));
+    let (a, b) = (unique_sleep(), unique_sleep());
+    let cmd = format!("sleep {a} & sleep {b}");
+    // The ask is cancelled after half a second: the call's future is dropped.
+    let r = tokio::time::timeout(
+        Duration::from_millis(500),
+        fx.shell.run(&cmd, Duration::from_secs(60)),
+    )
+    .await;
+    assert!(r.is_err(), "the command should still have been running");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !running(&a) && !running(&b),
+        "a sleep outlived the abandoned call"
+    );
 }
