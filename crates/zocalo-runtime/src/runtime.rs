@@ -449,13 +449,25 @@ impl Runtime {
             .clone()
     }
 
-    /// Limits for skill scripts: this binary is the Landlock launcher (`zocalo
-    /// __skill-sandbox`).
+    /// Limits for skill scripts, with the Landlock launcher ([`Runtime::launcher`]).
     pub fn skill_limits(&self) -> zocalo_skills::RunLimits {
         zocalo_skills::RunLimits {
-            launcher: std::env::current_exe().ok(),
+            launcher: self.launcher(),
             ..zocalo_skills::RunLimits::default()
         }
+    }
+
+    /// The binary that confines scripts' writes (`zocalo __skill-sandbox`): `ZOCALO_LAUNCHER`,
+    /// else this process's executable when it is the `zocalo` binary. An embedding program
+    /// (the Python package) names one, or its scripts run unconfined (as on a kernel without
+    /// Landlock; `zocalo doctor` says which).
+    pub fn launcher(&self) -> Option<PathBuf> {
+        if let Some(p) = std::env::var_os("ZOCALO_LAUNCHER").filter(|v| !v.is_empty()) {
+            return Some(PathBuf::from(p));
+        }
+        std::env::current_exe()
+            .ok()
+            .filter(|exe| exe.file_name().is_some_and(|n| n == "zocalo"))
     }
 
     /// The browser tools: one Chromium session manager per process (a tab per conversation,
