@@ -33,6 +33,7 @@ const STATS_SCOPES: &str = include_str!("sql/stats_scopes.sql");
 const STATS_CHUNKS: &str = include_str!("sql/stats_chunks.sql");
 const CHANGE_LOCK: &str = include_str!("sql/change_lock.sql");
 const CHANGE_INSERT: &str = include_str!("sql/change_insert.sql");
+const CHANGE_NOTIFY: &str = include_str!("sql/change_notify.sql");
 pub(crate) const CHANGE_PRUNE: &str = include_str!("sql/change_prune.sql");
 pub(crate) const CHANGE_BOUNDS: &str = include_str!("sql/change_bounds.sql");
 
@@ -59,7 +60,8 @@ macro_rules! insert_chunks {
 /// `Some(cutoff ms)`. Every write calls it last, just before committing: on Postgres it first
 /// takes the writers' advisory lock, held until the commit, so that change rows commit in seq
 /// order (a reader that has seen seq N has seen everything below N), and nothing else is
-/// locked after it (no lock-order deadlock with row locks the write already holds).
+/// locked after it (no lock-order deadlock with row locks the write already holds); and it
+/// notifies listening handles ([`Memory::spawn_sync`]) so they need not wait for their timer.
 macro_rules! log_changes {
     ($tx:expr, $backend:expr, $changes:expr, $prune:expr) => {{
         if $backend == Backend::Postgres {
@@ -75,6 +77,9 @@ macro_rules! log_changes {
                 .fetch_one(&mut *$tx)
                 .await?;
             seqs.push(seq);
+        }
+        if $backend == Backend::Postgres && !seqs.is_empty() {
+            sqlx::query(CHANGE_NOTIFY).execute(&mut *$tx).await?;
         }
         if let Some(cutoff) = $prune {
             sqlx::query(CHANGE_PRUNE)

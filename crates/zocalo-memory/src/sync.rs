@@ -19,7 +19,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use zocalo_store::with_pool;
+use sqlx::postgres::PgListener;
+use zocalo_store::{with_pool, Pool};
 
 use crate::index::ChunkEntry;
 use crate::memory::{from_blob, now_ms, MemoryRow, CHANGE_BOUNDS, CHANGE_PRUNE};
@@ -27,6 +28,7 @@ use crate::model::MemoryRecord;
 use crate::{Memory, MemoryError};
 
 const CHANGE_SELECT: &str = include_str!("sql/change_select.sql");
+const CHANGE_CHANNEL: &str = include_str!("sql/change_channel.sql");
 const MEMORY_SELECT_IDS: &str = include_str!("sql/memory_select_ids.sql");
 
 /// How long change rows are kept. A handle that has not synced for longer than this rebuilds
@@ -40,6 +42,8 @@ pub(crate) const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 const PAGE: i64 = 1000;
 /// Memories read per query (one bound parameter each).
 const IDS_PER_QUERY: usize = 500;
+/// How long [`Memory::spawn_sync`] polls alone after its Postgres listener failed.
+const RELISTEN_AFTER: Duration = Duration::from_secs(30);
 
 /// What one [`Memory::sync`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -124,8 +128,10 @@ impl Memory {
     /// Keeps the indexes current without searches: syncs every `every` (250-500 ms keeps
     /// other processes' writes visible well within 2 s) and prunes the change log once an
     /// hour, until `stop` completes or the last other `Arc` of this memory is dropped. For a
-    /// long-running process (the daemon, the server). A failing database is logged once and
-    /// retried on the next tick.
+    /// long-running process (the daemon, the server). On PostgreSQL it also listens for the
+    /// writers' notifications and syncs as soon as one arrives; the timer stays, as a
+    /// notification is lost while the listening connection is down. A failing database is
+    /// logged once and retried on the next tick.
     pub fn spawn_sync<F>(self: &Arc<Self>, every: Duration, stop: F) -> tokio::task::JoinHandle<()>
     where
         F: Future<Output = ()> + Send + 'static,
@@ -137,10 +143,37 @@ impl Memory {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut failing = false;
+            let mut listener: Option<PgListener> = None;
+            // When to (re)try listening; None: never (SQLite has no notifications).
+            let mut listen_at = Some(Instant::now());
             loop {
+                if listener.is_none() && listen_at.is_some_and(|t| t <= Instant::now()) {
+                    let Some(m) = memory.upgrade() else { break };
+                    let listened = tokio::select! {
+                        () = &mut stop => break,
+                        l = m.listen() => l,
+                    };
+                    drop(m);
+                    match listened {
+                        Ok(l) => {
+                            listen_at = l.is_some().then(|| Instant::now() + RELISTEN_AFTER);
+                            listener = l;
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "memory: cannot listen for changes; polling");
+                            listen_at = Some(Instant::now() + RELISTEN_AFTER);
+                        }
+                    }
+                }
                 tokio::select! {
                     () = &mut stop => break,
                     _ = tick.tick() => {}
+                    got = notified(&mut listener) => {
+                        if let Err(e) = got {
+                            tracing::debug!(error = %e, "memory: change listener lost; polling");
+                            listener = None;
+                        }
+                    }
                 }
                 let Some(m) = memory.upgrade() else { break };
                 let work = async {
@@ -173,6 +206,17 @@ impl Memory {
                 }
             }
         })
+    }
+
+    /// A listener on this schema's change channel (None on SQLite).
+    async fn listen(&self) -> Result<Option<PgListener>, MemoryError> {
+        let Pool::Postgres(pool) = self.store.pool() else {
+            return Ok(None);
+        };
+        let channel: String = sqlx::query_scalar(CHANGE_CHANNEL).fetch_one(pool).await?;
+        let mut listener = PgListener::connect_with(pool).await?;
+        listener.listen(&channel).await?;
+        Ok(Some(listener))
     }
 
     /// Deletes change rows older than `older_than`, except the newest of those (so that a
@@ -384,6 +428,14 @@ impl Memory {
             index.insert(record, entries);
         }
         Ok((upserted, removed))
+    }
+}
+
+/// The next notification, or never without a listener.
+async fn notified(listener: &mut Option<PgListener>) -> Result<(), sqlx::Error> {
+    match listener {
+        Some(l) => l.recv().await.map(drop),
+        None => std::future::pending().await,
     }
 }
 

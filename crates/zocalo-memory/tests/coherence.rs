@@ -543,3 +543,47 @@ both_backends!(
         assert_eq!(keyword_ids(&b, "parked").await.len(), 2);
     }
 );
+
+/// PostgreSQL only (SQLite has no notifications): a writer's NOTIFY wakes another handle's
+/// `spawn_sync` long before its timer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_notifications_wake_spawn_sync() {
+    let db = zocalo_testkit::db::postgres().await;
+    {
+        let a = open(&db.store).await;
+        let b = open(&other_store(&db).await).await;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        // A timer far beyond the 2 s: only a notification can be in time.
+        let task = b.spawn_sync(Duration::from_secs(60), async move {
+            let _ = stopped.await;
+        });
+        // Wait until its listener is up (a write before that would only wake the timer).
+        let channel: String = zocalo_store::with_pool!(db.store.pool(), |p| sqlx::query_scalar(
+            include_str!("../src/sql/change_channel.sql")
+        )
+        .fetch_one(p)
+        .await
+        .unwrap());
+        let listen = format!("LISTEN \"{channel}\"");
+        let sql = "SELECT COUNT(*) FROM pg_stat_activity WHERE query = $1 AND state = 'idle'";
+        within_2s!("B listens", {
+            let n: i64 = zocalo_store::with_pool!(db.store.pool(), |p| sqlx::query_scalar(sql)
+                .bind(&listen)
+                .fetch_one(p)
+                .await
+                .unwrap());
+            n == 1
+        });
+        let r = a
+            .memorize(NewMemory::new("user:me", "Notified, not polled"))
+            .await
+            .unwrap();
+        let took = within_2s!("B's index has it", b.indexed_ids().contains(&r.id));
+        eprintln!("notified after {took:?}");
+        a.forget(&r.id).await.unwrap();
+        within_2s!("B's index lost it", b.indexed_ids().is_empty());
+        stop.send(()).unwrap();
+        task.await.unwrap();
+    }
+    db.cleanup().await;
+}
