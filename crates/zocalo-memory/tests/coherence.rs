@@ -587,3 +587,76 @@ async fn postgres_notifications_wake_spawn_sync() {
     }
     db.cleanup().await;
 }
+
+/// The other process of `another_process_writes`: this test binary run again, with only this
+/// test, on the database `ZOCALO_TEST_CHILD_DB`. Adds two memories, forgets the second, prints
+/// their ids. Does nothing when run without it (not `#[ignore]`d, so that a run with no
+/// ignored tests stays one where nothing was skipped).
+#[tokio::test]
+async fn child_writer() {
+    let Ok(url) = std::env::var("ZOCALO_TEST_CHILD_DB") else {
+        return;
+    };
+    let store = Store::connect(&url).await.unwrap();
+    // Keywords only: no model to load in the child; the reader computes its own vectors.
+    let m = Memory::open(store, None, MemoryConfig::default())
+        .await
+        .unwrap();
+    let kept = m
+        .memorize(NewMemory::new(
+            "user:me",
+            "The child process planted sunflowers",
+        ))
+        .await
+        .unwrap();
+    let gone = m
+        .memorize(NewMemory::new(
+            "user:me",
+            "The child process planted turnips",
+        ))
+        .await
+        .unwrap();
+    m.forget(&gone.id).await.unwrap();
+    println!("CHILD_KEPT={}", kept.id);
+    println!("CHILD_GONE={}", gone.id);
+}
+
+both_backends!(another_process_writes, |store, db| async move {
+    let reader = open(&store).await;
+    // Loaded before the other process writes: what it sees next comes from the change log.
+    assert!(reader.indexed_ids().is_empty());
+    let out = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args(["child_writer", "--exact", "--nocapture"])
+        .env("ZOCALO_TEST_CHILD_DB", db.url())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = |key: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in {stdout}"))
+            .trim()
+            .to_owned()
+    };
+    let (kept, gone) = (id("CHILD_KEPT="), id("CHILD_GONE="));
+    let took = within_2s!(
+        "the reader recalls the other process's memory",
+        keyword_ids(&reader, "sunflowers planted").await == [kept.clone()]
+    );
+    eprintln!("seen {took:?} after the other process exited");
+    assert!(keyword_ids(&reader, "turnips").await.is_empty());
+    assert_eq!(reader.indexed_ids(), vec![kept.clone()]);
+    let dense = reader
+        .recall_with("flowers in the garden", &["user:me"], 1, Retrieval::Dense)
+        .await
+        .unwrap();
+    assert_eq!(dense[0].id, kept);
+    assert_ne!(kept, gone);
+});
