@@ -16,7 +16,7 @@ use crate::index::{ChunkEntry, Index};
 use crate::model::{
     new_memory_id, validate_metadata, Hit, MemoryRecord, Metadata, NewMemory, Stats,
 };
-use crate::sync::{SyncState, CHANGE_LOG_RETENTION, PRUNE_EVERY};
+use crate::sync::{CatchUp, SyncState, CATCH_UP_EVERY, CHANGE_LOG_RETENTION, PRUNE_EVERY};
 use crate::text::terms;
 use crate::MemoryError;
 
@@ -175,8 +175,8 @@ pub struct Memory {
     /// applying them: so a sync never puts back an older state of a memory over a write of
     /// this handle that committed after the sync read it.
     pub(crate) sync: tokio::sync::Mutex<SyncState>,
-    /// When the change log was last read (a sync, or the load).
-    pub(crate) last_check: Mutex<Option<Instant>>,
+    /// When `recall` should next read the change log.
+    pub(crate) catch_up: Mutex<CatchUp>,
     /// When this handle last pruned the change log (ms since the epoch; 0: never).
     pub(crate) last_prune_ms: AtomicI64,
 }
@@ -205,7 +205,7 @@ impl Memory {
             index: RwLock::new(Index::new(dim)),
             loaded: OnceCell::new(),
             sync: tokio::sync::Mutex::new(SyncState::default()),
-            last_check: Mutex::new(None),
+            catch_up: Mutex::new(CatchUp::default()),
             last_prune_ms: AtomicI64::new(0),
         }
     }
@@ -708,8 +708,10 @@ impl Memory {
         Some(now.saturating_sub(keep))
     }
 
+    /// The change log was just read (a sync, or the load): `recall` need not for a while.
     pub(crate) fn mark_checked(&self) {
-        *self.last_check.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        let mut c = self.catch_up.lock().unwrap_or_else(|e| e.into_inner());
+        c.next = Some(Instant::now() + CATCH_UP_EVERY);
     }
 
     /// What is embedded for a chunk: the chunk, plus the memory's `context` metadata when

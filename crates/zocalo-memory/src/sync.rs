@@ -42,6 +42,10 @@ pub(crate) const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 const PAGE: i64 = 1000;
 /// Memories read per query (one bound parameter each).
 const IDS_PER_QUERY: usize = 500;
+/// The longest `recall` goes without trying the change log again after failures (each
+/// failure doubles the pause from [`CATCH_UP_EVERY`]), so that a database that is down does
+/// not add its connect timeout to every search.
+const CATCH_UP_MAX_PAUSE: Duration = Duration::from_secs(30);
 /// How long [`Memory::spawn_sync`] polls alone after its Postgres listener failed.
 const RELISTEN_AFTER: Duration = Duration::from_secs(30);
 
@@ -94,6 +98,15 @@ impl SyncState {
         self.own = self.own.split_off(&(self.last + 1));
         self.applied_own(Vec::new());
     }
+}
+
+/// When `recall` next reads the change log.
+#[derive(Debug, Default)]
+pub(crate) struct CatchUp {
+    /// None: at the first chance.
+    pub(crate) next: Option<Instant>,
+    /// Failed catch-ups in a row.
+    failures: u32,
 }
 
 /// A memory row joined with one of its chunks (chunk columns NULL if it has none).
@@ -248,17 +261,30 @@ impl Memory {
         let Ok(mut state) = self.sync.try_lock() else {
             return;
         };
-        if let Err(e) = self.sync_locked(&mut state).await {
-            tracing::warn!(error = %e, "memory: cannot read the change log; searching without other processes' latest writes");
+        let result = self.sync_locked(&mut state).await;
+        let mut c = self.catch_up.lock().unwrap_or_else(|e| e.into_inner());
+        match result {
+            Ok(_) => c.failures = 0,
+            Err(e) => {
+                if c.failures == 0 {
+                    tracing::warn!(error = %e, "memory: cannot read the change log; searching without other processes' latest writes");
+                }
+                c.failures = c.failures.saturating_add(1);
+                let pause = CATCH_UP_EVERY
+                    .saturating_mul(1u32 << c.failures.min(10))
+                    .min(CATCH_UP_MAX_PAUSE);
+                c.next = Some(Instant::now() + pause);
+            }
         }
     }
 
     /// Whether a catch-up is due; if so, claims it (so concurrent searches do not all go).
     fn check_due(&self) -> bool {
-        let mut last = self.last_check.lock().unwrap_or_else(|e| e.into_inner());
-        let due = last.is_none_or(|t| t.elapsed() >= CATCH_UP_EVERY);
+        let mut c = self.catch_up.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let due = c.next.is_none_or(|t| t <= now);
         if due {
-            *last = Some(Instant::now());
+            c.next = Some(now + CATCH_UP_EVERY);
         }
         due
     }

@@ -660,3 +660,28 @@ both_backends!(another_process_writes, |store, db| async move {
     assert_eq!(dense[0].id, kept);
     assert_ne!(kept, gone);
 });
+
+both_backends!(
+    recall_works_on_when_the_change_log_cannot_be_read,
+    |store, db| async move {
+        let a = open(&store).await;
+        let r = a
+            .memorize(NewMemory::new("user:me", "The lighthouse is painted red"))
+            .await
+            .unwrap();
+        let b_store = other_store(db).await;
+        let b = open(&b_store).await;
+        b_store.close().await;
+        // The indexes are still there to search; only other processes' news is missing.
+        let start = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(
+                keyword_ids(&b, "lighthouse").await,
+                std::slice::from_ref(&r.id)
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        assert!(start.elapsed() < Duration::from_secs(2));
+        assert!(b.sync().await.is_err());
+    }
+);
