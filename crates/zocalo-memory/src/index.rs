@@ -68,6 +68,10 @@ impl Index {
         self.memories.get(id).map(|(r, _)| r)
     }
 
+    pub fn ids(&self) -> Vec<String> {
+        self.memories.keys().map(|id| id.to_string()).collect()
+    }
+
     pub fn scope_id(&self, scope: &str) -> Option<u32> {
         self.scopes.get(scope).copied()
     }

@@ -2,6 +2,8 @@
 //!
 //! - [`Memory`]: memorize / recall / update / forget. The database is the truth (rows and
 //!   vectors); the indexes are derived, rebuilt at start-up and kept current on writes.
+//! - `sync`: other processes' and nodes' writes, from the change log: [`Memory::sync`],
+//!   [`Memory::spawn_sync`], [`SyncReport`]; `recall` catches up by itself.
 //! - [`model`]: [`NewMemory`], [`MemoryRecord`], [`Hit`], scopes (`user:…`, `agent:…`,
 //!   `conv:…`) and metadata rules.
 //! - [`text`]: keyword terms: stop words out, Porter2 stems in.
@@ -24,6 +26,7 @@ mod memory;
 pub mod model;
 pub mod seed;
 mod simd;
+mod sync;
 pub mod text;
 
 pub use ask::{AskMemory, MemorySave, MemorySearch};
@@ -32,3 +35,4 @@ pub use memory::{from_blob, to_blob, Fusion, Memory, MemoryConfig, Retrieval};
 pub use model::{
     conversation_scope, Hit, MemoryRecord, Metadata, NewMemory, Stats, DEFAULT_USER_SCOPE,
 };
+pub use sync::{SyncReport, CATCH_UP_EVERY, CHANGE_LOG_RETENTION};

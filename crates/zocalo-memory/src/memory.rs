@@ -1,12 +1,14 @@
 //! [`Memory`]: memorize, recall, update, forget over the database and the derived indexes.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::OnceCell;
 use zocalo_core::embed::Embedder;
-use zocalo_store::{with_pool, Store};
+use zocalo_store::{with_pool, Backend, Store};
 
 use crate::chunk::chunks;
 use crate::fuse::{dedup_first, rrf, DEFAULT_RRF_K};
@@ -14,6 +16,7 @@ use crate::index::{ChunkEntry, Index};
 use crate::model::{
     new_memory_id, validate_metadata, Hit, MemoryRecord, Metadata, NewMemory, Stats,
 };
+use crate::sync::{CatchUp, SyncState, CATCH_UP_EVERY, CHANGE_LOG_RETENTION, PRUNE_EVERY};
 use crate::text::terms;
 use crate::MemoryError;
 
@@ -28,6 +31,11 @@ const MEMORY_UPDATE: &str = include_str!("sql/memory_update.sql");
 const CHUNK_SET_VECTOR: &str = include_str!("sql/chunk_set_vector.sql");
 const STATS_SCOPES: &str = include_str!("sql/stats_scopes.sql");
 const STATS_CHUNKS: &str = include_str!("sql/stats_chunks.sql");
+const CHANGE_LOCK: &str = include_str!("sql/change_lock.sql");
+const CHANGE_INSERT: &str = include_str!("sql/change_insert.sql");
+const CHANGE_NOTIFY: &str = include_str!("sql/change_notify.sql");
+pub(crate) const CHANGE_PRUNE: &str = include_str!("sql/change_prune.sql");
+pub(crate) const CHANGE_BOUNDS: &str = include_str!("sql/change_bounds.sql");
 
 /// Inserts one memory's chunk rows inside the transaction `$tx` (a macro, so that the body is
 /// compiled for each backend inside `with_pool!`).
@@ -44,6 +52,42 @@ macro_rules! insert_chunks {
                 .execute(&mut *$tx)
                 .await?;
         }
+    }};
+}
+
+/// Appends one `memory_changes` row per `(memory id, op)` of `$changes` inside the
+/// transaction `$tx` and evaluates to their seqs; prunes the log too when `$prune` is
+/// `Some(cutoff ms)`. Every write calls it last, just before committing: on Postgres it first
+/// takes the writers' advisory lock, held until the commit, so that change rows commit in seq
+/// order (a reader that has seen seq N has seen everything below N), and nothing else is
+/// locked after it (no lock-order deadlock with row locks the write already holds); and it
+/// notifies listening handles ([`Memory::spawn_sync`]) so they need not wait for their timer.
+macro_rules! log_changes {
+    ($tx:expr, $backend:expr, $changes:expr, $prune:expr) => {{
+        if $backend == Backend::Postgres {
+            sqlx::query(CHANGE_LOCK).execute(&mut *$tx).await?;
+        }
+        let at = now_ms();
+        let mut seqs: Vec<i64> = Vec::new();
+        for (id, op) in $changes {
+            let seq: i64 = sqlx::query_scalar(CHANGE_INSERT)
+                .bind(id)
+                .bind(op)
+                .bind(at)
+                .fetch_one(&mut *$tx)
+                .await?;
+            seqs.push(seq);
+        }
+        if $backend == Backend::Postgres && !seqs.is_empty() {
+            sqlx::query(CHANGE_NOTIFY).execute(&mut *$tx).await?;
+        }
+        if let Some(cutoff) = $prune {
+            sqlx::query(CHANGE_PRUNE)
+                .bind(cutoff)
+                .execute(&mut *$tx)
+                .await?;
+        }
+        seqs
     }};
 }
 
@@ -116,14 +160,25 @@ impl Default for MemoryConfig {
 }
 
 /// Scoped long-term memory on a [`Store`]. The database is the truth; the keyword and vector
-/// indexes are built from it on first use (or [`Memory::open`]) and kept current by every
-/// write through this handle. Cheap to share behind an `Arc`.
+/// indexes are built from it on first use (or [`Memory::open`]), kept current by every write
+/// through this handle, and brought up to date with other processes' writes from the change
+/// log ([`Memory::sync`]; `recall` does it by itself, at most every 250 ms). Cheap to share
+/// behind an `Arc`.
 pub struct Memory {
-    store: Store,
-    embedder: Option<Arc<dyn Embedder>>,
+    pub(crate) store: Store,
+    pub(crate) embedder: Option<Arc<dyn Embedder>>,
     config: MemoryConfig,
     index: RwLock<Index>,
     loaded: OnceCell<()>,
+    /// Where the indexes are in the change log. Held by every write from before its
+    /// transaction until its index change is made, and by a sync from reading rows until
+    /// applying them: so a sync never puts back an older state of a memory over a write of
+    /// this handle that committed after the sync read it.
+    pub(crate) sync: tokio::sync::Mutex<SyncState>,
+    /// When `recall` should next read the change log.
+    pub(crate) catch_up: Mutex<CatchUp>,
+    /// When this handle last pruned the change log (ms since the epoch; 0: never).
+    pub(crate) last_prune_ms: AtomicI64,
 }
 
 impl std::fmt::Debug for Memory {
@@ -149,6 +204,9 @@ impl Memory {
             config,
             index: RwLock::new(Index::new(dim)),
             loaded: OnceCell::new(),
+            sync: tokio::sync::Mutex::new(SyncState::default()),
+            catch_up: Mutex::new(CatchUp::default()),
+            last_prune_ms: AtomicI64::new(0),
         }
     }
 
@@ -181,6 +239,23 @@ impl Memory {
     }
 
     async fn load(&self) -> Result<(), MemoryError> {
+        let mut state = self.sync.lock().await;
+        let (index, last) = self.build_index().await?;
+        *self.write_index() = index;
+        state.reset(last);
+        self.mark_checked();
+        Ok(())
+    }
+
+    /// The indexes built from every row, and the change seq they include: the log's newest
+    /// seq is read BEFORE the rows, so a change committed after it is either in the rows or
+    /// past the seq (and applied again by the next sync, which is harmless).
+    pub(crate) async fn build_index(&self) -> Result<(Index, i64), MemoryError> {
+        let (_, last): (Option<i64>, Option<i64>) =
+            with_pool!(self.store.pool(), |p| sqlx::query_as(CHANGE_BOUNDS)
+                .fetch_one(p)
+                .await)?;
+        let last = last.unwrap_or(0);
         let rows: Vec<MemoryRow> =
             with_pool!(self.store.pool(), |p| sqlx::query_as(MEMORY_SELECT_ALL)
                 .fetch_all(p)
@@ -223,6 +298,10 @@ impl Memory {
                 .collect();
             let vectors = self.embed_all(texts, &|_| {}).await?;
             let blobs: Vec<Vec<u8>> = vectors.iter().map(|v| to_blob(v)).collect();
+            // Stored for the next load; no change rows: the memories are the same, and a
+            // process using this model computes the same vectors itself, one using another
+            // model would only recompute its own. The text must still match, so a vector
+            // never lands on a chunk that another process rewrote meanwhile.
             with_pool!(self.store.pool(), |p| async {
                 let mut tx = p.begin().await?;
                 for (&i, blob) in stale.iter().zip(&blobs) {
@@ -231,6 +310,7 @@ impl Memory {
                         .bind(chunk_rows[i].seq)
                         .bind(model.as_deref())
                         .bind(blob)
+                        .bind(&chunk_rows[i].text)
                         .execute(&mut *tx)
                         .await?;
                 }
@@ -263,8 +343,7 @@ impl Memory {
             }
             index.insert(record, entries);
         }
-        *self.write_index() = index;
-        Ok(())
+        Ok((index, last))
     }
 
     /// Stores one memory (chunked and embedded) and indexes it.
@@ -311,7 +390,10 @@ impl Memory {
             .collect();
         let vectors = self.embed_grouped(&embed_texts, progress).await?;
         let model = self.embedder_id().map(str::to_owned);
-        with_pool!(self.store.pool(), |p| async {
+        let backend = self.store.backend();
+        let mut state = self.sync.lock().await;
+        let prune = self.prune_due();
+        let seqs = with_pool!(self.store.pool(), |p| async {
             let mut tx = p.begin().await?;
             for (r, (texts, vecs)) in records.iter().zip(chunk_texts.iter().zip(&vectors)) {
                 sqlx::query(MEMORY_INSERT)
@@ -326,14 +408,20 @@ impl Memory {
                     .await?;
                 insert_chunks!(tx, r.id.as_str(), texts, vecs, model.as_deref());
             }
-            tx.commit().await
+            let changes = records.iter().map(|r| (r.id.as_str(), "upsert"));
+            let seqs = log_changes!(tx, backend, changes, prune);
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(seqs)
         }
         .await)?;
-        let mut index = self.write_index();
-        for (r, (texts, vecs)) in records.iter().zip(chunk_texts.into_iter().zip(vectors)) {
-            let entries = self.entries(&texts, vecs, &r.metadata);
-            index.insert(r.clone(), entries);
+        {
+            let mut index = self.write_index();
+            for (r, (texts, vecs)) in records.iter().zip(chunk_texts.into_iter().zip(vectors)) {
+                let entries = self.entries(&texts, vecs, &r.metadata);
+                index.insert(r.clone(), entries);
+            }
         }
+        state.applied_own(seqs);
         Ok(records)
     }
 
@@ -371,7 +459,10 @@ impl Memory {
             .await?;
         let vecs = vectors.pop().unwrap_or_default();
         let model = self.embedder_id().map(str::to_owned);
-        let updated = with_pool!(self.store.pool(), |p| async {
+        let backend = self.store.backend();
+        let mut state = self.sync.lock().await;
+        let prune = self.prune_due();
+        let seqs = with_pool!(self.store.pool(), |p| async {
             let mut tx = p.begin().await?;
             let n = sqlx::query(MEMORY_UPDATE)
                 .bind(id)
@@ -381,24 +472,33 @@ impl Memory {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+            if n == 0 {
+                // Forgotten since we read it: nothing to change (the transaction rolls back).
+                return Ok(None);
+            }
             sqlx::query(CHUNK_DELETE).bind(id).execute(&mut *tx).await?;
             insert_chunks!(tx, id, texts, vecs, model.as_deref());
+            let seqs = log_changes!(tx, backend, [(id, "upsert")], prune);
             tx.commit().await?;
-            Ok::<_, sqlx::Error>(n)
+            Ok::<_, sqlx::Error>(Some(seqs))
         }
         .await)?;
-        if updated == 0 {
+        let Some(seqs) = seqs else {
             return Err(MemoryError::UnknownMemory(id.to_owned()));
-        }
+        };
         let entries = self.entries(&texts, vecs, &record.metadata);
         self.write_index().insert(record.clone(), entries);
+        state.applied_own(seqs);
         Ok(record)
     }
 
     /// Deletes a memory for good: its rows, and its entries in every index.
     pub async fn forget(&self, id: &str) -> Result<(), MemoryError> {
         self.ensure_loaded().await?;
-        let deleted = with_pool!(self.store.pool(), |p| async {
+        let backend = self.store.backend();
+        let mut state = self.sync.lock().await;
+        let prune = self.prune_due();
+        let (deleted, seqs) = with_pool!(self.store.pool(), |p| async {
             let mut tx = p.begin().await?;
             sqlx::query(CHUNK_DELETE).bind(id).execute(&mut *tx).await?;
             let n = sqlx::query(MEMORY_DELETE)
@@ -406,11 +506,17 @@ impl Memory {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+            let seqs = if n > 0 {
+                log_changes!(tx, backend, [(id, "delete")], prune)
+            } else {
+                Vec::new()
+            };
             tx.commit().await?;
-            Ok::<_, sqlx::Error>(n)
+            Ok::<_, sqlx::Error>((n, seqs))
         }
         .await)?;
         let was_indexed = self.write_index().remove(id);
+        state.applied_own(seqs);
         if deleted == 0 && !was_indexed {
             return Err(MemoryError::UnknownMemory(id.to_owned()));
         }
@@ -446,6 +552,7 @@ impl Memory {
         mode: Retrieval,
     ) -> Result<Vec<Hit>, MemoryError> {
         self.ensure_loaded().await?;
+        self.catch_up().await;
         let vector = match (&self.embedder, mode) {
             (Some(_), Retrieval::Hybrid | Retrieval::Dense) if !query.trim().is_empty() => {
                 self.embed_all(vec![query.to_owned()], &|_| {}).await?.pop()
@@ -456,7 +563,8 @@ impl Memory {
     }
 
     /// The search itself, with the query's vector already computed (None: keywords only).
-    /// Call [`Memory::ensure_loaded`] first; this does no I/O.
+    /// Call [`Memory::ensure_loaded`] first; this does no I/O, so it sees other processes'
+    /// writes as of the last [`Memory::sync`] (which `recall` and [`Memory::spawn_sync`] run).
     pub fn search(
         &self,
         query: &str,
@@ -577,9 +685,38 @@ impl Memory {
         (index.len(), index.chunk_count())
     }
 
+    /// The ids of the memories in the in-process index, sorted (for tests and diagnostics).
+    pub fn indexed_ids(&self) -> Vec<String> {
+        let mut ids = self.read_index().ids();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Whether this handle should prune the change log in its next write (at most once per
+    /// [`PRUNE_EVERY`]); the cutoff in ms if so.
+    pub(crate) fn prune_due(&self) -> Option<i64> {
+        let now = now_ms();
+        let every = i64::try_from(PRUNE_EVERY.as_millis()).unwrap_or(i64::MAX);
+        let last = self.last_prune_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < every {
+            return None;
+        }
+        self.last_prune_ms
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .ok()?;
+        let keep = i64::try_from(CHANGE_LOG_RETENTION.as_millis()).unwrap_or(i64::MAX);
+        Some(now.saturating_sub(keep))
+    }
+
+    /// The change log was just read (a sync, or the load): `recall` need not for a while.
+    pub(crate) fn mark_checked(&self) {
+        let mut c = self.catch_up.lock().unwrap_or_else(|e| e.into_inner());
+        c.next = Some(Instant::now() + CATCH_UP_EVERY);
+    }
+
     /// What is embedded for a chunk: the chunk, plus the memory's `context` metadata when
     /// [`MemoryConfig::embed_context`] is on.
-    fn embed_text(&self, chunk: &str, metadata: &Metadata) -> String {
+    pub(crate) fn embed_text(&self, chunk: &str, metadata: &Metadata) -> String {
         match metadata.get("context").and_then(|v| v.as_str()) {
             Some(ctx) if self.config.embed_context && !ctx.trim().is_empty() => {
                 format!("{chunk}\n{ctx}")
@@ -595,7 +732,7 @@ impl Memory {
             .collect()
     }
 
-    fn chunk_terms(&self, text: &str, metadata: &Metadata) -> Vec<String> {
+    pub(crate) fn chunk_terms(&self, text: &str, metadata: &Metadata) -> Vec<String> {
         let mut t = terms(text);
         if self.config.index_metadata {
             for v in metadata.values() {
@@ -651,7 +788,7 @@ impl Memory {
     }
 
     /// Embeds `texts` in batches on a blocking thread; checks shape, re-normalises.
-    async fn embed_all(
+    pub(crate) async fn embed_all(
         &self,
         texts: Vec<String>,
         progress: &(dyn Fn(usize) + Send + Sync),
@@ -686,11 +823,11 @@ impl Memory {
         Ok(out)
     }
 
-    fn read_index(&self) -> RwLockReadGuard<'_, Index> {
+    pub(crate) fn read_index(&self) -> RwLockReadGuard<'_, Index> {
         self.index.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write_index(&self) -> RwLockWriteGuard<'_, Index> {
+    pub(crate) fn write_index(&self) -> RwLockWriteGuard<'_, Index> {
         self.index.write().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -720,7 +857,7 @@ pub fn from_blob(b: &[u8]) -> Result<Vec<f32>, MemoryError> {
         .collect())
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 
@@ -730,18 +867,18 @@ fn from_ms(ms: i64) -> Result<DateTime<Utc>, MemoryError> {
 }
 
 #[derive(sqlx::FromRow)]
-struct MemoryRow {
-    id: String,
-    scope: String,
-    text: String,
-    metadata: String,
-    source: Option<String>,
-    created_at: i64,
-    updated_at: i64,
+pub(crate) struct MemoryRow {
+    pub id: String,
+    pub scope: String,
+    pub text: String,
+    pub metadata: String,
+    pub source: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
 }
 
 impl MemoryRow {
-    fn decode(self) -> Result<MemoryRecord, MemoryError> {
+    pub(crate) fn decode(self) -> Result<MemoryRecord, MemoryError> {
         let metadata = match serde_json::from_str(&self.metadata) {
             Ok(serde_json::Value::Object(m)) => m,
             _ => {
