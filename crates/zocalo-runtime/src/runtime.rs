@@ -406,6 +406,18 @@ impl Runtime {
             .clone()
     }
 
+    /// Keeps the process's memory current with every other process's writes on the same
+    /// database (within 2 s) until `stop`: for long-running processes (`serve`). Others catch
+    /// up when they search.
+    pub fn follow_memory(
+        &self,
+        store: &Store,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        self.memory_on(store)
+            .spawn_sync(std::time::Duration::from_millis(400), stop)
+    }
+
     /// [`Runtime::memory_on`] the runtime's store.
     pub async fn memory(&self) -> anyhow::Result<Arc<Memory>> {
         let store = self.store().await?;

@@ -70,6 +70,8 @@ pub async fn run(ctx: &Runtime, args: ServeArgs) -> anyhow::Result<()> {
         )),
     };
     let mcp_shutdown = tokio_util::sync::CancellationToken::new();
+    // Memories written by any other process on this database show up within 2 s.
+    let memory_sync = ctx.follow_memory(&store, mcp_shutdown.clone().cancelled_owned());
     let builder = zocalo_runtime::backend::server_builder(
         ctx,
         store.clone(),
@@ -108,6 +110,7 @@ pub async fn run(ctx: &Runtime, args: ServeArgs) -> anyhow::Result<()> {
     let served = zocalo_server::serve(listener, router, shutdown).await;
     eprintln!("zocalo serve: stopping");
     mcp_shutdown.cancel();
+    let _ = memory_sync.await;
     background.stop(std::time::Duration::from_secs(10)).await;
     let stopped = match daemon {
         Some(work) => work.shutdown().await,
