@@ -73,6 +73,7 @@ struct Shared {
     skills: OnceLock<zocalo_skills::Skills>,
     browser: OnceLock<Vec<Arc<dyn Tool>>>,
     mcp: OnceLock<zocalo_mcp::McpClients>,
+    computer: OnceLock<Vec<Arc<dyn Tool>>>,
     providers: Mutex<HashMap<String, Arc<dyn Provider>>>,
     loads: Loads,
 }
@@ -500,6 +501,33 @@ impl Runtime {
             .clone()
     }
 
+    /// The computer's own tools (zocalo-tools) the ask loop offers: the read-only ones,
+    /// `file_read`, `file_list`, `file_search` (in the workspace, `$ZOCALO_HOME/workspace`)
+    /// and `web_fetch` (public addresses only). The tools that change things (`file_write`,
+    /// `file_edit`, `shell`) are offered only behind the permission layer.
+    fn computer_tools(&self) -> Vec<Arc<dyn Tool>> {
+        const READ_ONLY: [&str; 4] = ["file_read", "file_list", "file_search", "web_fetch"];
+        self.shared
+            .computer
+            .get_or_init(|| {
+                let mut config = zocalo_tools::ToolsConfig::new(
+                    zocalo_tools::default_workspace_root(&self.home),
+                );
+                config.launcher = self.launcher();
+                match zocalo_tools::tools(&config) {
+                    Ok(tools) => tools
+                        .into_iter()
+                        .filter(|t| READ_ONLY.contains(&t.spec().name.as_str()))
+                        .collect(),
+                    Err(e) => {
+                        tracing::warn!("the workspace tools are left out: {e}");
+                        Vec::new()
+                    }
+                }
+            })
+            .clone()
+    }
+
     /// The MCP servers of config.toml, as one set of clients per process (started on first
     /// use of a tool).
     pub fn mcp_clients(&self) -> &zocalo_mcp::McpClients {
@@ -564,6 +592,9 @@ impl Runtime {
                 registry.register(tool);
             }
             for tool in self.browser_tools() {
+                registry.register(tool);
+            }
+            for tool in self.computer_tools() {
                 registry.register(tool);
             }
             // Skills: only names and descriptions go into the prompt; the model opens the

@@ -498,3 +498,106 @@ async fn daemon_install_writes_a_unit_and_uninstall_removes_it() {
         assert!(r.stderr.contains("systemd is not running"), "{}", r.stderr);
     }
 }
+
+/// The `done` event's conversation id of an SSE answer from `/api/conversations/ask`.
+async fn done_conversation(r: reqwest::Response) -> String {
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    let done = body
+        .split("event: done\ndata: ")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .unwrap_or_else(|| panic!("no done event in {body}"));
+    let v: Value = serde_json::from_str(done).unwrap();
+    v["conversation_id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_ask_takes_a_conversation_key() {
+    let home = tempfile::tempdir().unwrap();
+    let fake = FakeServer::start().await;
+    for text in ["One.", "Two.", "Three."] {
+        fake.push(Reply::sse(openai_text_sse("gpt-test", &[text])));
+    }
+    let server = serve_support::start(home.path(), None, &fake_env(&fake)).await;
+    let ask = |message: &str, key: Option<&str>| {
+        let mut body = json!({"message": message});
+        if let Some(k) = key {
+            body["conv_key"] = json!(k);
+        }
+        server.post("/api/conversations/ask").json(&body).send()
+    };
+    let a = done_conversation(ask("first", Some("web:7")).await.unwrap()).await;
+    let b = done_conversation(ask("second", Some("web:7")).await.unwrap()).await;
+    let c = done_conversation(ask("third", None).await.unwrap()).await;
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    // Bad input creates nothing: an empty message with a new key, an empty key.
+    let r = ask(" ", Some("web:8")).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let r = ask("hi", Some("")).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let convs: Value = server
+        .get("/api/conversations")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(convs.as_array().unwrap().len(), 2, "{convs:#}");
+    assert_eq!(fake.requests().len(), 3);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ask_loop_reads_the_workspace_but_is_offered_no_writing_tool() {
+    let home = tempfile::tempdir().unwrap();
+    let ws = home.path().join("workspace");
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(ws.join("inbox.txt"), "Call the plumber on Tuesday.\n").unwrap();
+    let fake = FakeServer::start().await;
+    fake.push(Reply::sse(zocalo_testkit::fake::openai_tool_call_sse(
+        "gpt-test",
+        "call_1",
+        "file_read",
+        r#"{"path": "inbox.txt"}"#,
+    )));
+    fake.push(Reply::sse(openai_text_sse(
+        "gpt-test",
+        &["Plumber, Tuesday."],
+    )));
+    let env: Vec<(&str, String)> = fake_env(&fake);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = zocalo(
+        home.path(),
+        &env,
+        &["ask", "--json", "What is in my inbox file?"],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json()["text"], "Plumber, Tuesday.");
+    let reqs = fake.requests();
+    let offered: Vec<String> = reqs[0].body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    for name in ["file_read", "file_list", "file_search", "web_fetch"] {
+        assert!(
+            offered.iter().any(|o| o == name),
+            "{name} not in {offered:?}"
+        );
+    }
+    // Until a permission layer asks the user, nothing that writes or runs is offered.
+    for name in ["file_write", "file_edit", "shell"] {
+        assert!(
+            !offered.iter().any(|o| o == name),
+            "{name} offered: {offered:?}"
+        );
+    }
+    // The file's content went back to the model as the tool result.
+    let second = reqs[1].body["messages"].to_string();
+    assert!(second.contains("Call the plumber on Tuesday."), "{second}");
+}

@@ -177,8 +177,7 @@ pub async fn run(ctx: &Runtime, args: SkillsArgs) -> anyhow::Result<()> {
             let skill = load().get(&name)?;
             let limits = RunLimits {
                 timeout: Duration::from_secs(timeout),
-                // This binary is the Landlock launcher (`zocalo __skill-sandbox`).
-                launcher: std::env::current_exe().ok(),
+                launcher: ctx.launcher(),
                 ..RunLimits::default()
             };
             let out =
