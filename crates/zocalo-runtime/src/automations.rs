@@ -5,8 +5,31 @@
 use chrono::Utc;
 use zocalo_pool::{JobQueue, SqlQueue};
 use zocalo_scheduler::automations::{check_catchup, check_name};
-use zocalo_scheduler::{Automation, NewAutomation, Schedule, Scheduler};
+use zocalo_scheduler::{Action, Automation, NewAutomation, Schedule, Scheduler};
 use zocalo_store::Store;
+
+/// What an automation does, from the three ways to say it: exactly one of `ask` (continuing
+/// `conversation` if given), `skill` (with `skill_args`) or `shell`.
+pub fn action(
+    ask: Option<String>,
+    conversation: Option<String>,
+    skill: Option<String>,
+    skill_args: Vec<String>,
+    shell: Option<String>,
+) -> anyhow::Result<Action> {
+    Ok(match (ask, skill, shell) {
+        (Some(message), None, None) => Action::Ask {
+            message,
+            conversation_id: conversation,
+        },
+        (None, Some(name), None) => Action::Skill {
+            name,
+            args: skill_args,
+        },
+        (None, None, Some(command)) => Action::Shell { command },
+        _ => return Err(crate::usage("give exactly one of ask, skill or shell")),
+    })
+}
 
 /// Checks `new` (name, rule, zone, action, catch-up) without touching any database.
 pub fn check(new: &NewAutomation) -> anyhow::Result<()> {

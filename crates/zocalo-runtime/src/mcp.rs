@@ -13,7 +13,7 @@ use zocalo_core::{Tool, ToolError};
 use zocalo_mcp::{typed_tool, ToolServer};
 use zocalo_memory::{NewMemory, DEFAULT_USER_SCOPE};
 use zocalo_pool::{JobQueue, SqlQueue};
-use zocalo_scheduler::{Action, NewAutomation, Scheduler};
+use zocalo_scheduler::{NewAutomation, Scheduler};
 use zocalo_store::Store;
 
 use crate::{ModelChoice, Runtime};
@@ -332,18 +332,9 @@ fn served_tools(ctx: &Runtime, store: Store) -> Vec<Arc<dyn Tool>> {
         move |a: ScheduleAddArgs| {
             let s = s.clone();
             async move {
-                let action = match (a.ask, a.skill, a.shell) {
-                    (Some(message), None, None) => Action::Ask {
-                        message,
-                        conversation_id: None,
-                    },
-                    (None, Some(name), None) => Action::Skill {
-                        name,
-                        args: a.skill_args,
-                    },
-                    (None, None, Some(command)) => Action::Shell { command },
-                    _ => return Err(recoverable("give exactly one of `ask`, `skill`, `shell`")),
-                };
+                let action =
+                    crate::automations::action(a.ask, None, a.skill, a.skill_args, a.shell)
+                        .map_err(|_| recoverable("give exactly one of `ask`, `skill`, `shell`"))?;
                 let mut new = NewAutomation::new(&a.name, &a.rrule, &a.start, &a.tz, action);
                 if let Some(m) = a.misfire {
                     new.misfire = m.parse().map_err(recoverable)?;

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use clap::{ArgGroup, Args, Subcommand};
 use serde_json::Value;
 use zocalo_runtime::automations;
-use zocalo_scheduler::{fmt_utc, Action, Automation, NewAutomation, Schedule, Scheduler};
+use zocalo_scheduler::{fmt_utc, Automation, NewAutomation, Schedule, Scheduler};
 
 use crate::exit::usage;
 use zocalo_runtime::Runtime;
@@ -280,18 +280,14 @@ fn preview(args: PreviewArgs) -> anyhow::Result<()> {
 }
 
 async fn add(ctx: &Runtime, args: AddArgs) -> anyhow::Result<()> {
-    let action = match (args.ask, args.skill, args.shell) {
-        (Some(message), None, None) => Action::Ask {
-            message,
-            conversation_id: args.conversation,
-        },
-        (None, Some(name), None) => Action::Skill {
-            name,
-            args: args.args,
-        },
-        (None, None, Some(command)) => Action::Shell { command },
-        _ => return Err(usage("give exactly one of --ask, --skill or --shell")),
-    };
+    let action = automations::action(
+        args.ask,
+        args.conversation,
+        args.skill,
+        args.args,
+        args.shell,
+    )
+    .map_err(|_| usage("give exactly one of --ask, --skill or --shell"))?;
     let mut new = NewAutomation::new(
         &args.name,
         &args.rule.rrule,
