@@ -8,19 +8,11 @@
 use std::path::Path;
 
 use tokenizers::{Tokenizer, TruncationParams};
+use zocalo_core::embed::{EmbedError, Embedder};
 
 use crate::bert::{Bert, BertConfig};
 use crate::fetch::{ensure_verified, MINILM};
 use crate::LocalError;
-
-/// Text to vectors. Implementations return one unit-length vector of [`Embedder::dim`] floats
-/// per input, in input order.
-pub trait Embedder: Send + Sync {
-    /// A stable id of the model, stored beside vectors so a model change forces a rebuild.
-    fn model_id(&self) -> &str;
-    fn dim(&self) -> usize;
-    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, LocalError>;
-}
 
 pub const EMBED_MODEL_ID: &str = "all-minilm-l6-v2";
 /// sentence-transformers' `max_seq_length` for this model.
@@ -74,6 +66,7 @@ impl LocalEmbedder {
     }
 }
 
+/// The one [`Embedder`] trait is zocalo-core's; this is its in-process MiniLM.
 impl Embedder for LocalEmbedder {
     fn model_id(&self) -> &str {
         EMBED_MODEL_ID
@@ -83,7 +76,15 @@ impl Embedder for LocalEmbedder {
         self.dim
     }
 
-    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, LocalError> {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.embed_texts(texts)
+            .map_err(|e| EmbedError::Failed(e.to_string()))
+    }
+}
+
+impl LocalEmbedder {
+    /// [`Embedder::embed`] with this crate's error (which tells a missing file apart).
+    pub fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, LocalError> {
         let enc = self
             .tokenizer
             .encode_batch(texts.to_vec(), true)

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use tokio::sync::OnceCell;
 use zocalo_agent::Asker;
 use zocalo_core::embed::Embedder;
 use zocalo_llm::{LlmError, Provider};
@@ -33,12 +32,11 @@ pub fn server_builder(
         .skill_launcher(ctx.skill_limits().launcher)
 }
 
-/// The runtime as the server's [`Backend`]: the process's one memory, embedder and
-/// providers, and the ask loop built once on first use.
+/// The runtime as the server's [`Backend`]: the process's one memory, embedder, providers
+/// and ask loop.
 pub struct ServerBackend {
     ctx: Runtime,
     store: Store,
-    asker: OnceCell<Arc<Asker>>,
     /// This process's supervisor, or why there is none.
     services: Result<Supervisor, String>,
 }
@@ -48,7 +46,6 @@ impl ServerBackend {
         Self {
             ctx: ctx.clone(),
             store,
-            asker: OnceCell::new(),
             services,
         }
     }
@@ -64,16 +61,12 @@ fn backend_error(e: anyhow::Error) -> BackendError {
 #[async_trait::async_trait]
 impl Backend for ServerBackend {
     async fn asker(&self) -> Result<Arc<Asker>, BackendError> {
-        self.asker
-            .get_or_try_init(|| async {
-                let (provider, _model) = self
-                    .ctx
-                    .provider(&ModelChoice::default())
-                    .map_err(backend_error)?;
-                Ok(self.ctx.asker(&self.store, provider, true))
-            })
-            .await
-            .cloned()
+        // The runtime keeps one per provider (rebuilt when the skills change).
+        let (provider, _model) = self
+            .ctx
+            .provider(&ModelChoice::default())
+            .map_err(backend_error)?;
+        Ok(self.ctx.asker(&self.store, provider, true))
     }
 
     async fn provider(&self, name: &str) -> Result<Arc<dyn Provider>, BackendError> {

@@ -159,7 +159,6 @@ pub fn pool_worker_with(
         Arc::new(AskHandler {
             ctx: ctx.clone(),
             store,
-            askers: Default::default(),
         }),
     );
     registry.register("skill", Arc::new(SkillHandler { ctx: ctx.clone() }));
@@ -208,26 +207,16 @@ impl AskPayload {
 /// {"conversation_id","text"}. A missing key or unknown provider fails the job for good;
 /// provider outages are retried.
 ///
-/// The ask loop for each (provider, model) is built once per worker and shared by its jobs:
-/// building it loads the provider (the local model's weights), the skills and the memory
-/// indexes, which would otherwise be repeated for every job.
+/// The ask loop is the runtime's, shared by every job of this process (and rebuilt only when
+/// the skills change).
 struct AskHandler {
     ctx: Runtime,
     store: zocalo_store::Store,
-    askers: tokio::sync::Mutex<std::collections::HashMap<AskerKey, AskerFor>>,
 }
 
-type AskerKey = (Option<String>, Option<String>);
-/// An ask loop and the model it should ask (None: the provider's default).
-type AskerFor = (Arc<zocalo_agent::Asker>, Option<String>);
-
 impl AskHandler {
-    async fn asker(&self, p: &AskPayload) -> Result<AskerFor, JobError> {
-        let key = (p.provider.clone(), p.model.clone());
-        let mut askers = self.askers.lock().await;
-        if let Some(found) = askers.get(&key) {
-            return Ok(found.clone());
-        }
+    /// The ask loop and the model to ask (None: the provider's default).
+    fn asker(&self, p: &AskPayload) -> Result<(Arc<zocalo_agent::Asker>, Option<String>), JobError> {
         let (provider, model) = self
             .ctx
             .provider(&ModelChoice {
@@ -236,14 +225,7 @@ impl AskHandler {
                 no_tools: false,
             })
             .map_err(|e| JobError::fatal(format!("{e:#}")))?;
-        let built = (
-            // Many ask jobs at once share the provider's rate gate (requests_per_minute).
-            self.ctx
-                .asker(&self.store, self.ctx.throttled(provider), true),
-            model,
-        );
-        askers.insert(key, built.clone());
-        Ok(built)
+        Ok((self.ctx.job_asker(&self.store, provider), model))
     }
 }
 
@@ -255,7 +237,7 @@ impl Handler for AskHandler {
 
     async fn run(&self, mut job: JobRun) -> Result<Value, JobError> {
         let p = AskPayload::parse(&job.payload).map_err(JobError::fatal)?;
-        let (asker, model) = self.asker(&p).await?;
+        let (asker, model) = self.asker(&p)?;
         let conversation = p
             .conversation_id
             .as_deref()

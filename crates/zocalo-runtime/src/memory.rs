@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use zocalo_agent::ContextSource;
-use zocalo_core::embed::{EmbedError, Embedder};
+use zocalo_core::embed::Embedder;
 use zocalo_core::{Config, ConversationId};
 use zocalo_memory::{AskMemory, Memory, MemoryConfig, Metadata, NewMemory, DEFAULT_USER_SCOPE};
 
@@ -72,21 +72,6 @@ impl ContextSource for MemoryContext {
     }
 }
 
-/// all-MiniLM-L6-v2 from zocalo-local, seen through the core `Embedder` seam.
-struct LocalMiniLm(zocalo_local::LocalEmbedder);
-
-impl Embedder for LocalMiniLm {
-    fn model_id(&self) -> &str {
-        zocalo_local::Embedder::model_id(&self.0)
-    }
-    fn dim(&self) -> usize {
-        zocalo_local::Embedder::dim(&self.0)
-    }
-    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        zocalo_local::Embedder::embed(&self.0, texts).map_err(|e| EmbedError::Failed(e.to_string()))
-    }
-}
-
 /// The embedder: `ZOCALO_EMBEDDER=none` turns vectors off; otherwise the local MiniLM from
 /// `models_dir`, or keywords alone while it is not fetched (`memory stats` says which; `-v`
 /// logs why). Use [`crate::Runtime::embedder`], which loads it once per process.
@@ -95,7 +80,7 @@ pub(crate) fn load_embedder(models_dir: &Path) -> Option<Arc<dyn Embedder>> {
         return None;
     }
     match zocalo_local::LocalEmbedder::load(models_dir) {
-        Ok(e) => Some(Arc::new(LocalMiniLm(e))),
+        Ok(e) => Some(Arc::new(e)),
         Err(e) => {
             tracing::info!("memory search uses keywords only: {e}");
             None

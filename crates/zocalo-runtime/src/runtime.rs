@@ -64,6 +64,10 @@ pub struct LoadCounts {
     pub providers: usize,
 }
 
+/// An ask loop is built once per (use, provider, tools) and rebuilt when the skills change:
+/// the skills catalog is part of its system prompt.
+type AskerKey = (&'static str, String, bool);
+
 /// What a process builds once and shares.
 #[derive(Default)]
 struct Shared {
@@ -74,6 +78,7 @@ struct Shared {
     browser: OnceLock<Vec<Arc<dyn Tool>>>,
     mcp: OnceLock<zocalo_mcp::McpClients>,
     computer: OnceLock<Vec<Arc<dyn Tool>>>,
+    askers: Mutex<HashMap<AskerKey, (u64, Arc<Asker>)>>,
     providers: Mutex<HashMap<String, Arc<dyn Provider>>>,
     loads: Loads,
 }
@@ -126,14 +131,23 @@ impl Runtime {
     }
 
     fn with_home(home: DataHome, database_url: Option<String>) -> anyhow::Result<Self> {
-        let config = Config::load(&home.config_file())?;
-        let database_url = database_url
-            .filter(|u| !u.trim().is_empty())
-            .or_else(|| config.database_url.clone());
+        // A malformed --database-url / ZOCALO_DATABASE_URL is reported before anything else
+        // (config.toml, models, keys) is looked at.
+        let database_url = database_url.filter(|u| !u.trim().is_empty());
         if let Some(url) = &database_url {
-            // A malformed URL is reported before anything else is looked at.
             Store::check_url(url)?;
         }
+        let config = Config::load(&home.config_file())?;
+        let database_url = match database_url {
+            Some(url) => Some(url),
+            None => {
+                let from_config = config.database_url.clone();
+                if let Some(url) = &from_config {
+                    Store::check_url(url)?;
+                }
+                from_config
+            }
+        };
         Ok(Self {
             home,
             config,
@@ -172,9 +186,15 @@ impl Runtime {
     }
 
     /// Closes the store's connections, if it was opened (at the end of a process).
+    /// Bounded (5 s): a stalled database must not keep the process alive.
     pub async fn close(&self) {
         if let Some(store) = self.shared.store.get() {
-            store.close().await;
+            if tokio::time::timeout(std::time::Duration::from_secs(5), store.close())
+                .await
+                .is_err()
+            {
+                tracing::warn!("closing the database connections took over 5 s; leaving them");
+            }
         }
     }
 
@@ -552,7 +572,7 @@ impl Runtime {
 
     /// The ask loop: memory, skills, built-in tools and `spawn_agents` (bound to this loop).
     pub fn asker(&self, store: &Store, provider: Arc<dyn Provider>, tools: bool) -> Arc<Asker> {
-        self.build_asker(store, provider, tools, true)
+        self.cached_asker("ask", store, provider, tools, true)
     }
 
     /// The ask loop sub-agents run in: [`Runtime::asker`] behind the provider's shared rate
@@ -564,7 +584,43 @@ impl Runtime {
         provider: Arc<dyn Provider>,
         tools: bool,
     ) -> Arc<Asker> {
-        self.build_asker(store, self.throttled(provider), tools, false)
+        self.cached_asker("agent", store, self.throttled(provider), tools, false)
+    }
+
+    /// The ask loop of pool `ask` jobs: behind the provider's shared rate gate (many jobs at
+    /// once share `requests_per_minute`), episodic like a user's ask.
+    pub fn job_asker(&self, store: &Store, provider: Arc<dyn Provider>) -> Arc<Asker> {
+        self.cached_asker("job", store, self.throttled(provider), true, true)
+    }
+
+    /// The ask loop for this use and provider: built once, again only when the skills
+    /// registry reloaded since (a skill installed by another process shows in the next ask).
+    fn cached_asker(
+        &self,
+        use_: &'static str,
+        store: &Store,
+        provider: Arc<dyn Provider>,
+        tools: bool,
+        episodic: bool,
+    ) -> Arc<Asker> {
+        let generation = if tools {
+            self.skills().reload_count()
+        } else {
+            0
+        };
+        let key = (use_, provider.name().to_owned(), tools);
+        if let Ok(cache) = self.shared.askers.lock() {
+            if let Some((g, asker)) = cache.get(&key) {
+                if *g == generation {
+                    return asker.clone();
+                }
+            }
+        }
+        let asker = self.build_asker(store, provider, tools, episodic);
+        if let Ok(mut cache) = self.shared.askers.lock() {
+            cache.insert(key, (generation, asker.clone()));
+        }
+        asker
     }
 
     fn build_asker(

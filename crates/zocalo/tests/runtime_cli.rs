@@ -601,3 +601,67 @@ async fn the_ask_loop_reads_the_workspace_but_is_offered_no_writing_tool() {
     let second = reqs[1].body["messages"].to_string();
     assert!(second.contains("Call the plumber on Tuesday."), "{second}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_serve_offers_a_skill_installed_by_another_process() {
+    let home = tempfile::tempdir().unwrap();
+    let fake = FakeServer::start().await;
+    for _ in 0..40 {
+        fake.push(Reply::sse(openai_text_sse("gpt-test", &["ok"])));
+    }
+    // A private HOME keeps the developer's ~/.agents/skills out.
+    let mut env = fake_env(&fake);
+    env.push(("HOME", home.path().display().to_string()));
+    let server = serve_support::start(home.path(), None, &env).await;
+    let asked = |message: &str| {
+        server
+            .post("/api/conversations/ask")
+            .json(&json!({"message": message}))
+            .send()
+    };
+    let system_of_last = || {
+        let reqs = fake.requests();
+        reqs.last().unwrap().body["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    done_conversation(asked("before").await.unwrap()).await;
+    assert!(!system_of_last().contains("hello-world"));
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../zocalo-skills/tests/fixtures/valid/hello-world");
+    let home_s = home.path().display().to_string();
+    let r = zocalo(
+        home.path(),
+        &[("HOME", home_s.as_str())],
+        &["skills", "install", fixture.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (_, took) = within(Duration::from_secs(2), "the new skill is offered", || async {
+        done_conversation(asked("after").await.unwrap()).await;
+        system_of_last().contains("hello-world").then_some(())
+    })
+    .await;
+    eprintln!("installed skill offered after {took:?}");
+    let offered = fake.requests().last().unwrap().body["tools"].to_string();
+    assert!(offered.contains("skill_open"), "{offered}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_database_url_is_reported_before_anything_else() {
+    let home = tempfile::tempdir().unwrap();
+    // A broken config.toml and no model weights: the URL is still what is reported.
+    std::fs::write(home.path().join("config.toml"), "provider = [not toml").unwrap();
+    let env = [("ZOCALO_MODELS_DIR", "/nonexistent")];
+    for args in [
+        &["--database-url", "mysql://x@h/db", "ask", "Hi"][..],
+        &["--database-url", "postgres://", "memory", "stats"][..],
+    ] {
+        let r = zocalo(home.path(), &env, args).await;
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains("invalid database URL"), "{args:?}: {}", r.stderr);
+        assert!(!r.stderr.contains("config.toml"), "{args:?}: {}", r.stderr);
+    }
+}

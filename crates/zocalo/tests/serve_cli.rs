@@ -286,6 +286,26 @@ async fn token_guards_v1_and_api_but_not_public_routes() {
         .unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     assert!(doc["paths"]["/v1/chat/completions"]["post"].is_object());
+    // OpenAPI 3: a path parameter must appear in the path template and be required, and a
+    // name in the template must be a path parameter (`limit` of /api/agents/batches was
+    // declared "in: path" once).
+    let mut params = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                params += 1;
+                let (name, place) = (p["name"].as_str().unwrap(), p["in"].as_str().unwrap());
+                let templated = path.contains(&format!("{{{name}}}"));
+                assert_eq!(place == "path", templated, "{method} {path}: {p}");
+                if place == "path" {
+                    assert_eq!(p["required"], true, "{method} {path}: {p}");
+                }
+            }
+        }
+    }
+    assert!(params > 10, "only {params} parameters in the document");
+    let batches = &doc["paths"]["/api/agents/batches"]["get"]["parameters"][0];
+    assert_eq!((batches["name"].as_str(), batches["in"].as_str()), (Some("limit"), Some("query")));
     let page = c.get(format!("{}/", server.url)).send().await.unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.headers()["content-type"]

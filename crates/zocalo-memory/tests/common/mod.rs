@@ -19,7 +19,7 @@ impl Embedder for MiniLm {
         zocalo_local::Embedder::dim(&self.0)
     }
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        zocalo_local::Embedder::embed(&self.0, texts).map_err(|e| EmbedError::Failed(e.to_string()))
+        self.0.embed_texts(texts).map_err(|e| EmbedError::Failed(e.to_string()))
     }
 }
 

@@ -43,6 +43,7 @@ fn store_error(e: zocalo_store::StoreError) -> ApiError {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct BatchesQuery {
     /// 1..=500, default 50.
     pub limit: Option<i64>,

@@ -55,6 +55,7 @@ pub struct ConversationDetail {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// At most this many, most recently updated first (1..=500, default 50).
     pub limit: Option<i64>,

@@ -39,6 +39,7 @@ pub fn router() -> Router<AppState> {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Poll interval in milliseconds (200..=60000, default 1000).
     pub interval_ms: Option<u64>,

@@ -127,6 +127,7 @@ pub async fn submit(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct JobsQuery {
     /// queued, running, succeeded, failed, dead or cancelled.
     pub state: Option<String>,

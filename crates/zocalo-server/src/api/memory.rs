@@ -42,6 +42,7 @@ pub(crate) fn memory_error(e: MemoryError) -> ApiError {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     /// What to look for.
     pub q: String,

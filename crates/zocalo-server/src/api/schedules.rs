@@ -183,6 +183,7 @@ pub async fn resume(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RunsQuery {
     /// 1..=500, default 50.
     pub limit: Option<i64>,

@@ -229,6 +229,7 @@ pub async fn restart(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogsQuery {
     /// The last this many lines (1..=10000, default 100).
     pub lines: Option<usize>,

@@ -265,9 +265,7 @@ async fn list(ctx: &Runtime, limit: i64, json_out: bool) -> anyhow::Result<()> {
         return Err(usage("--limit must be at least 0"));
     }
     let store = ctx.store().await?;
-    let batches = Batches::new(store.clone()).list(limit).await;
-    store.close().await;
-    let batches = batches?;
+    let batches = Batches::new(store.clone()).list(limit).await?;
     if json_out {
         return super::print_json(&serde_json::to_value(&batches)?);
     }

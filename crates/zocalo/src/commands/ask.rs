@@ -39,9 +39,7 @@ pub async fn run(ctx: &Runtime, args: AskArgs) -> anyhow::Result<()> {
         } if show_tools => eprintln!("[tool] {name} failed: {content}"),
         _ => {}
     };
-    let outcome = ctx.ask(ask, &mut on_event).await;
-    ctx.close().await;
-    let outcome = outcome?;
+    let outcome = ctx.ask(ask, &mut on_event).await?;
     if json_out {
         super::print_json(&outcome_json(&outcome))?;
     } else {

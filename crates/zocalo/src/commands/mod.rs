@@ -23,7 +23,7 @@ use zocalo_runtime::Runtime;
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let ctx = Runtime::load(cli.database_url)?;
-    match cli.command {
+    let done = match cli.command {
         Command::Ask(args) => ask::run(&ctx, args).await,
         Command::Chat(args) => chat::run(&ctx, args).await,
         Command::Conversations(cmd) => conversations::run(&ctx, cmd).await,
@@ -41,7 +41,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Services(cmd) => services::run(&ctx, cmd).await,
         Command::Daemon(cmd) => daemon::run(&ctx, cmd).await,
         Command::Mcp(cmd) => mcp::run(&ctx, cmd).await,
-    }
+    };
+    // The store is the runtime's, opened once; its connections close when the command ends.
+    ctx.close().await;
+    done
 }
 
 /// Print one JSON document on stdout (the `--json` contract).

@@ -92,9 +92,7 @@ pub async fn run(ctx: &Runtime, cmd: PoolCmd) -> anyhow::Result<()> {
                 return Err(usage("--limit must be at least 1"));
             }
             let q = queue(ctx).await?;
-            let jobs = q.list(state, limit).await;
-            q.store().close().await;
-            let jobs = jobs?;
+            let jobs = q.list(state, limit).await?;
             if json {
                 return super::print_json(&serde_json::to_value(&jobs)?);
             }
@@ -143,9 +141,7 @@ pub async fn run(ctx: &Runtime, cmd: PoolCmd) -> anyhow::Result<()> {
         }
         PoolCmd::Nodes { json } => {
             let q = queue(ctx).await?;
-            let nodes = q.nodes(1000).await;
-            q.store().close().await;
-            let nodes = nodes?;
+            let nodes = q.nodes(1000).await?;
             if json {
                 return super::print_json(&serde_json::to_value(&nodes)?);
             }

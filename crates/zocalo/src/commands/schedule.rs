@@ -134,9 +134,7 @@ pub async fn run(ctx: &Runtime, cmd: ScheduleCmd) -> anyhow::Result<()> {
         ScheduleCmd::Add(args) => add(ctx, args).await,
         ScheduleCmd::List { json } => {
             let s = scheduler(ctx).await?;
-            let list = s.list().await;
-            s.store().close().await;
-            let list = list?;
+            let list = s.list().await?;
             if json {
                 return super::print_json(&serde_json::to_value(&list)?);
             }
@@ -159,9 +157,7 @@ pub async fn run(ctx: &Runtime, cmd: ScheduleCmd) -> anyhow::Result<()> {
         }
         ScheduleCmd::Rm { name, json } => {
             let s = scheduler(ctx).await?;
-            let r = s.remove(&name).await;
-            s.store().close().await;
-            r?;
+            s.remove(&name).await?;
             if json {
                 return super::print_json(&serde_json::json!({"removed": name}));
             }
@@ -170,24 +166,20 @@ pub async fn run(ctx: &Runtime, cmd: ScheduleCmd) -> anyhow::Result<()> {
         }
         ScheduleCmd::Pause { name, json } => {
             let s = scheduler(ctx).await?;
-            let r = s.pause(&name, Utc::now()).await;
-            s.store().close().await;
-            show(&r?, json, "paused")
+            let r = s.pause(&name, Utc::now()).await?;
+            show(&r, json, "paused")
         }
         ScheduleCmd::Resume { name, json } => {
             let s = scheduler(ctx).await?;
-            let r = s.resume(&name, Utc::now()).await;
-            s.store().close().await;
-            show(&r?, json, "resumed")
+            let r = s.resume(&name, Utc::now()).await?;
+            show(&r, json, "resumed")
         }
         ScheduleCmd::Runs { name, limit, json } => {
             if limit < 1 {
                 return Err(usage("--limit must be at least 1"));
             }
             let s = scheduler(ctx).await?;
-            let runs = s.runs(&name, limit).await;
-            s.store().close().await;
-            let runs = runs?;
+            let runs = s.runs(&name, limit).await?;
             if json {
                 return super::print_json(&serde_json::to_value(&runs)?);
             }
@@ -241,9 +233,7 @@ pub async fn run(ctx: &Runtime, cmd: ScheduleCmd) -> anyhow::Result<()> {
                     .with_timezone(&Utc),
             };
             let s = scheduler(ctx).await?;
-            let r = s.tick(now).await;
-            s.store().close().await;
-            let r = r?;
+            let r = s.tick(now).await?;
             if json {
                 return super::print_json(&serde_json::to_value(&r)?);
             }
