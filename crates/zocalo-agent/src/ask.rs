@@ -2,16 +2,18 @@
 
 use std::sync::Arc;
 
-use zocalo_core::config::AskConfig;
+use zocalo_core::config::{AskConfig, BudgetsConfig};
 use zocalo_core::protocol::{estimate_message_tokens, estimate_tokens};
-use zocalo_core::{
-    CompletionRequest, ConversationId, Message, StopReason, ToolCall, ToolError, Usage,
-};
+use zocalo_core::{CompletionRequest, ConversationId, Message, StopReason, ToolCall, Usage};
 use zocalo_llm::{collect_stream, Provider};
 use zocalo_store::{NewMessage, Store};
 
+use crate::approval::Approvals;
+use crate::budget::{BudgetCheck, TokenLimit};
 use crate::compress::{Compressor, Room};
 use crate::context::fit_history;
+use crate::guard::Gate;
+use crate::policy::Policy;
 use crate::{AgentError, ToolRegistry, DEFAULT_SYSTEM_PROMPT};
 
 /// Tool output longer than this is cut (with a note) before it goes back to the model.
@@ -66,6 +68,18 @@ pub struct AskRequest {
     pub model: Option<String>,
 }
 
+/// How one ask is guarded: who answers the `ask` decisions, and its own token limit. The
+/// permissions themselves and the conversation / daily budgets belong to the [`Asker`]
+/// ([`Asker::with_policy`], [`Asker::with_budgets`]).
+#[derive(Clone, Debug, Default)]
+pub struct AskOptions {
+    /// Default: unattended, nothing pre-approved (`ask` means deny).
+    pub approvals: Approvals,
+    /// This ask's own tokens at most: [`TokenLimit::ask`], [`TokenLimit::automation_run`] or
+    /// [`TokenLimit::agent`] of `[budgets]`. None: no limit of its own.
+    pub token_limit: Option<TokenLimit>,
+}
+
 /// What happens during an ask, for streaming to the user.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AskEvent {
@@ -95,6 +109,8 @@ pub struct AskOutcome {
     /// Model calls made.
     pub steps: usize,
     pub tool_calls: Vec<ToolCall>,
+    /// Why the ask ended: the model's reason, or [`StopReason::budget()`] when a token
+    /// budget stopped the loop (then `text` says which, and the turn is stored up to there).
     pub stop_reason: StopReason,
 }
 
@@ -107,6 +123,8 @@ pub struct Asker {
     tools: ToolRegistry,
     settings: AskSettings,
     context: Option<Arc<dyn ContextSource>>,
+    policy: Option<Arc<Policy>>,
+    budgets: BudgetsConfig,
 }
 
 impl Asker {
@@ -122,7 +140,34 @@ impl Asker {
             tools,
             settings,
             context: None,
+            policy: None,
+            budgets: BudgetsConfig::default(),
         }
+    }
+
+    /// Guards every tool call with `policy`: only the tools it offers are shown to the model,
+    /// and each call is allowed, asked or denied by it. Without a policy every registered
+    /// tool is offered and runs (calls are still audited): install one wherever a person's
+    /// machine is at stake.
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = Some(Arc::new(policy));
+        self
+    }
+
+    /// The limits of `[budgets]`: `conversation_tokens` and `daily_tokens` apply to every
+    /// ask; `ask_tokens` to [`Asker::ask`] and `agent_tokens` to sub-agents run through
+    /// this asker ([`crate::AgentRunner`]). [`Asker::ask_with`] takes its own limit.
+    pub fn with_budgets(mut self, budgets: BudgetsConfig) -> Self {
+        self.budgets = budgets;
+        self
+    }
+
+    pub fn policy(&self) -> Option<&Policy> {
+        self.policy.as_deref()
+    }
+
+    pub fn budgets(&self) -> &BudgetsConfig {
+        &self.budgets
     }
 
     /// Adds a [`ContextSource`] consulted before every turn (it gets at most a quarter of the
@@ -137,12 +182,32 @@ impl Asker {
         self.provider.name()
     }
 
-    /// Answer `request.message`. Streams events through `on_event`. Writes nothing unless the
-    /// answer completes: the user turn, every tool round and the final answer are committed
-    /// together in one transaction at the end.
+    /// [`Asker::ask_with`] unattended (`ask` means deny) with `[budgets] ask_tokens`.
     pub async fn ask(
         &self,
         request: AskRequest,
+        on_event: &mut (dyn FnMut(AskEvent) + Send),
+    ) -> Result<AskOutcome, AgentError> {
+        let options = AskOptions {
+            approvals: Approvals::unattended(),
+            token_limit: TokenLimit::ask(&self.budgets),
+        };
+        self.ask_with(request, &options, on_event).await
+    }
+
+    /// Answer `request.message`. Streams events through `on_event`. Writes nothing unless the
+    /// answer completes: the user turn, every tool round and the final answer are committed
+    /// together in one transaction at the end. (Tool calls are audited as they happen, see
+    /// [`crate::audit`].)
+    ///
+    /// Budgets are checked before every model call. One spent before the first call is an
+    /// [`AgentError::Budget`] and nothing is written; one spent later ends the loop with
+    /// [`StopReason::budget()`], and the turn so far (every tool call with its result) is
+    /// committed with a closing assistant message that says which budget stopped it.
+    pub async fn ask_with(
+        &self,
+        request: AskRequest,
+        options: &AskOptions,
         on_event: &mut (dyn FnMut(AskEvent) + Send),
     ) -> Result<AskOutcome, AgentError> {
         if request.message.trim().is_empty() {
@@ -161,6 +226,23 @@ impl Asker {
             }
             None => (ConversationId::new(), true, Vec::new()),
         };
+        let budget = BudgetCheck::load(
+            &self.store,
+            &self.budgets,
+            options.token_limit,
+            (!new_conversation).then_some(&conversation_id),
+        )
+        .await?;
+        if let Some(spent) = budget.exceeded(0) {
+            return Err(AgentError::Budget(spent));
+        }
+        let gate = Gate {
+            store: &self.store,
+            tools: &self.tools,
+            policy: self.policy.as_deref(),
+            approvals: &options.approvals,
+            conversation: &conversation_id,
+        };
         // Turns an earlier summary stands for are replaced by it (they stay in the store).
         let summary = if self.settings.compress_history && !new_conversation {
             self.store.latest_summary(&conversation_id).await?
@@ -175,7 +257,7 @@ impl Asker {
             .clone()
             .unwrap_or_else(|| self.provider.default_model().to_owned());
         let tool_specs = if self.provider.supports_tools() {
-            self.tools.specs()
+            gate.specs()
         } else {
             Vec::new()
         };
@@ -239,7 +321,31 @@ impl Asker {
         }];
         let mut all_calls = Vec::new();
         let mut steps = 0;
+        // Who answered last, for an outcome the budget ends (no answer of its own).
+        let mut last_answer: Option<(String, String)> = None;
         let (text, stop_reason, answered_model, answered_by) = loop {
+            if let Some(spent) = budget.exceeded(usage.input_tokens + usage.output_tokens) {
+                let Some((model, provider)) = last_answer.take() else {
+                    // Nothing was said yet (only a summary call spent it): nothing to keep.
+                    return Err(AgentError::Budget(spent));
+                };
+                // Every call of the turn has its result by now; close it with a note, so the
+                // stored conversation ends on an assistant message as after any answer.
+                let note = format!("[stopped before finishing: {spent}]");
+                let said_something = turn
+                    .iter()
+                    .any(|m| m.role == zocalo_core::Role::Assistant && !m.content.is_empty());
+                let streamed = if said_something {
+                    format!("\n\n{note}")
+                } else {
+                    note.clone()
+                };
+                on_event(AskEvent::Text(streamed));
+                let closing = Message::assistant(note.clone());
+                turn.push(closing.clone());
+                rows.push(NewMessage::plain(closing));
+                break (note, StopReason::budget(), model, provider);
+            }
             if steps == self.settings.max_steps {
                 return Err(AgentError::MaxSteps(steps));
             }
@@ -270,6 +376,7 @@ impl Asker {
             let response =
                 collect_stream(named.stream, |t| on_event(AskEvent::Text(t.to_owned()))).await?;
             usage.add(response.usage);
+            last_answer = Some((response.model.clone(), answered_by.clone()));
             let calls = response.message.tool_calls.clone();
             turn.push(response.message.clone());
             rows.push(NewMessage {
@@ -288,26 +395,10 @@ impl Asker {
             }
             for call in calls {
                 on_event(AskEvent::ToolCall(call.clone()));
-                // Tools that spawn sub-agents record this conversation as their parent;
-                // stateful tools (the browser's tab) are handed it in the ToolContext.
-                let tool_ctx = zocalo_core::ToolContext {
-                    conversation: Some(conversation_id.clone()),
-                };
-                let called = crate::spawn::in_conversation(
-                    conversation_id.clone(),
-                    self.tools
-                        .call_with(&tool_ctx, &call.name, call.arguments.clone()),
-                );
-                let (content, is_error) = match called.await {
-                    Ok(out) => (truncate_output(out), false),
-                    Err(ToolError::Recoverable(msg)) => (msg, true),
-                    Err(ToolError::Fatal(message)) => {
-                        return Err(AgentError::ToolFatal {
-                            tool: call.name,
-                            message,
-                        })
-                    }
-                };
+                // Permissions, approval, the call itself (stateful tools such as the
+                // browser's tab get the conversation in their ToolContext) and its audit row.
+                let handled = gate.call(&call).await?;
+                let (content, is_error) = (handled.content, handled.is_error);
                 on_event(AskEvent::ToolResult {
                     call_id: call.id.clone(),
                     name: call.name.clone(),
@@ -361,7 +452,7 @@ fn title_of(message: &str) -> String {
     title
 }
 
-fn truncate_output(mut out: String) -> String {
+pub(crate) fn truncate_output(mut out: String) -> String {
     if out.len() <= MAX_TOOL_OUTPUT_BYTES {
         return out;
     }

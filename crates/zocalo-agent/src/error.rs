@@ -21,6 +21,15 @@ pub enum AgentError {
         line: Option<usize>,
         message: String,
     },
+    /// A `[permissions]` key, persona `tools` entry or `--allow` value that is no tool name
+    /// or glob.
+    #[error("{0}")]
+    BadToolPattern(String),
+    #[error("no persona {name:?} in config.toml: {}", if defined.is_empty() { "define one under [personas.NAME]".to_owned() } else { format!("defined: {}", defined.join(", ")) })]
+    UnknownPersona { name: String, defined: Vec<String> },
+    /// A token budget was spent before this ask could make its first model call.
+    #[error(transparent)]
+    Budget(#[from] crate::budget::BudgetExceeded),
     #[error(transparent)]
     Llm(#[from] LlmError),
     #[error(transparent)]
@@ -33,7 +42,9 @@ impl AgentError {
         match self {
             AgentError::EmptyMessage
             | AgentError::UnknownConversation(_)
-            | AgentError::BadTask { .. } => true,
+            | AgentError::BadTask { .. }
+            | AgentError::BadToolPattern(_)
+            | AgentError::UnknownPersona { .. } => true,
             AgentError::Llm(e) => e.is_usage(),
             AgentError::Store(e) => e.is_usage(),
             _ => false,

@@ -194,7 +194,8 @@ pub trait AgentRunner: Send + Sync {
     async fn run(&self, run: &AgentRun) -> Result<AgentAnswer, String>;
 }
 
-/// Each agent is one ask in a new conversation.
+/// Each agent is one ask in a new conversation, unattended (nobody is there to approve: `ask`
+/// means deny) and limited by `[budgets] agent_tokens`.
 #[async_trait]
 impl AgentRunner for Asker {
     fn provider(&self) -> Option<String> {
@@ -207,8 +208,12 @@ impl AgentRunner for Asker {
             message: run.prompt.clone(),
             model: run.model.clone(),
         };
+        let options = crate::AskOptions {
+            approvals: crate::Approvals::unattended(),
+            token_limit: crate::TokenLimit::agent(self.budgets()),
+        };
         let outcome = self
-            .ask(request, &mut |_| {})
+            .ask_with(request, &options, &mut |_| {})
             .await
             .map_err(|e| e.to_string())?;
         Ok(AgentAnswer {

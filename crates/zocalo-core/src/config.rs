@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::CoreError;
 
@@ -44,6 +44,119 @@ pub struct Config {
     /// wait for their turn, shared by every agent and ask of the process.
     #[serde(default)]
     pub requests_per_minute: BTreeMap<String, u32>,
+    /// `[workspace]`: the directory the file tools and the shell work in.
+    #[serde(default)]
+    pub workspace: WorkspaceConfig,
+    /// `[tools.NAME]`: settings of the computer's own tools.
+    #[serde(default)]
+    pub tools: ToolsSettings,
+    /// `[permissions]`: tool name or glob (`mcp__github__*`) -> `allow` | `ask` | `deny`,
+    /// over the built-in defaults (read-only tools allowed, the rest asked).
+    #[serde(default)]
+    pub permissions: BTreeMap<String, Decision>,
+    /// `[personas.NAME]`: named presets of system prompt, offered tools, permissions and
+    /// model, picked per ask (`--persona NAME`).
+    #[serde(default)]
+    pub personas: BTreeMap<String, PersonaConfig>,
+    /// `[budgets]`: token limits checked before every model call.
+    #[serde(default)]
+    pub budgets: BudgetsConfig,
+}
+
+/// `[workspace]` in config.toml.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceConfig {
+    /// An absolute path; none: `$ZOCALO_HOME/workspace`, decided by the caller.
+    pub root: Option<std::path::PathBuf>,
+}
+
+/// `[tools]` in config.toml: one table per tool that has settings.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ToolsSettings {
+    #[serde(default)]
+    pub web_fetch: WebFetchSettings,
+}
+
+/// `[tools.web_fetch]` in config.toml.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebFetchSettings {
+    /// Let `web_fetch` reach loopback and private networks (off: only public addresses).
+    #[serde(default)]
+    pub allow_private: bool,
+}
+
+/// What may happen when the model calls a tool: it runs, someone is asked first, or it is
+/// neither offered nor run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Allow,
+    Ask,
+    Deny,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Ask => "ask",
+            Decision::Deny => "deny",
+        }
+    }
+}
+
+/// `[personas.NAME]` in config.toml. Every key is optional; a missing one leaves the
+/// default in place.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PersonaConfig {
+    /// Replaces `[ask] system_prompt` for asks with this persona.
+    pub system_prompt: Option<String>,
+    /// Names or globs of the tools offered to the model; the others are never shown to it.
+    /// None: every tool.
+    pub tools: Option<Vec<String>>,
+    /// Same shape as `[permissions]`; wins over it.
+    #[serde(default)]
+    pub permissions: BTreeMap<String, Decision>,
+    /// Model used unless the ask names one.
+    pub model: Option<String>,
+}
+
+/// `[budgets]` in config.toml: token limits (input + output as providers report them).
+/// None: no limit.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetsConfig {
+    /// Tokens one interactive ask may use (`zocalo ask`, chat, the API).
+    pub ask_tokens: Option<u64>,
+    /// Tokens one conversation may use in total.
+    pub conversation_tokens: Option<u64>,
+    /// Tokens one run of an automation may use.
+    pub automation_run_tokens: Option<u64>,
+    /// Tokens one sub-agent may use.
+    pub agent_tokens: Option<u64>,
+    /// Tokens all conversations together may use per UTC day.
+    pub daily_tokens: Option<u64>,
+}
+
+/// Checks a `[permissions]` key or a persona's `tools` entry: a tool name, or a glob where
+/// `*` stands for any run of characters.
+pub fn check_tool_pattern(pattern: &str) -> Result<(), String> {
+    if pattern.is_empty() {
+        return Err("is empty: give a tool name or a glob such as mcp__github__*".into());
+    }
+    if pattern.len() > 256 {
+        return Err(format!("is {} bytes long; at most 256", pattern.len()));
+    }
+    if pattern.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{pattern:?} has a space or control character: tool names have none"
+        ));
+    }
+    Ok(())
 }
 
 /// `[daemon]` in config.toml. Durations are milliseconds.
@@ -580,6 +693,66 @@ impl Config {
                 "daemon.backoff_max_ms must not be less than daemon.backoff_base_ms".into(),
             ));
         }
+        if let Some(root) = &self.workspace.root {
+            if !root.is_absolute() {
+                return Err(err(format!(
+                    "workspace.root must be an absolute path, got {:?}",
+                    root.display().to_string()
+                )));
+            }
+        }
+        for pattern in self.permissions.keys() {
+            check_tool_pattern(pattern)
+                .map_err(|why| err(format!("permissions: the key {pattern:?} {why}")))?;
+        }
+        for (name, persona) in &self.personas {
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(err(format!(
+                    "persona name {name:?} may use only letters, digits, '-' and '_'"
+                )));
+            }
+            for pattern in persona.tools.iter().flatten() {
+                check_tool_pattern(pattern).map_err(|why| {
+                    err(format!(
+                        "personas.{name}.tools: the entry {pattern:?} {why}"
+                    ))
+                })?;
+            }
+            for pattern in persona.permissions.keys() {
+                check_tool_pattern(pattern).map_err(|why| {
+                    err(format!(
+                        "personas.{name}.permissions: the key {pattern:?} {why}"
+                    ))
+                })?;
+            }
+            if persona
+                .model
+                .as_deref()
+                .is_some_and(|m| m.trim().is_empty())
+            {
+                return Err(err(format!(
+                    "personas.{name}.model is empty: give a model name or remove the key"
+                )));
+            }
+        }
+        let b = &self.budgets;
+        for (key, v) in [
+            ("ask_tokens", b.ask_tokens),
+            ("conversation_tokens", b.conversation_tokens),
+            ("automation_run_tokens", b.automation_run_tokens),
+            ("agent_tokens", b.agent_tokens),
+            ("daily_tokens", b.daily_tokens),
+        ] {
+            if v == Some(0) {
+                return Err(err(format!(
+                    "budgets.{key} must be at least 1 (remove it for no limit)"
+                )));
+            }
+        }
         Ok(())
     }
 }
@@ -747,12 +920,97 @@ mod tests {
                 "[mcp.servers.a]\nurl = \"http://h\"\nstartup_timeout_secs = -2",
                 "startup_timeout_secs",
             ),
+            ("[workspace]\nroot = \"work\"", "workspace.root"),
+            ("[workspace]\nroot = 3", "root"),
+            ("[workspace]\ndir = \"/w\"", "dir"),
+            (
+                "[tools.web_fetch]\nallow_private = \"yes\"",
+                "allow_private",
+            ),
+            ("[tools.web_fetch]\nprivate = true", "private"),
+            ("[tools.shelll]\ntimeout = 3", "shelll"),
+            ("[permissions]\nshell = \"maybe\"", "permissions.shell"),
+            ("[permissions]\nshell = true", "permissions.shell"),
+            ("[permissions]\n\"\" = \"allow\"", "permissions"),
+            ("[permissions]\n\"file read\" = \"allow\"", "file read"),
+            ("permissions = [\"shell\"]", "permissions"),
+            ("[personas.\"a b\"]\nmodel = \"m\"", "a b"),
+            ("[personas.p]\ntools = \"shell\"", "personas.p.tools"),
+            ("[personas.p]\ntools = [\"\"]", "personas.p.tools"),
+            ("[personas.p]\ntools = [\"a b\"]", "personas.p.tools"),
+            (
+                "[personas.p]\npermissions = { shell = \"never\" }",
+                "personas.p.permissions.shell",
+            ),
+            (
+                "[personas.p]\npermissions = { \" \" = \"deny\" }",
+                "personas.p.permissions",
+            ),
+            ("[personas.p]\nmodel = \" \"", "personas.p.model"),
+            ("[personas.p]\nprompt = \"x\"", "prompt"),
+            ("[budgets]\nask_tokens = 0", "budgets.ask_tokens"),
+            ("[budgets]\ndaily_tokens = -5", "budgets.daily_tokens"),
+            ("[budgets]\nagent_tokens = 1.5", "budgets.agent_tokens"),
+            (
+                "[budgets]\nconversation_tokens = \"lots\"",
+                "conversation_tokens",
+            ),
+            (
+                "[budgets]\nautomation_run_tokens = 0",
+                "budgets.automation_run_tokens",
+            ),
+            ("[budgets]\nhourly_tokens = 5", "hourly_tokens"),
         ];
         for (text, needle) in cases {
             let e = parse(text).expect_err(text).to_string();
             assert!(e.contains(needle), "{text:?}: {e}");
             assert!(e.contains("config.toml"), "{e}");
         }
+    }
+
+    #[test]
+    fn guard_rails_parse() {
+        let cfg = parse(
+            r#"
+            [workspace]
+            root = "/srv/work"
+            [tools.web_fetch]
+            allow_private = true
+            [permissions]
+            shell = "allow"
+            "mcp__github__*" = "deny"
+            [personas.researcher]
+            system_prompt = "You research."
+            tools = ["web_fetch", "file_*"]
+            permissions = { file_write = "deny" }
+            model = "gpt-4o"
+            [personas.bare]
+            [budgets]
+            ask_tokens = 20000
+            daily_tokens = 1000000
+            "#,
+        )
+        .unwrap();
+        assert_eq!(cfg.workspace.root.as_deref(), Some(Path::new("/srv/work")));
+        assert!(cfg.tools.web_fetch.allow_private);
+        assert_eq!(cfg.permissions["shell"], Decision::Allow);
+        assert_eq!(cfg.permissions["mcp__github__*"], Decision::Deny);
+        let r = &cfg.personas["researcher"];
+        assert_eq!(r.system_prompt.as_deref(), Some("You research."));
+        assert_eq!(r.tools.as_deref().unwrap(), ["web_fetch", "file_*"]);
+        assert_eq!(r.permissions["file_write"], Decision::Deny);
+        assert_eq!(r.model.as_deref(), Some("gpt-4o"));
+        assert_eq!(cfg.personas["bare"], PersonaConfig::default());
+        assert_eq!(cfg.budgets.ask_tokens, Some(20_000));
+        assert_eq!(cfg.budgets.daily_tokens, Some(1_000_000));
+        assert_eq!(cfg.budgets.agent_tokens, None);
+        // Defaults: no root (the caller picks $ZOCALO_HOME/workspace), private nets refused,
+        // no overrides, no personas, no limits.
+        let d = parse("").unwrap();
+        assert_eq!(d.workspace.root, None);
+        assert!(!d.tools.web_fetch.allow_private);
+        assert!(d.permissions.is_empty() && d.personas.is_empty());
+        assert_eq!(d.budgets, BudgetsConfig::default());
     }
 
     #[test]

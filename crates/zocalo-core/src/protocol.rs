@@ -116,6 +116,8 @@ impl Usage {
     }
 }
 
+/// Why an answer ended. Serialises as a plain string: `"end_turn"`, `"tool_use"`,
+/// `"max_tokens"`, or the text of [`StopReason::Other`] (`"budget"`, ...).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StopReason {
@@ -125,8 +127,27 @@ pub enum StopReason {
     ToolUse,
     /// `max_tokens` cut the answer.
     MaxTokens,
-    /// A stop sequence or anything else the provider reported.
+    /// A stop sequence or anything else the provider reported, or a reason of the ask loop
+    /// itself ([`StopReason::BUDGET`]).
+    #[serde(untagged)]
     Other(String),
+}
+
+impl StopReason {
+    /// The ask loop stopped because a token budget (`[budgets]`) was spent.
+    ///
+    /// A string under [`StopReason::Other`] rather than a variant of its own, so matches on
+    /// this enum elsewhere keep compiling; it serialises as `"budget"` all the same.
+    pub const BUDGET: &'static str = "budget";
+
+    /// [`StopReason::BUDGET`] as a stop reason.
+    pub fn budget() -> Self {
+        StopReason::Other(Self::BUDGET.to_owned())
+    }
+
+    pub fn is_budget(&self) -> bool {
+        matches!(self, StopReason::Other(s) if s == Self::BUDGET)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -208,6 +229,23 @@ mod tests {
             arguments: serde_json::json!({"timezone": "Europe/Berlin"}),
         });
         assert!(estimate_message_tokens(&m) > base);
+    }
+
+    #[test]
+    fn stop_reasons_serialise_as_plain_strings() {
+        for (reason, text) in [
+            (StopReason::EndTurn, "end_turn"),
+            (StopReason::ToolUse, "tool_use"),
+            (StopReason::MaxTokens, "max_tokens"),
+            (StopReason::budget(), "budget"),
+            (StopReason::Other("stop_sequence".into()), "stop_sequence"),
+        ] {
+            let v = serde_json::to_value(&reason).unwrap();
+            assert_eq!(v, serde_json::json!(text));
+            assert_eq!(serde_json::from_value::<StopReason>(v).unwrap(), reason);
+        }
+        assert!(StopReason::budget().is_budget());
+        assert!(!StopReason::EndTurn.is_budget());
     }
 
     #[test]

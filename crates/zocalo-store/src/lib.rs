@@ -3,6 +3,8 @@
 //! - [`Store`]: connect by URL, open the SQLite file, or a Postgres schema; migrations run on
 //!   connect, are idempotent, and a database migrated by a newer zocalo is refused.
 //! - [`conversations`]: conversations and messages; a turn is appended in one transaction.
+//! - [`usage`]: token usage of the stored messages, grouped by provider, model or day, and
+//!   the totals the ask loop's budgets are checked against.
 //! - [`summaries`]: the model's summaries of a conversation's oldest turns (context
 //!   compression); the turns themselves stay.
 //! - [`StoreError`]: what can fail; URLs in errors never carry a password.
@@ -20,9 +22,11 @@ mod store;
 pub mod summaries;
 mod ts;
 mod url;
+pub mod usage;
 
 pub use conversations::{Conversation, NewMessage, StoredMessage};
 pub use dialect::Dialects;
 pub use error::{redact_url, StoreError};
 pub use store::{Backend, Pool, Store};
 pub use summaries::ConversationSummary;
+pub use usage::{UsageBy, UsageRow};
