@@ -19,10 +19,10 @@ pub mod tokenizer;
 
 pub use chat::{LocalChat, SamplingOptions, DEFAULT_MODEL, PROVIDER_NAME};
 pub use embed::{LocalEmbedder, EMBED_MODEL_ID};
-pub use zocalo_core::embed::Embedder;
 pub use error::LocalError;
 pub use fetch::{
     fetch_all, fetch_all_from, status, FetchProgress, FileStatus, ModelKind, ModelSpec,
     ModelStatus, MODELS,
 };
 pub use llama::WeightDtype;
+pub use zocalo_core::embed::Embedder;

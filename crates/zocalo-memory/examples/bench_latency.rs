@@ -62,7 +62,9 @@ impl Embedder for MiniLm {
         zocalo_local::Embedder::dim(&self.0)
     }
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        self.0.embed_texts(texts).map_err(|e| EmbedError::Failed(e.to_string()))
+        self.0
+            .embed_texts(texts)
+            .map_err(|e| EmbedError::Failed(e.to_string()))
     }
 }
 

@@ -49,7 +49,9 @@ impl Embedder for Cached {
                 .collect()
         };
         if !missing.is_empty() {
-            let v = self.inner.embed_texts(&missing)
+            let v = self
+                .inner
+                .embed_texts(&missing)
                 .map_err(|e| EmbedError::Failed(e.to_string()))?;
             let mut c = self.cache.lock().unwrap();
             for (t, v) in missing.into_iter().zip(v) {

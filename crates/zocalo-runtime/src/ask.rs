@@ -2,14 +2,19 @@
 //! Python package. The server's REST and `/v1` paths use the same pieces (the shared ask loop
 //! and [`Runtime::conversation_for`]).
 
-use zocalo_agent::{AskEvent, AskOutcome, AskRequest};
+use std::sync::Arc;
+
+use zocalo_agent::{
+    Approvals, Approver, AskEvent, AskOptions, AskOutcome, AskRequest, TokenLimit, ToolPatterns,
+};
 use zocalo_core::ConversationId;
 
 use crate::errors::usage;
 use crate::{ModelChoice, Runtime};
 
-/// What to ask, of which model, in which conversation.
-#[derive(Clone, Debug, Default)]
+/// What to ask, of which model, in which conversation, and who approves the tools that need
+/// it.
+#[derive(Clone, Default)]
 pub struct Ask {
     pub message: String,
     /// Continue this conversation (an id an earlier ask returned).
@@ -17,6 +22,29 @@ pub struct Ask {
     /// Or: one conversation per caller-chosen key (`telegram:42`), created on first use.
     pub conv_key: Option<String>,
     pub model: ModelChoice,
+    /// `[personas.NAME]`: system prompt, offered tools, permissions, model.
+    pub persona: Option<String>,
+    /// Tools (names or globs) approved in advance for this ask (`--allow`).
+    pub allow: Vec<String>,
+    /// Approve every tool whose decision is `ask` (`--yes`); never one that is `deny`.
+    pub yes: bool,
+    /// Who is asked when a tool needs approval (a terminal prompt, the server's approvals).
+    /// None: nobody, so `ask` means deny (unattended).
+    pub approver: Option<Arc<dyn Approver>>,
+}
+
+impl std::fmt::Debug for Ask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ask")
+            .field("conversation", &self.conversation)
+            .field("conv_key", &self.conv_key)
+            .field("model", &self.model)
+            .field("persona", &self.persona)
+            .field("allow", &self.allow)
+            .field("yes", &self.yes)
+            .field("approver", &self.approver.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Ask {
@@ -70,17 +98,42 @@ impl Runtime {
                 return Err(usage("the conversation key is empty"));
             }
         }
-        let (provider, model) = self.provider(&ask.model)?;
+        let allow = ToolPatterns::parse(&ask.allow)?;
+        let mut choice = ask.model.clone();
+        if choice.model.is_none() {
+            // A persona's model applies unless one is given.
+            choice.model = ask
+                .persona
+                .as_deref()
+                .and_then(|p| self.config.personas.get(p))
+                .and_then(|p| p.model.clone());
+        }
+        let (provider, model) = self.provider(&choice)?;
         let store = self.store().await?;
+        let asker = self.persona_asker(
+            &store,
+            provider,
+            !ask.model.no_tools,
+            ask.persona.as_deref(),
+        )?;
         let conversation = self
             .conversation_for(ask.conversation, ask.conv_key.as_deref())
             .await?;
-        let asker = self.asker(&store, provider, !ask.model.no_tools);
         let request = AskRequest {
             conversation,
             message: ask.message,
             model,
         };
-        Ok(asker.ask(request, on_event).await?)
+        let approvals = match ask.approver {
+            Some(a) => Approvals::with_approver(a),
+            None => Approvals::unattended(),
+        }
+        .allowing(allow)
+        .yes(ask.yes);
+        let options = AskOptions {
+            approvals,
+            token_limit: TokenLimit::ask(&self.config.budgets),
+        };
+        Ok(asker.ask_with(request, &options, on_event).await?)
     }
 }

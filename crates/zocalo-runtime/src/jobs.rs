@@ -216,7 +216,10 @@ struct AskHandler {
 
 impl AskHandler {
     /// The ask loop and the model to ask (None: the provider's default).
-    fn asker(&self, p: &AskPayload) -> Result<(Arc<zocalo_agent::Asker>, Option<String>), JobError> {
+    fn asker(
+        &self,
+        p: &AskPayload,
+    ) -> Result<(Arc<zocalo_agent::Asker>, Option<String>), JobError> {
         let (provider, model) = self
             .ctx
             .provider(&ModelChoice {
@@ -250,7 +253,16 @@ impl Handler for AskHandler {
             model,
         };
         let mut ignore = |_| {};
-        let ask = zocalo_agent::at_depth(p.depth.unwrap_or(0), asker.ask(request, &mut ignore));
+        // Nobody is there to approve: a tool whose decision is `ask` is denied, and the run
+        // has the automation budget (`[budgets] automation_run_tokens`).
+        let options = zocalo_agent::AskOptions {
+            approvals: zocalo_agent::Approvals::unattended(),
+            token_limit: zocalo_agent::TokenLimit::automation_run(&self.ctx.config.budgets),
+        };
+        let ask = zocalo_agent::at_depth(
+            p.depth.unwrap_or(0),
+            asker.ask_with(request, &options, &mut ignore),
+        );
         tokio::select! {
             r = ask => match r {
                 Ok(o) => Ok(json!({"conversation_id": o.conversation_id, "text": o.text})),

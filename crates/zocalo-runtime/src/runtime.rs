@@ -66,7 +66,7 @@ pub struct LoadCounts {
 
 /// An ask loop is built once per (use, provider, tools) and rebuilt when the skills change:
 /// the skills catalog is part of its system prompt.
-type AskerKey = (&'static str, String, bool);
+type AskerKey = (&'static str, String, bool, Option<String>);
 
 /// What a process builds once and shares.
 #[derive(Default)]
@@ -463,6 +463,12 @@ impl Runtime {
         self.shared
             .skills
             .get_or_init(|| {
+                // The watcher sees only roots that exist: make the data home's own, so a
+                // skill installed later by another process is picked up.
+                let own = self.home.root().join("skills");
+                if let Err(e) = std::fs::create_dir_all(&own) {
+                    tracing::warn!("cannot create {}: {e}", own.display());
+                }
                 let skills = zocalo_skills::Skills::load(zocalo_skills::default_roots(
                     self.home.root(),
                     &[],
@@ -521,24 +527,29 @@ impl Runtime {
             .clone()
     }
 
-    /// The computer's own tools (zocalo-tools) the ask loop offers: the read-only ones,
-    /// `file_read`, `file_list`, `file_search` (in the workspace, `$ZOCALO_HOME/workspace`)
-    /// and `web_fetch` (public addresses only). The tools that change things (`file_write`,
-    /// `file_edit`, `shell`) are offered only behind the permission layer.
+    /// The workspace the file tools and `shell` work in: `[workspace] root`, else
+    /// `$ZOCALO_HOME/workspace`.
+    pub fn workspace_root(&self) -> PathBuf {
+        self.config
+            .workspace
+            .root
+            .clone()
+            .unwrap_or_else(|| zocalo_tools::default_workspace_root(&self.home))
+    }
+
+    /// The computer's own tools (zocalo-tools): `file_*` in the workspace, `shell` in the
+    /// sandbox, `web_fetch` (public addresses unless `[tools.web_fetch] allow_private`). Every
+    /// call passes the ask loop's permission layer: the read-only ones are allowed, the rest
+    /// asked (denied when nobody can be asked).
     fn computer_tools(&self) -> Vec<Arc<dyn Tool>> {
-        const READ_ONLY: [&str; 4] = ["file_read", "file_list", "file_search", "web_fetch"];
         self.shared
             .computer
             .get_or_init(|| {
-                let mut config = zocalo_tools::ToolsConfig::new(
-                    zocalo_tools::default_workspace_root(&self.home),
-                );
+                let mut config = zocalo_tools::ToolsConfig::new(self.workspace_root());
                 config.launcher = self.launcher();
+                config.allow_private = self.config.tools.web_fetch.allow_private;
                 match zocalo_tools::tools(&config) {
-                    Ok(tools) => tools
-                        .into_iter()
-                        .filter(|t| READ_ONLY.contains(&t.spec().name.as_str()))
-                        .collect(),
+                    Ok(tools) => tools,
                     Err(e) => {
                         tracing::warn!("the workspace tools are left out: {e}");
                         Vec::new()
@@ -572,7 +583,23 @@ impl Runtime {
 
     /// The ask loop: memory, skills, built-in tools and `spawn_agents` (bound to this loop).
     pub fn asker(&self, store: &Store, provider: Arc<dyn Provider>, tools: bool) -> Arc<Asker> {
-        self.cached_asker("ask", store, provider, tools, true)
+        self.cached_asker("ask", store, provider, tools, true, None)
+    }
+
+    /// [`Runtime::asker`] for a persona (`[personas.NAME]`: its system prompt, offered tools
+    /// and permissions); an unknown persona is a usage error that lists the known ones.
+    pub fn persona_asker(
+        &self,
+        store: &Store,
+        provider: Arc<dyn Provider>,
+        tools: bool,
+        persona: Option<&str>,
+    ) -> anyhow::Result<Arc<Asker>> {
+        if let Some(p) = persona {
+            // Checked before anything is built.
+            zocalo_agent::Policy::from_config(&self.config, Some(p))?;
+        }
+        Ok(self.cached_asker("ask", store, provider, tools, true, persona))
     }
 
     /// The ask loop sub-agents run in: [`Runtime::asker`] behind the provider's shared rate
@@ -584,17 +611,18 @@ impl Runtime {
         provider: Arc<dyn Provider>,
         tools: bool,
     ) -> Arc<Asker> {
-        self.cached_asker("agent", store, self.throttled(provider), tools, false)
+        self.cached_asker("agent", store, self.throttled(provider), tools, false, None)
     }
 
     /// The ask loop of pool `ask` jobs: behind the provider's shared rate gate (many jobs at
     /// once share `requests_per_minute`), episodic like a user's ask.
     pub fn job_asker(&self, store: &Store, provider: Arc<dyn Provider>) -> Arc<Asker> {
-        self.cached_asker("job", store, self.throttled(provider), true, true)
+        self.cached_asker("job", store, self.throttled(provider), true, true, None)
     }
 
-    /// The ask loop for this use and provider: built once, again only when the skills
-    /// registry reloaded since (a skill installed by another process shows in the next ask).
+    /// The ask loop for this use, provider and persona: built once, again only when the
+    /// skills registry reloaded since (a skill installed by another process shows in the next
+    /// ask).
     fn cached_asker(
         &self,
         use_: &'static str,
@@ -602,13 +630,19 @@ impl Runtime {
         provider: Arc<dyn Provider>,
         tools: bool,
         episodic: bool,
+        persona: Option<&str>,
     ) -> Arc<Asker> {
         let generation = if tools {
             self.skills().reload_count()
         } else {
             0
         };
-        let key = (use_, provider.name().to_owned(), tools);
+        let key = (
+            use_,
+            provider.name().to_owned(),
+            tools,
+            persona.map(str::to_owned),
+        );
         if let Ok(cache) = self.shared.askers.lock() {
             if let Some((g, asker)) = cache.get(&key) {
                 if *g == generation {
@@ -616,7 +650,7 @@ impl Runtime {
                 }
             }
         }
-        let asker = self.build_asker(store, provider, tools, episodic);
+        let asker = self.build_asker(store, provider, tools, episodic, persona);
         if let Ok(mut cache) = self.shared.askers.lock() {
             cache.insert(key, (generation, asker.clone()));
         }
@@ -629,8 +663,21 @@ impl Runtime {
         provider: Arc<dyn Provider>,
         tools: bool,
         episodic: bool,
+        persona: Option<&str>,
     ) -> Arc<Asker> {
         let mut settings = AskSettings::from_config(&self.config.ask);
+        // The permission layer: [permissions] and the persona's rules over the defaults
+        // (read-only tools allowed, the rest asked). Config and persona were checked before.
+        let policy = zocalo_agent::Policy::from_config(&self.config, persona).unwrap_or_else(|e| {
+            tracing::error!("permissions: {e}; using the defaults");
+            zocalo_agent::Policy::defaults()
+        });
+        if let Some(prompt) = persona
+            .and_then(|p| self.config.personas.get(p))
+            .and_then(|p| p.system_prompt.clone())
+        {
+            settings.system_prompt = prompt;
+        }
         // Memory: recalled memories join the context before each turn, user turns are kept
         // as episodic memories, and the model gets memory_save / memory_search.
         let mut memory = self.ask_memory(store);
@@ -670,7 +717,9 @@ impl Runtime {
         } else {
             ToolRegistry::new()
         };
-        let asker = Asker::new(store.clone(), provider, tools, settings);
+        let asker = Asker::new(store.clone(), provider, tools, settings)
+            .with_policy(policy)
+            .with_budgets(self.config.budgets.clone());
         let asker = Arc::new(match memory {
             Some(m) => asker.with_context_source(Arc::new(crate::memory::MemoryContext(m))),
             None => asker,

@@ -77,6 +77,27 @@ pub enum Command {
     /// MCP: serve zocalo's tools to MCP clients (`serve`), list configured servers' tools.
     #[command(subcommand)]
     Mcp(crate::commands::mcp::McpCmd),
+    /// Every tool call: tool, arguments (secrets redacted), decision and who decided, outcome.
+    Audit {
+        /// Only this conversation's calls.
+        #[arg(long = "conv", value_name = "ID")]
+        conversation: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Tokens used, from the stored answers: by provider, model or day.
+    Usage {
+        /// provider, model or day.
+        #[arg(long, default_value = "provider")]
+        by: String,
+        /// From this day (YYYY-MM-DD, UTC) or instant (RFC 3339) on.
+        #[arg(long, value_name = "DATE")]
+        since: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args, Clone)]
@@ -114,6 +135,8 @@ pub struct AskArgs {
     pub conv_key: Option<String>,
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub guard: GuardArgs,
     /// Print one JSON document {"conversation_id","text",...} instead of streaming text.
     #[arg(long)]
     pub json: bool,
@@ -129,6 +152,23 @@ pub struct ChatArgs {
     pub conversation: Option<String>,
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub guard: GuardArgs,
+}
+
+/// Who may use which tool (docs/permissions.md).
+#[derive(Debug, Args, Clone)]
+pub struct GuardArgs {
+    /// `[personas.NAME]` of config.toml: its system prompt, tools, permissions and model.
+    #[arg(long, value_name = "NAME")]
+    pub persona: Option<String>,
+    /// Approve this tool (a name or glob such as `mcp__github__*`) for this ask without
+    /// asking; repeatable. Never overrides a `deny`.
+    #[arg(long = "allow", value_name = "TOOL")]
+    pub allow: Vec<String>,
+    /// Approve every tool that would be asked about (never one that is denied).
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Subcommand)]

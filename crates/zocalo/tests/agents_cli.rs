@@ -506,8 +506,14 @@ both!(
     pooled_agents_keep_their_depth_limit,
     |db, home| async move {
         // Sub-agents may nest one deep: an agent a user spawned is at depth 1, so its own
-        // `spawn_agents` call must be refused -- also when a pool worker runs it.
-        std::fs::write(home.join("config.toml"), "[agents]\nmax_depth = 1\n").unwrap();
+        // `spawn_agents` call must be refused -- also when a pool worker runs it. Pool runs are
+        // unattended, so the tool is allowed in config (else the permission layer refuses it
+        // before the depth limit is reached).
+        std::fs::write(
+            home.join("config.toml"),
+            "[agents]\nmax_depth = 1\n[permissions]\nspawn_agents = \"allow\"\n",
+        )
+        .unwrap();
         let server = FakeServer::start().await;
         server.respond_with(|r| {
             let messages = r.body["messages"].as_array().cloned().unwrap_or_default();

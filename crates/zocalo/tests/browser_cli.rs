@@ -461,6 +461,9 @@ async fn the_model_snapshots_clicks_by_ref_and_reads_the_result() {
             "ask",
             "--provider",
             "openai",
+            // No terminal here: the tools that act on the page are approved up front.
+            "--allow",
+            "browser_*",
             "--json",
             "What code does the page reveal?",
         ],

@@ -272,7 +272,16 @@ async fn the_ask_loop_calls_an_mcp_tool() {
             ("OPENAI_API_KEY", "sk-test-0123456789"),
             ("ZOCALO_EMBEDDER", "none"),
         ],
-        &["ask", "--provider", "openai", "--json", "What is 19 + 23?"],
+        // No terminal here: an MCP server's tools are asked about, so approve them up front.
+        &[
+            "ask",
+            "--provider",
+            "openai",
+            "--allow",
+            "*__*",
+            "--json",
+            "What is 19 + 23?",
+        ],
     )
     .await;
     assert_eq!(run.code, 0, "{}", run.stderr);

@@ -551,58 +551,6 @@ async fn rest_ask_takes_a_conversation_key() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_ask_loop_reads_the_workspace_but_is_offered_no_writing_tool() {
-    let home = tempfile::tempdir().unwrap();
-    let ws = home.path().join("workspace");
-    std::fs::create_dir_all(&ws).unwrap();
-    std::fs::write(ws.join("inbox.txt"), "Call the plumber on Tuesday.\n").unwrap();
-    let fake = FakeServer::start().await;
-    fake.push(Reply::sse(zocalo_testkit::fake::openai_tool_call_sse(
-        "gpt-test",
-        "call_1",
-        "file_read",
-        r#"{"path": "inbox.txt"}"#,
-    )));
-    fake.push(Reply::sse(openai_text_sse(
-        "gpt-test",
-        &["Plumber, Tuesday."],
-    )));
-    let env: Vec<(&str, String)> = fake_env(&fake);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let r = zocalo(
-        home.path(),
-        &env,
-        &["ask", "--json", "What is in my inbox file?"],
-    )
-    .await;
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(r.json()["text"], "Plumber, Tuesday.");
-    let reqs = fake.requests();
-    let offered: Vec<String> = reqs[0].body["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["function"]["name"].as_str().unwrap().to_owned())
-        .collect();
-    for name in ["file_read", "file_list", "file_search", "web_fetch"] {
-        assert!(
-            offered.iter().any(|o| o == name),
-            "{name} not in {offered:?}"
-        );
-    }
-    // Until a permission layer asks the user, nothing that writes or runs is offered.
-    for name in ["file_write", "file_edit", "shell"] {
-        assert!(
-            !offered.iter().any(|o| o == name),
-            "{name} offered: {offered:?}"
-        );
-    }
-    // The file's content went back to the model as the tool result.
-    let second = reqs[1].body["messages"].to_string();
-    assert!(second.contains("Call the plumber on Tuesday."), "{second}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_serve_offers_a_skill_installed_by_another_process() {
     let home = tempfile::tempdir().unwrap();
     let fake = FakeServer::start().await;
@@ -638,10 +586,14 @@ async fn a_running_serve_offers_a_skill_installed_by_another_process() {
     )
     .await;
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let (_, took) = within(Duration::from_secs(2), "the new skill is offered", || async {
-        done_conversation(asked("after").await.unwrap()).await;
-        system_of_last().contains("hello-world").then_some(())
-    })
+    let (_, took) = within(
+        Duration::from_secs(2),
+        "the new skill is offered",
+        || async {
+            done_conversation(asked("after").await.unwrap()).await;
+            system_of_last().contains("hello-world").then_some(())
+        },
+    )
     .await;
     eprintln!("installed skill offered after {took:?}");
     let offered = fake.requests().last().unwrap().body["tools"].to_string();
@@ -661,7 +613,297 @@ async fn a_malformed_database_url_is_reported_before_anything_else() {
     ] {
         let r = zocalo(home.path(), &env, args).await;
         assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
-        assert!(r.stderr.contains("invalid database URL"), "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("invalid database URL"),
+            "{args:?}: {}",
+            r.stderr
+        );
         assert!(!r.stderr.contains("config.toml"), "{args:?}: {}", r.stderr);
     }
 }
+
+/// The tool names offered in a recorded request.
+fn offered(r: &zocalo_testkit::fake::RecordedRequest) -> Vec<String> {
+    r.body["tools"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|t| t["function"]["name"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The content of the tool result the model got back for `call_id`, in a recorded request.
+fn tool_result(r: &zocalo_testkit::fake::RecordedRequest, call_id: &str) -> String {
+    r.body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "tool" && m["tool_call_id"] == call_id)
+        .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
+        .unwrap_or_else(|| panic!("no result for {call_id}: {}", r.body))
+}
+
+fn call(name: &str, id: &str, args: Value) -> Reply {
+    Reply::sse(zocalo_testkit::fake::openai_tool_call_sse(
+        "gpt-test",
+        id,
+        name,
+        &args.to_string(),
+    ))
+}
+
+both!(
+    the_computer_tools_pass_the_permission_layer,
+    |db, home| async move {
+        let ws = home.join("workspace");
+        std::fs::create_dir_all(&ws).unwrap();
+        std::fs::write(ws.join("inbox.txt"), "Call the plumber on Tuesday.\n").unwrap();
+        let fake = FakeServer::start().await;
+        let env = fake_env(&fake);
+        let ask = |extra: &'static [&'static str], message: &'static str| {
+            let mut args = vec!["ask", "--json"];
+            args.extend_from_slice(extra);
+            args.push(message);
+            let env = env.clone();
+            async move { zdb(db, home, &env, &args).await }
+        };
+
+        // No terminal, no flags: a read-only tool runs, `shell` is refused and the model is told.
+        fake.push(call("file_read", "c1", json!({"path": "inbox.txt"})));
+        fake.push(call("shell", "c2", json!({"command": "echo hi > x.txt"})));
+        fake.push(Reply::sse(openai_text_sse(
+            "gpt-test",
+            &["Plumber, Tuesday."],
+        )));
+        let r = ask(&[], "What is in my inbox file?").await;
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let reqs = fake.requests();
+        let tools = offered(&reqs[0]);
+        for name in [
+            "file_read",
+            "file_write",
+            "file_edit",
+            "file_list",
+            "file_search",
+            "shell",
+            "web_fetch",
+        ] {
+            assert!(
+                tools.iter().any(|t| t == name),
+                "{name} not offered: {tools:?}"
+            );
+        }
+        assert!(tool_result(&reqs[1], "c1").contains("Call the plumber on Tuesday."));
+        let refused = tool_result(&reqs[2], "c2");
+        assert!(
+            refused.contains("denied") && refused.contains("--allow shell"),
+            "{refused}"
+        );
+        assert!(!ws.join("x.txt").exists(), "a refused shell command ran");
+        let conv = r.json()["conversation_id"].as_str().unwrap().to_owned();
+        let audit = zdb(db, home, &env, &["audit", "--conv", &conv, "--json"])
+            .await
+            .json();
+        let rows = audit.as_array().unwrap();
+        let row = |tool: &str| rows.iter().find(|r| r["tool"] == tool).cloned().unwrap();
+        assert_eq!(row("file_read")["outcome"], "ok", "{audit:#}");
+        assert_eq!(row("shell")["outcome"], "denied", "{audit:#}");
+        assert_eq!(row("shell")["decided_by"], "unattended", "{audit:#}");
+
+        // --allow file_write: the file lands in the workspace; a path out of it is refused.
+        fake.push(call(
+            "file_write",
+            "c3",
+            json!({"path": "notes/todo.md", "content": "plumber"}),
+        ));
+        fake.push(call(
+            "file_write",
+            "c4",
+            json!({"path": "../outside.txt", "content": "x"}),
+        ));
+        fake.push(Reply::sse(openai_text_sse("gpt-test", &["Written."])));
+        let r = ask(&["--allow", "file_write"], "Note it down").await;
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(
+            std::fs::read_to_string(ws.join("notes/todo.md")).unwrap(),
+            "plumber"
+        );
+        assert!(!home.join("outside.txt").exists());
+        let reqs = fake.requests();
+        let out = tool_result(&reqs[reqs.len() - 1], "c4");
+        assert!(out.contains("outside the workspace"), "{out}");
+
+        // --yes: the shell runs, in the workspace.
+        fake.push(call("shell", "c5", json!({"command": "echo yes > y.txt"})));
+        fake.push(Reply::sse(openai_text_sse("gpt-test", &["Ran."])));
+        let r = ask(&["--yes"], "Run it").await;
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(std::fs::read_to_string(ws.join("y.txt")).unwrap(), "yes\n");
+
+        // `deny` in config.toml: not offered, and --yes does not override it.
+        std::fs::write(
+            home.join("config.toml"),
+            "[permissions]\nshell = \"deny\"\n",
+        )
+        .unwrap();
+        fake.push(call("shell", "c6", json!({"command": "echo no > z.txt"})));
+        fake.push(Reply::sse(openai_text_sse("gpt-test", &["No."])));
+        let r = ask(&["--yes"], "Run it again").await;
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let reqs = fake.requests();
+        assert!(!offered(&reqs[reqs.len() - 2]).iter().any(|t| t == "shell"));
+        assert!(!ws.join("z.txt").exists());
+
+        // A persona offers only its tools.
+        std::fs::write(
+        home.join("config.toml"),
+        "[personas.reader]\nsystem_prompt = \"You only read.\"\ntools = [\"file_*\", \"current_time\"]\n",
+    )
+    .unwrap();
+        fake.push(Reply::sse(openai_text_sse("gpt-test", &["Reading."])));
+        let r = ask(&["--persona", "reader"], "Hello").await;
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let reqs = fake.requests();
+        let last = reqs.last().unwrap();
+        let tools = offered(last);
+        assert!(
+            tools
+                .iter()
+                .all(|t| t.starts_with("file_") || t == "current_time"),
+            "{tools:?}"
+        );
+        assert!(last.body["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("You only read."));
+        let r = ask(&["--persona", "nobody"], "Hello").await;
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(r.stderr.contains("reader"), "{}", r.stderr);
+
+        // Usage from the stored answers.
+        let usage = zdb(db, home, &env, &["usage", "--by", "provider", "--json"])
+            .await
+            .json();
+        assert_eq!(usage[0]["key"], "openai", "{usage:#}");
+        assert!(usage[0]["calls"].as_u64().unwrap() >= 10, "{usage:#}");
+        let bad = zdb(db, home, &env, &["usage", "--by", "color"]).await;
+        assert_eq!(bad.code, 2, "{}", bad.stderr);
+    }
+);
+
+both!(
+    a_tool_loop_stops_at_its_token_budget,
+    |db, home| async move {
+        std::fs::write(home.join("config.toml"), "[budgets]\nask_tokens = 60\n").unwrap();
+        let fake = FakeServer::start().await;
+        // A model that never stops calling tools.
+        fake.respond_with(|r| {
+            let n = r.body["messages"].as_array().map_or(0, Vec::len);
+            call("current_time", &format!("c{n}"), json!({"timezone": "UTC"}))
+        });
+        let env = fake_env(&fake);
+        let r = zdb(
+            db,
+            home,
+            &env,
+            &["ask", "--json", "What time is it, again and again?"],
+        )
+        .await;
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let v = r.json();
+        assert_eq!(v["stop_reason"], "budget", "{v:#}");
+        let calls = fake.requests().len();
+        assert!((2..10).contains(&calls), "{calls} model calls");
+        // What was done is stored as a complete turn.
+        let conv = v["conversation_id"].as_str().unwrap();
+        let shown = zdb(db, home, &env, &["conversations", "show", conv, "--json"])
+            .await
+            .json();
+        let msgs = shown["messages"].as_array().unwrap();
+        assert_eq!(msgs[0]["message"]["role"], "user");
+        assert_eq!(
+            msgs.last().unwrap()["message"]["role"],
+            "assistant",
+            "{shown:#}"
+        );
+        // Every tool call has its result: the provider would reject the history otherwise.
+        let calls: usize = msgs
+            .iter()
+            .map(|m| m["message"]["tool_calls"].as_array().map_or(0, Vec::len))
+            .sum();
+        let results = msgs
+            .iter()
+            .filter(|m| m["message"]["role"] == "tool")
+            .count();
+        assert_eq!(calls, results, "{shown:#}");
+    }
+);
+
+both!(
+    an_automations_unattended_run_is_denied_an_ask_tool,
+    |db, home| async move {
+        let fake = FakeServer::start().await;
+        fake.push(call(
+            "shell",
+            "c1",
+            json!({"command": "echo ran > ran.txt"}),
+        ));
+        fake.push(Reply::sse(openai_text_sse(
+            "gpt-test",
+            &["Could not run it."],
+        )));
+        let env = fake_env(&fake);
+        let start = chrono::Utc::now() + chrono::Duration::seconds(60);
+        let r = zdb(
+            db,
+            home,
+            &env,
+            &[
+                "schedule",
+                "add",
+                "chores",
+                "--rrule",
+                "FREQ=DAILY",
+                "--start",
+                &start.format("%Y-%m-%dT%H:%M:%S").to_string(),
+                "--tz",
+                "UTC",
+                "--ask",
+                "Run my chores script",
+            ],
+        )
+        .await;
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let at = (start + chrono::Duration::seconds(1)).to_rfc3339();
+        let r = zdb(
+            db,
+            home,
+            &env,
+            &["schedule", "tick", "--now", &at, "--json"],
+        )
+        .await;
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(
+            r.json()["fired"].as_array().map(Vec::len),
+            Some(1),
+            "{}",
+            r.stdout
+        );
+        let r = zdb(db, home, &env, &["worker", "--drain"]).await;
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let runs = zdb(db, home, &env, &["schedule", "runs", "chores", "--json"])
+            .await
+            .json();
+        assert_eq!(runs[0]["status"], "succeeded", "{runs:#}");
+        assert!(
+            !home.join("workspace/ran.txt").exists(),
+            "an unattended run ran shell"
+        );
+        let reqs = fake.requests();
+        assert!(tool_result(&reqs[1], "c1").contains("denied"));
+        let audit = zdb(db, home, &env, &["audit", "--json"]).await.json();
+        assert_eq!(audit[0]["decided_by"], "unattended", "{audit:#}");
+    }
+);

@@ -305,7 +305,10 @@ async fn token_guards_v1_and_api_but_not_public_routes() {
     }
     assert!(params > 10, "only {params} parameters in the document");
     let batches = &doc["paths"]["/api/agents/batches"]["get"]["parameters"][0];
-    assert_eq!((batches["name"].as_str(), batches["in"].as_str()), (Some("limit"), Some("query")));
+    assert_eq!(
+        (batches["name"].as_str(), batches["in"].as_str()),
+        (Some("limit"), Some("query"))
+    );
     let page = c.get(format!("{}/", server.url)).send().await.unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.headers()["content-type"]

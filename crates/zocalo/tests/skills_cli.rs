@@ -280,7 +280,15 @@ async fn ask_discloses_skills_and_runs_their_scripts() {
                 ("OPENAI_BASE_URL", &base),
                 ("OPENAI_API_KEY", "sk-test-123"),
             ],
-            &["ask", "--provider", "openai", "Greet Grace"],
+            // No terminal here: running a skill's script is approved up front.
+            &[
+                "ask",
+                "--provider",
+                "openai",
+                "--allow",
+                "skill_run",
+                "Greet Grace",
+            ],
         )
         .await;
     assert_eq!(r.code, 0, "{}", r.stderr);

@@ -14,6 +14,10 @@ pub async fn run(ctx: &Runtime, args: AskArgs) -> anyhow::Result<()> {
         conversation: parse_conversation(args.conversation.as_deref())?,
         conv_key: args.conv_key,
         model: args.model.choice(),
+        persona: args.guard.persona,
+        allow: args.guard.allow,
+        yes: args.guard.yes,
+        approver: super::approve::terminal(),
     };
 
     let json_out = args.json;

@@ -3,10 +3,10 @@
 use std::io::Write;
 
 use rustyline::error::ReadlineError;
-use zocalo_agent::{AskEvent, AskRequest};
+use zocalo_agent::AskEvent;
 
 use crate::cli::ChatArgs;
-use zocalo_runtime::{parse_conversation, Runtime};
+use zocalo_runtime::{parse_conversation, Ask, Runtime};
 
 const HELP: &str = "Type a message and press Enter. /new starts a new conversation, /exit \
 (or Ctrl-D) quits, Ctrl-C cancels an answer in progress (nothing of it is saved).";
@@ -20,7 +20,15 @@ pub async fn run(ctx: &Runtime, args: ChatArgs) -> anyhow::Result<()> {
             return Err(crate::exit::usage(format!("no conversation {id}")));
         }
     }
-    let asker = ctx.asker(&store, provider.clone(), !args.model.no_tools);
+    // Checked before the first turn: the persona and the --allow patterns.
+    ctx.persona_asker(
+        &store,
+        provider.clone(),
+        !args.model.no_tools,
+        args.guard.persona.as_deref(),
+    )?;
+    zocalo_agent::ToolPatterns::parse(&args.guard.allow)?;
+    let approver = super::approve::terminal();
     let mut editor = rustyline::DefaultEditor::new()?;
     let history = ctx.home.root().join("chat_history.txt");
     let _ = editor.load_history(&history);
@@ -63,13 +71,18 @@ pub async fn run(ctx: &Runtime, args: ChatArgs) -> anyhow::Result<()> {
             AskEvent::ToolCall(call) => eprintln!("[tool] {} {}", call.name, call.arguments),
             _ => {}
         };
-        let request = AskRequest {
-            conversation: conversation.clone(),
+        let ask = Ask {
             message: text.to_owned(),
-            model: model.clone(),
+            conversation: conversation.clone(),
+            model: args.model.choice(),
+            persona: args.guard.persona.clone(),
+            allow: args.guard.allow.clone(),
+            yes: args.guard.yes,
+            approver: approver.clone(),
+            ..Ask::default()
         };
         tokio::select! {
-            result = asker.ask(request, &mut on_event) => match result {
+            result = ctx.ask(ask, &mut on_event) => match result {
                 Ok(outcome) => {
                     println!();
                     conversation = Some(outcome.conversation_id);
@@ -80,6 +93,5 @@ pub async fn run(ctx: &Runtime, args: ChatArgs) -> anyhow::Result<()> {
         }
     }
     let _ = ctx.home.ensure().map(|_| editor.save_history(&history));
-    store.close().await;
     Ok(())
 }

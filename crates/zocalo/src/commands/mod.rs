@@ -1,7 +1,9 @@
 //! One module per top-level command.
 
 pub mod agents;
+mod approve;
 mod ask;
+mod audit;
 pub mod browser;
 mod chat;
 mod conversations;
@@ -41,6 +43,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Services(cmd) => services::run(&ctx, cmd).await,
         Command::Daemon(cmd) => daemon::run(&ctx, cmd).await,
         Command::Mcp(cmd) => mcp::run(&ctx, cmd).await,
+        Command::Audit {
+            conversation,
+            limit,
+            json,
+        } => audit::audit(&ctx, conversation, limit, json).await,
+        Command::Usage { by, since, json } => audit::usage_cmd(&ctx, &by, since, json).await,
     };
     // The store is the runtime's, opened once; its connections close when the command ends.
     ctx.close().await;
