@@ -16,6 +16,7 @@ pub mod error;
 pub mod handler;
 pub mod job;
 pub mod queue;
+pub mod tools;
 pub mod worker;
 
 pub use error::PoolError;

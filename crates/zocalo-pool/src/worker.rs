@@ -519,8 +519,10 @@ fn spawn_job(
                 }
             }
         };
-        shared.lock().remove(&job.id);
+        // Counted as unrecorded before it leaves the running set, so a draining worker never
+        // sees neither and exits before this outcome is written.
         shared.unrecorded.fetch_add(1, Ordering::SeqCst);
+        shared.lock().remove(&job.id);
         if let Outcome::Succeeded(v) = outcome {
             shared
                 .succeeded
@@ -583,6 +585,13 @@ async fn record(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Done>) {
                     }
                 }
                 Outcome::Stopped(StopReason::Lost) => {
+                    // Stopped because our heartbeat lapsed: if nobody reclaimed the job
+                    // meanwhile, its lease is still ours and its row says `running` on this
+                    // live node, which no longer runs it, so no one would ever reclaim it and
+                    // every draining worker would wait for it forever. Hand it back; the
+                    // lease check makes this a no-op when another node took it over.
+                    let lease = job.lease();
+                    let _ = retrying(|| q.release(node, &lease)).await;
                     c.lost.fetch_add(1, Ordering::SeqCst);
                 }
             }

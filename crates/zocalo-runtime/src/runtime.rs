@@ -700,6 +700,17 @@ impl Runtime {
             for tool in self.computer_tools() {
                 registry.register(tool);
             }
+            // The computer itself: its automations, services and pool.
+            for tool in zocalo_scheduler::tools::tools(store.clone()) {
+                registry.register(tool);
+            }
+            registry.register(Arc::new(zocalo_pool::tools::PoolSubmit::new(
+                zocalo_pool::SqlQueue::new(store.clone()),
+                crate::jobs::submit_registry(),
+            )));
+            for tool in crate::service_tools::service_tools(self.home.root()) {
+                registry.register(tool);
+            }
             // Skills: only names and descriptions go into the prompt; the model opens the
             // rest with skill_open / skill_read / skill_run. No skills, no catalog and no
             // skill tools.

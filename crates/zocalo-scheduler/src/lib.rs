@@ -15,6 +15,7 @@ pub mod error;
 pub mod recur;
 pub mod rule;
 mod subdaily;
+pub mod tools;
 pub mod zone;
 
 pub use automations::{

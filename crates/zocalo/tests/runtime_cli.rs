@@ -907,3 +907,92 @@ both!(
         assert_eq!(audit[0]["decided_by"], "unattended", "{audit:#}");
     }
 );
+
+both!(
+    the_model_creates_an_automation_and_it_fires,
+    |db, home| async move {
+        let fake = FakeServer::start().await;
+        let env = fake_env(&fake);
+        let start = chrono::Utc::now() + chrono::Duration::seconds(60);
+        fake.push(call(
+            "schedule_create",
+            "c1",
+            json!({
+                "name": "inbox", "rrule": "FREQ=DAILY", "tz": "UTC",
+                "start": start.format("%Y-%m-%dT%H:%M:%S").to_string(),
+                "ask": "Summarise my inbox file",
+            }),
+        ));
+        fake.push(call(
+            "pool_submit",
+            "c2",
+            json!({"kind": "noop", "payload": null}),
+        ));
+        fake.push(Reply::sse(openai_text_sse("gpt-test", &["Created."])));
+        let r = zdb(
+            db,
+            home,
+            &env,
+            &[
+                "ask",
+                "--allow",
+                "schedule_create",
+                "--allow",
+                "pool_submit",
+                "--json",
+                "Every day, summarise my inbox file",
+            ],
+        )
+        .await;
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let reqs = fake.requests();
+        assert!(
+            tool_result(&reqs[1], "c1").starts_with("created inbox"),
+            "{}",
+            reqs[1].body
+        );
+        assert!(tool_result(&reqs[2], "c2").starts_with("submitted job_"));
+        let list = zdb(db, home, &env, &["schedule", "list", "--json"])
+            .await
+            .json();
+        assert_eq!(list[0]["name"], "inbox", "{list:#}");
+        // It fires, and its run (unattended, on a worker) asks the model.
+        let at = (start + chrono::Duration::seconds(1)).to_rfc3339();
+        let r = zdb(
+            db,
+            home,
+            &env,
+            &["schedule", "tick", "--now", &at, "--json"],
+        )
+        .await;
+        assert_eq!(
+            r.json()["fired"].as_array().map(Vec::len),
+            Some(1),
+            "{}",
+            r.stdout
+        );
+        fake.push(Reply::sse(openai_text_sse(
+            "gpt-test",
+            &["Inbox: nothing new."],
+        )));
+        let r = zdb(db, home, &env, &["worker", "--drain"]).await;
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let runs = zdb(db, home, &env, &["schedule", "runs", "inbox", "--json"])
+            .await
+            .json();
+        assert_eq!(runs[0]["status"], "succeeded", "{runs:#}");
+        assert!(
+            runs[0]["output"]
+                .to_string()
+                .contains("Inbox: nothing new."),
+            "{runs:#}"
+        );
+        let last = fake.requests().last().unwrap().body["messages"].to_string();
+        assert!(last.contains("Summarise my inbox file"), "{last}");
+        // The model's own tools for its automations.
+        let jobs = zdb(db, home, &env, &["pool", "stats", "--json"])
+            .await
+            .json();
+        assert!(jobs["succeeded"].as_i64().unwrap() >= 2, "{jobs:#}");
+    }
+);
