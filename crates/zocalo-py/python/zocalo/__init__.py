@@ -17,7 +17,6 @@ Errors are `zocalo.Error` or one of its subclasses (`UsageError`, `ProviderError
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import warnings
@@ -81,6 +80,9 @@ class Answer(TypedDict):
 
 async def _twin(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Runs a waiting call in a worker thread; cancelling the awaiting task stops the call."""
+    # Imported here: asyncio is most of `import zocalo`'s time, and sync callers never need it.
+    import asyncio
+
     cancel = _zocalo.Cancel()
     try:
         return await asyncio.to_thread(call, *args, cancel=cancel, **kwargs)
@@ -153,6 +155,8 @@ class AsyncAskStream:
         return self
 
     async def __anext__(self) -> Dict[str, Any]:
+        import asyncio
+
         try:
             raw = await asyncio.to_thread(next, self._raw, None)
         except asyncio.CancelledError:
