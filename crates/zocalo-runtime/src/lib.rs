@@ -5,7 +5,7 @@
 //!
 //! - [`Runtime`]: load or [`Runtime::open`] one; [`Runtime::ask`], [`Runtime::memory`],
 //!   [`Runtime::store`] (conversations, automations and the pool live there), ...
-//! - [`ask`]: one ask, with caller-chosen conversation keys.
+//! - [`ask`]: one ask, with caller-chosen conversation keys; [`ask_json`]: its JSON shapes.
 //! - [`automations`]: creating automations, and whether a worker will run their jobs.
 //! - [`keys`]: where each provider's key comes from; a vendor's models with it.
 //! - [`jobs`]: the pool's job kinds (ask, skill) and the workers that run them.
@@ -49,6 +49,7 @@
 
 pub mod agents;
 pub mod ask;
+pub mod ask_json;
 pub mod automations;
 pub mod backend;
 pub mod daemon;

@@ -90,3 +90,42 @@ fn demo_server_answers_tool_call_then_quote_then_greeting() {
     );
     drop(child);
 }
+
+#[test]
+fn directives_script_an_http_error_and_a_slow_stream() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zocalo-fake-llm"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let child = Killed(child);
+    let mut first = String::new();
+    BufReader::new(stdout).read_line(&mut first).unwrap();
+    let addr = first
+        .trim()
+        .strip_prefix("listening http://")
+        .unwrap()
+        .to_owned();
+
+    let r = post(
+        &addr,
+        &serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi [fake:status=401]"}]}),
+    )
+    .unwrap();
+    assert!(r.starts_with("HTTP/1.1 401"), "{r}");
+    assert!(r.contains("scripted HTTP 401"), "{r}");
+
+    // One word a second: the answer takes seconds, and arrives whole.
+    let started = std::time::Instant::now();
+    let r = post(
+        &addr,
+        &serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "[fake:slow]"}]}),
+    )
+    .unwrap();
+    assert!(started.elapsed() >= std::time::Duration::from_secs(4));
+    assert_eq!(
+        text_of(&r),
+        "Hello from the zocalo fake provider: you said: [fake:slow]"
+    );
+    drop(child);
+}

@@ -7,6 +7,12 @@
 //!   for `{"timezone":"Europe/Paris"}`;
 //! - a request ending with a tool result gets "It is now <result> in Paris.";
 //! - anything else gets "Hello from the zocalo fake provider: you said: <last user text>".
+//!
+//! Directives in the last user message script failures for callers' tests (the Python
+//! package's, which have no in-process `FakeServer`):
+//! - `[fake:status=NNN]` answers HTTP NNN with an OpenAI-style JSON error;
+//! - `[fake:slow]` streams the greeting one word a second (an ask that waits long enough to
+//!   be interrupted).
 
 use std::io::Write;
 
@@ -79,6 +85,33 @@ async fn complete(body: Bytes) -> Reply {
             .iter()
             .any(|t| t["function"]["name"].as_str() == Some("current_time"))
     });
+    let last_user = messages
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("")
+        .to_owned();
+    if let Some(status) = directive_status(&last_user) {
+        return Reply::json(
+            status,
+            serde_json::json!({"error": {
+                "message": format!("zocalo-fake-llm: scripted HTTP {status}"),
+                "type": "invalid_request_error",
+                "code": status,
+            }}),
+        );
+    }
+    if last_user.contains("[fake:slow]") {
+        let text = format!("Hello from the zocalo fake provider: you said: {last_user}");
+        let pieces: Vec<&str> = text.split_inclusive(' ').collect();
+        let body = openai_text_sse(&model, &pieces);
+        // One SSE event per chunk: split at each event boundary.
+        let cuts: Vec<usize> = body.match_indices("\n\n").map(|(i, _)| i + 2).collect();
+        return Reply::sse(body)
+            .split_at(&cuts)
+            .chunk_delay(std::time::Duration::from_secs(1));
+    }
     let has_tool_result = messages.iter().any(|m| m["role"] == "tool");
     // Quote a tool result only when it answers this turn (it is the last message), so a
     // follow-up question in the same conversation gets a fresh reply.
@@ -94,20 +127,19 @@ async fn complete(body: Bytes) -> Reply {
             r#"{"timezone":"Europe/Paris"}"#,
         ),
         Some(result) => answer(&model, &format!("It is now {result} in Paris.")),
-        None => {
-            let said = messages
-                .iter()
-                .rev()
-                .find(|m| m["role"] == "user")
-                .and_then(|m| m["content"].as_str())
-                .unwrap_or("");
-            answer(
-                &model,
-                &format!("Hello from the zocalo fake provider: you said: {said}"),
-            )
-        }
+        None => answer(
+            &model,
+            &format!("Hello from the zocalo fake provider: you said: {last_user}"),
+        ),
     };
     Reply::sse(body)
+}
+
+/// `[fake:status=NNN]` in `text`: the HTTP status to answer with.
+fn directive_status(text: &str) -> Option<u16> {
+    let rest = &text[text.find("[fake:status=")? + "[fake:status=".len()..];
+    let end = rest.find(']')?;
+    rest[..end].parse().ok().filter(|s| (100..600).contains(s))
 }
 
 /// Stream `text` word by word, as a model would.

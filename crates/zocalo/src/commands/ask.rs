@@ -2,7 +2,6 @@
 
 use std::io::{IsTerminal, Write};
 
-use serde_json::json;
 use zocalo_agent::{AskEvent, AskOutcome};
 use zocalo_runtime::{parse_conversation, Ask, Runtime};
 
@@ -60,16 +59,7 @@ pub async fn run(ctx: &Runtime, args: AskArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The `--json` document (the runtime's one shape, shared with the Python package).
 pub fn outcome_json(o: &AskOutcome) -> serde_json::Value {
-    json!({
-        "conversation_id": o.conversation_id,
-        "text": o.text,
-        "provider": o.provider,
-        "model": o.model,
-        "new_conversation": o.new_conversation,
-        "steps": o.steps,
-        "stop_reason": o.stop_reason,
-        "usage": o.usage,
-        "tool_calls": o.tool_calls,
-    })
+    zocalo_runtime::ask_json::outcome_json(o)
 }
