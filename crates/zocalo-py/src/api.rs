@@ -45,6 +45,33 @@ fn choice(provider: Option<String>, model: Option<String>, no_tools: bool) -> Mo
     }
 }
 
+/// The keyword arguments `ask` and `ask_stream` share.
+struct AskArgs {
+    message: String,
+    conv_key: Option<String>,
+    conversation_id: Option<String>,
+    model: ModelChoice,
+    persona: Option<String>,
+    allow: Option<Vec<String>>,
+    yes: bool,
+}
+
+/// The runtime's [`Ask`] from a Python call. Nobody can approve a tool from inside a
+/// program: `ask` tools are refused unless allowed up front (`allow`, `yes`).
+fn ask_of(a: AskArgs) -> PyResult<Ask> {
+    Ok(Ask {
+        message: a.message,
+        conversation: parse_conversation(a.conversation_id.as_deref())
+            .map_err(|e| errors::to_py(&e))?,
+        conv_key: a.conv_key,
+        model: a.model,
+        persona: a.persona,
+        allow: a.allow.unwrap_or_default(),
+        yes: a.yes,
+        approver: None,
+    })
+}
+
 /// Cancels a batch's agents when the call waiting for it is dropped (Ctrl-C, cancellation).
 struct CancelOnDrop(CancellationToken);
 
@@ -100,18 +127,15 @@ impl Runtime {
         yes: bool,
         cancel: Option<Cancel>,
     ) -> PyResult<String> {
-        let ask = Ask {
+        let ask = ask_of(AskArgs {
             message,
-            conversation: parse_conversation(conversation_id.as_deref())
-                .map_err(|e| errors::to_py(&e))?,
             conv_key,
+            conversation_id,
             model: choice(provider, model, no_tools),
             persona,
-            allow: allow.unwrap_or_default(),
+            allow,
             yes,
-            // Nobody to ask from a program: `ask` tools are denied unless allowed up front.
-            approver: None,
-        };
+        })?;
         let rt = self.rt.clone();
         run(py, cancel.as_ref(), async move {
             let outcome = rt.ask(ask, &mut |_| {}).await?;
@@ -135,18 +159,15 @@ impl Runtime {
         yes: bool,
         cancel: Option<Cancel>,
     ) -> PyResult<AskStream> {
-        let ask = Ask {
+        let ask = ask_of(AskArgs {
             message,
-            conversation: parse_conversation(conversation_id.as_deref())
-                .map_err(|e| errors::to_py(&e))?,
             conv_key,
+            conversation_id,
             model: choice(provider, model, no_tools),
             persona,
-            allow: allow.unwrap_or_default(),
+            allow,
             yes,
-            // Nobody to ask from a program: `ask` tools are denied unless allowed up front.
-            approver: None,
-        };
+        })?;
         let rt = self.rt.clone();
         let (tx, rx) = std::sync::mpsc::channel();
         let task = tokio()?.spawn(async move {

@@ -153,7 +153,7 @@ impl DaemonWork {
         if cfg.worker {
             let config = zocalo_pool::WorkerConfig {
                 concurrency: cfg.worker_concurrency,
-                ..crate::jobs::default_worker_config()
+                ..zocalo_pool::WorkerConfig::default()
             };
             let worker = crate::jobs::pool_worker(ctx, store.clone(), config)?;
             tracing::info!(node = %worker.node_id(), "local worker joined the pool");

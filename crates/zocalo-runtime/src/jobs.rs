@@ -120,19 +120,6 @@ pub fn validate_skill(p: &Value) -> Result<(), String> {
     Ok(())
 }
 
-/// The worker settings `zocalo worker` uses without flags.
-pub fn default_worker_config() -> WorkerConfig {
-    WorkerConfig {
-        concurrency: 4,
-        labels: Vec::new(),
-        drain: false,
-        node_timeout: Duration::from_secs(30),
-        poll_interval: Duration::from_millis(250),
-        shutdown_grace: Duration::from_secs(10),
-        stop_grace: Duration::from_secs(10),
-    }
-}
-
 /// A pool worker on `store` with every job kind this build runs (noop, shell, ask, skill);
 /// the daemon's local worker is one of these.
 pub fn pool_worker(
