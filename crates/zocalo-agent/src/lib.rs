@@ -40,7 +40,7 @@ pub use error::AgentError;
 pub use policy::{default_decision, Decision, Policy, Rules, ToolPattern, ToolPatterns};
 pub use spawn::{
     at_depth, current_depth, parse_tasks_jsonl, validate_tasks, AgentAnswer, AgentEvent,
-    AgentResult, AgentRun, AgentRunner, AgentStatus, AgentTask, BatchReport, ErrorKind,
+    AgentResult, AgentRun, AgentRunner, AgentStatus, AgentTask, BatchReport, ErrorKind, RunError,
     RunningBatch, SpawnOptions, Spawner,
 };
 pub use spawn_tool::{

@@ -177,6 +177,30 @@ pub struct AgentAnswer {
     pub job_id: Option<String>,
 }
 
+/// Why one agent's run failed. The spawner records its message; whether it was a failure, a
+/// timeout, a cancel or the deadline is the spawner's to say, not the runner's.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The ask loop failed (provider, budget, store, ...).
+    #[error(transparent)]
+    Ask(#[from] AgentError),
+    /// A runner of its own failed (the pool: the job could not be queued, or it died).
+    #[error("{0}")]
+    Runner(String),
+}
+
+impl From<String> for RunError {
+    fn from(message: String) -> Self {
+        RunError::Runner(message)
+    }
+}
+
+impl From<&str> for RunError {
+    fn from(message: &str) -> Self {
+        RunError::Runner(message.to_owned())
+    }
+}
+
 /// Turns one prompt into one answer. The future is dropped to stop it (timeout,
 /// cancellation), so implementations must leave nothing half-done when dropped.
 #[async_trait]
@@ -191,7 +215,7 @@ pub trait AgentRunner: Send + Sync {
         None
     }
 
-    async fn run(&self, run: &AgentRun) -> Result<AgentAnswer, String>;
+    async fn run(&self, run: &AgentRun) -> Result<AgentAnswer, RunError>;
 }
 
 /// Each agent is one ask in a new conversation, unattended (nobody is there to approve: `ask`
@@ -202,7 +226,7 @@ impl AgentRunner for Asker {
         Some(self.provider_name().to_owned())
     }
 
-    async fn run(&self, run: &AgentRun) -> Result<AgentAnswer, String> {
+    async fn run(&self, run: &AgentRun) -> Result<AgentAnswer, RunError> {
         let request = AskRequest {
             conversation: None,
             message: run.prompt.clone(),
@@ -212,10 +236,7 @@ impl AgentRunner for Asker {
             approvals: crate::Approvals::unattended(),
             token_limit: crate::TokenLimit::agent(self.budgets()),
         };
-        let outcome = self
-            .ask_with(request, &options, &mut |_| {})
-            .await
-            .map_err(|e| e.to_string())?;
+        let outcome = self.ask_with(request, &options, &mut |_| {}).await?;
         Ok(AgentAnswer {
             text: outcome.text,
             conversation_id: Some(outcome.conversation_id),
@@ -745,9 +766,13 @@ async fn run_one(
             conversation_id: answer.conversation_id,
             job_id: answer.job_id,
         },
-        Ok(Err(message)) => {
-            AgentResult::failed(run.index, &run.task_id, ErrorKind::Failed, message, elapsed)
-        }
+        Ok(Err(e)) => AgentResult::failed(
+            run.index,
+            &run.task_id,
+            ErrorKind::Failed,
+            e.to_string(),
+            elapsed,
+        ),
         Err(kind) => AgentResult::failed(
             run.index,
             &run.task_id,

@@ -405,7 +405,7 @@ mod tests {
 
     #[async_trait]
     impl AgentRunner for Echo {
-        async fn run(&self, run: &crate::AgentRun) -> Result<crate::AgentAnswer, String> {
+        async fn run(&self, run: &crate::AgentRun) -> Result<crate::AgentAnswer, crate::RunError> {
             use std::sync::atomic::Ordering::SeqCst;
             let now = self.running.fetch_add(1, SeqCst) + 1;
             self.peak.fetch_max(now, SeqCst);

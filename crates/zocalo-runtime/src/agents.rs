@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use zocalo_agent::{
-    AgentAnswer, AgentRun, AgentRunner, Batches, CancellationToken, SpawnOptions, Spawner,
+    AgentAnswer, AgentRun, AgentRunner, Batches, CancellationToken, RunError, SpawnOptions, Spawner,
 };
 use zocalo_pool::{Job, JobQueue, JobState, NewJob, SqlQueue};
 
@@ -149,7 +149,7 @@ impl AgentRunner for PoolRunner {
         self.provider.clone()
     }
 
-    async fn run(&self, run: &AgentRun) -> Result<AgentAnswer, String> {
+    async fn run(&self, run: &AgentRun) -> Result<AgentAnswer, RunError> {
         // The depth travels with the job: the worker runs the ask at it, so a pooled agent
         // that calls `spawn_agents` is held to the same depth limit as a local one.
         let mut payload = json!({"message": run.prompt, "depth": run.depth});
@@ -197,7 +197,8 @@ impl AgentRunner for PoolRunner {
             state => Err(format!(
                 "pool job {id} {state}: {}",
                 job.error.unwrap_or_else(|| "no error recorded".into())
-            )),
+            )
+            .into()),
         }
     }
 }
