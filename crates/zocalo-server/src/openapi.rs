@@ -57,6 +57,8 @@ use crate::{api, openai};
         api::services::stop,
         api::services::restart,
         api::services::logs,
+        api::audit::audit,
+        api::audit::usage,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&Bearer),
@@ -70,6 +72,7 @@ use crate::{api, openai};
         (name = "events", description = "Server-sent state changes"),
         (name = "agents", description = "Sub-agent batches"),
         (name = "services", description = "Supervised services"),
+        (name = "audit", description = "Tool calls and token usage"),
     )
 )]
 pub struct ApiDoc;

@@ -996,3 +996,47 @@ both!(
         assert!(jobs["succeeded"].as_i64().unwrap() >= 2, "{jobs:#}");
     }
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_and_usage_over_rest() {
+    let home = tempfile::tempdir().unwrap();
+    let fake = FakeServer::start().await;
+    fake.push(call("shell", "c1", json!({"command": "echo hi > x.txt"})));
+    fake.push(Reply::sse(openai_text_sse("gpt-test", &["Not allowed."])));
+    let server = serve_support::start(home.path(), None, &fake_env(&fake)).await;
+    let conv = done_conversation(
+        server
+            .post("/api/conversations/ask")
+            .json(&json!({"message": "Run it"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    // Nobody approves a server ask yet: `shell` is refused and the refusal audited.
+    assert!(!home.path().join("workspace/x.txt").exists());
+    let get = |path: String| {
+        let r = server.get(&path).send();
+        async move {
+            let r = r.await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, rows) = get(format!("/api/audit?conv={conv}")).await;
+    assert_eq!(status, 200, "{rows}");
+    assert_eq!(rows[0]["tool"], "shell", "{rows:#}");
+    assert_eq!(rows[0]["outcome"], "denied", "{rows:#}");
+    let (status, usage) = get("/api/usage?by=model".into()).await;
+    assert_eq!(status, 200, "{usage}");
+    assert_eq!(usage[0]["key"], "gpt-test", "{usage:#}");
+    assert_eq!(usage[0]["calls"], 2, "{usage:#}");
+    for bad in [
+        "/api/usage?by=color",
+        "/api/usage?since=yesterday",
+        "/api/audit?conv=nope",
+    ] {
+        let (status, body) = get(bad.into()).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    server.stop().await;
+}

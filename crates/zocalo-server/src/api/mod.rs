@@ -2,6 +2,7 @@
 //! annotated for the OpenAPI document.
 
 pub mod agents;
+pub mod audit;
 pub mod conversations;
 pub mod events;
 pub mod jobs;
@@ -24,6 +25,7 @@ pub fn router() -> Router<AppState> {
         .merge(events::router())
         .merge(agents::router())
         .merge(services::router())
+        .merge(audit::router())
 }
 
 /// Clamp a user-given list limit into `1..=max`, default `default`.
