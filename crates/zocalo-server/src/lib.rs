@@ -62,9 +62,14 @@ struct Inner {
     skill_launcher: Option<std::path::PathBuf>,
     started: std::time::Instant,
     background: Background,
+    approvals: Arc<api::approvals::Pending>,
 }
 
 impl AppState {
+    pub(crate) fn approvals(&self) -> &Arc<api::approvals::Pending> {
+        &self.inner.approvals
+    }
+
     pub fn background(&self) -> &Background {
         &self.inner.background
     }
@@ -164,6 +169,7 @@ impl ServerBuilder {
                 skill_launcher: self.skill_launcher,
                 started: std::time::Instant::now(),
                 background: self.background,
+                approvals: Arc::default(),
             }),
         };
         let v1 = Router::new()

@@ -403,13 +403,25 @@ fn bad_model(model: &str) -> ApiError {
 
 /// Starts the ask loop in its own task (so a client that goes away does not leave a half
 /// turn) and hands back its text pieces and outcome.
+/// Starts an ask; its pieces come through the receiver. `attended`: a tool whose decision is
+/// `ask` waits for `POST /api/approvals/{id}` (an `approval` piece announces it); otherwise
+/// (the OpenAI-compatible `/v1`, which has no such event) it is denied.
 pub(crate) async fn start_ask(
     state: &AppState,
     conversation: Option<ConversationId>,
     message: String,
+    attended: bool,
 ) -> ApiResult<mpsc::UnboundedReceiver<AskPiece>> {
     let asker = state.backend().asker().await?;
     let (tx, rx) = mpsc::unbounded_channel();
+    let approvals = if attended {
+        zocalo_agent::Approvals::with_approver(Arc::new(crate::api::approvals::ServerApprover {
+            pending: state.approvals().clone(),
+            events: tx.clone(),
+        }))
+    } else {
+        zocalo_agent::Approvals::unattended()
+    };
     tokio::spawn(async move {
         let text_tx = tx.clone();
         let mut on_event = move |e: AskEvent| {
@@ -422,13 +434,18 @@ pub(crate) async fn start_ask(
             };
             let _ = text_tx.send(piece);
         };
+        let options = zocalo_agent::AskOptions {
+            approvals,
+            token_limit: zocalo_agent::TokenLimit::ask(asker.budgets()),
+        };
         let outcome = asker
-            .ask(
+            .ask_with(
                 AskRequest {
                     conversation,
                     message,
                     model: None,
                 },
+                &options,
                 &mut on_event,
             )
             .await;
@@ -441,7 +458,12 @@ pub(crate) async fn start_ask(
 pub(crate) enum AskPiece {
     Text(String),
     ToolCall(ToolCall),
-    ToolResult { name: String, is_error: bool },
+    ToolResult {
+        name: String,
+        is_error: bool,
+    },
+    /// A call waits for a decision (`POST /api/approvals/{id}`).
+    Approval(crate::api::approvals::PendingApproval),
     Done(Box<Result<AskOutcome, AgentError>>),
 }
 
@@ -492,7 +514,7 @@ async fn ask_loop(
                 .param("conversation"));
         }
     }
-    let mut rx = start_ask(&state, conversation, message).await?;
+    let mut rx = start_ask(&state, conversation, message, false).await?;
     let id = completion_id();
     let created = now_secs();
     if !stream {

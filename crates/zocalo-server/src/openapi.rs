@@ -59,6 +59,8 @@ use crate::{api, openai};
         api::services::logs,
         api::audit::audit,
         api::audit::usage,
+        api::approvals::list,
+        api::approvals::decide,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&Bearer),
@@ -73,6 +75,7 @@ use crate::{api, openai};
         (name = "agents", description = "Sub-agent batches"),
         (name = "services", description = "Supervised services"),
         (name = "audit", description = "Tool calls and token usage"),
+        (name = "approvals", description = "Tool calls waiting for a decision"),
     )
 )]
 pub struct ApiDoc;

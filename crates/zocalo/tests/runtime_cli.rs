@@ -1040,3 +1040,108 @@ async fn audit_and_usage_over_rest() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_ask_waits_for_an_approval_and_goes_on() {
+    use futures::StreamExt;
+    let home = tempfile::tempdir().unwrap();
+    let fake = FakeServer::start().await;
+    fake.push(call(
+        "shell",
+        "c1",
+        json!({"command": "echo approved > ok.txt"}),
+    ));
+    fake.push(call(
+        "shell",
+        "c2",
+        json!({"command": "echo denied > no.txt"}),
+    ));
+    fake.push(Reply::sse(openai_text_sse(
+        "gpt-test",
+        &["One ran, one did not."],
+    )));
+    let server = serve_support::start(home.path(), None, &fake_env(&fake)).await;
+    let r = server
+        .post("/api/conversations/ask")
+        .json(&json!({"message": "Run both"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut body = r.bytes_stream();
+    let mut seen = String::new();
+    let mut answered = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !seen.contains("event: done") {
+        assert!(Instant::now() < deadline, "no done event: {seen}");
+        let chunk = tokio::time::timeout(Duration::from_secs(30), body.next())
+            .await
+            .expect("the stream stalled")
+            .expect("the stream ended early")
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+        // Each approval event: the call waits, listed in GET /api/approvals, until answered.
+        while seen.matches("event: approval").count() > answered {
+            let pending: Value = server
+                .get("/api/approvals")
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let item = &pending[0];
+            assert_eq!(item["tool"], "shell", "{pending:#}");
+            let decision = if answered == 0 { "allow" } else { "deny" };
+            let id = item["id"].as_str().unwrap();
+            let r = server
+                .post(&format!("/api/approvals/{id}"))
+                .json(&json!({"decision": decision}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            // Answered once only.
+            let again = server
+                .post(&format!("/api/approvals/{id}"))
+                .json(&json!({"decision": "allow"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(again.status(), 404);
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, 2, "{seen}");
+    let ws = home.path().join("workspace");
+    assert_eq!(
+        std::fs::read_to_string(ws.join("ok.txt")).unwrap(),
+        "approved\n"
+    );
+    assert!(!ws.join("no.txt").exists(), "a denied command ran");
+    let bad = server
+        .post("/api/approvals/appr_nope")
+        .json(&json!({"decision": "maybe"}))
+        .send()
+        .await
+        .unwrap();
+    // A body of the wrong shape: the server's 422 with the field named.
+    assert_eq!(bad.status(), 422);
+    assert!(bad.text().await.unwrap().contains("decision"));
+    let audit: Value = server
+        .get("/api/audit")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let by: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["decided_by"].as_str().unwrap())
+        .collect();
+    assert!(by.contains(&"user"), "{audit:#}");
+    server.stop().await;
+}

@@ -291,3 +291,56 @@ async fn api_fuzzer_finds_no_server_error() {
     let status = server.terminate(Duration::from_secs(60)).await;
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_page_approves_a_tool_call() {
+    let Some(modules) = tool("ZOCALO_TEST_NODE_MODULES") else {
+        return;
+    };
+    let chromium = std::env::var("ZOCALO_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let home = tempfile::tempdir().unwrap();
+    let fake = FakeServer::start().await;
+    fake.push(Reply::sse(zocalo_testkit::fake::openai_tool_call_sse(
+        "gpt-test",
+        "call_1",
+        "shell",
+        &json!({"command": "echo from-the-ui > ui.txt"}).to_string(),
+    )));
+    fake.push(Reply::sse(openai_text_sse("gpt-test", &["It ran."])));
+    let server = start(
+        home.path(),
+        None,
+        &[
+            ("OPENAI_BASE_URL", format!("{}/v1", fake.url())),
+            ("OPENAI_API_KEY", "sk-upstream-0123456789".to_owned()),
+            ("ZOCALO_PROVIDER", "openai".to_owned()),
+        ],
+    )
+    .await;
+    let out_dir = artifacts("ui-approval");
+    let v = serve_support::client_json(
+        tokio::process::Command::new("node")
+            .arg(serve_support::clients_dir().join("ui_approval.mjs"))
+            .args([&server.url, TOKEN, out_dir.to_str().unwrap()])
+            .env("ZOCALO_TEST_NODE_MODULES", &modules)
+            .env("ZOCALO_CHROMIUM", &chromium),
+        Duration::from_secs(120),
+    )
+    .await;
+    assert!(v.get("error").is_none(), "{v:#}");
+    let box_text = v["box"].as_str().unwrap();
+    assert!(
+        box_text.contains("Allow shell?") && box_text.contains("echo from-the-ui"),
+        "{v:#}"
+    );
+    assert_eq!(v["answer"], "It ran.", "{v:#}");
+    assert!(
+        v["box_after"].as_str().unwrap().contains("allowed"),
+        "{v:#}"
+    );
+    assert_eq!(v["console_errors"], json!([]), "{v:#}");
+    // The click let the command run, in the workspace.
+    let made = std::fs::read_to_string(home.path().join("workspace/ui.txt")).unwrap();
+    assert_eq!(made, "from-the-ui\n");
+    server.stop().await;
+}

@@ -245,7 +245,7 @@ async fn ask(state: AppState, conv: Option<ConversationId>, body: AskBody) -> Ap
     if body.message.trim().is_empty() {
         return Err(ApiError::bad_request("the message is empty: say something").param("message"));
     }
-    let mut rx = start_ask(&state, conv.clone(), body.message).await?;
+    let mut rx = start_ask(&state, conv.clone(), body.message, true).await?;
     let events = async_stream(move |tx| async move {
         let ev = |name: &str, v: serde_json::Value| -> Result<Event, Infallible> {
             Ok(Event::default().event(name).data(v.to_string()))
@@ -265,6 +265,9 @@ async fn ask(state: AppState, conv: Option<ConversationId>, body: AskBody) -> Ap
                 ),
                 AskPiece::ToolResult { name, is_error } => {
                     ev("tool_result", json!({"name": name, "is_error": is_error}))
+                }
+                AskPiece::Approval(p) => {
+                    ev("approval", serde_json::to_value(&p).unwrap_or_default())
                 }
                 AskPiece::Done(o) => match *o {
                     Ok(o) => ev(

@@ -2,6 +2,7 @@
 //! annotated for the OpenAPI document.
 
 pub mod agents;
+pub mod approvals;
 pub mod audit;
 pub mod conversations;
 pub mod events;
@@ -26,6 +27,7 @@ pub fn router() -> Router<AppState> {
         .merge(agents::router())
         .merge(services::router())
         .merge(audit::router())
+        .merge(approvals::router())
 }
 
 /// Clamp a user-given list limit into `1..=max`, default `default`.

@@ -170,6 +170,32 @@ async function openConversation(id) {
   document.querySelectorAll("#conv-list li").forEach((li) => li.classList.toggle("active", li.dataset.id === id));
 }
 
+// A tool call waiting for a decision: what it would do, and allow / deny / always buttons
+// (POST /api/approvals/{id}); the answer goes on as soon as one is pressed.
+function approvalBox(p) {
+  const box = el("div", "approval");
+  const what = p.arguments && typeof p.arguments.command === "string" ? p.arguments.command : JSON.stringify(p.arguments);
+  box.append(el("div", "", `Allow ${p.tool}?`), el("code", "", what));
+  const row = el("div", "approval-buttons");
+  for (const [decision, label] of [["allow", "Allow"], ["deny", "Deny"], ["always", "Always in this conversation"]]) {
+    const b = el("button", decision === "deny" ? "secondary" : "", label);
+    b.dataset.decision = decision;
+    b.addEventListener("click", async () => {
+      row.querySelectorAll("button").forEach((x) => { x.disabled = true; });
+      try {
+        await api(`/api/approvals/${encodeURIComponent(p.id)}`, { body: { decision } });
+        box.classList.add(decision === "deny" ? "denied" : "allowed");
+        box.append(el("small", "", decision === "deny" ? "denied" : "allowed"));
+      } catch (e) {
+        box.append(el("small", "", e.message));
+      }
+    });
+    row.append(b);
+  }
+  box.append(row);
+  return box;
+}
+
 async function send(text) {
   if (busy || !text.trim()) return;
   busy = true;
@@ -187,6 +213,8 @@ async function send(text) {
         $("#thread").scrollTop = $("#thread").scrollHeight;
       } else if (name === "tool_call") {
         answer.insertBefore(el("div", "tool", `⚙ ${data.name}`), bubble);
+      } else if (name === "approval") {
+        answer.insertBefore(approvalBox(data), bubble);
       } else if (name === "done") {
         bubble.textContent = data.text;
         currentConv = data.conversation_id;
