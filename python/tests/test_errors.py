@@ -87,3 +87,15 @@ def test_bad_input_to_every_part_is_a_usage_error(zs):
         zs.ask("hi", persona="pirate")
     with pytest.raises(zocalo.UsageError):
         zocalo.Zocalo(database_url="mysql://nope")
+
+
+def test_token_budget_is_budget_exceeded(env):
+    home = env / "budget-home"
+    home.mkdir()
+    (home / "config.toml").write_text("[budgets]\ndaily_tokens = 1\n")
+    z = zocalo.Zocalo(home=home)
+    # A budget counts once reached: the first ask is under it, and spends it.
+    z.ask("first")
+    with pytest.raises(zocalo.BudgetExceeded) as e:
+        z.ask("second")
+    assert "daily_tokens" in str(e.value), str(e.value)

@@ -55,7 +55,12 @@ pub fn to_py(e: &anyhow::Error) -> PyErr {
     }
     // `AgentError::Llm` is transparent: the `LlmError` inside is not in the chain itself.
     let agent = || e.chain().filter_map(|c| c.downcast_ref::<AgentError>());
-    if agent().any(|a| matches!(a, AgentError::ContextTooLarge { .. })) {
+    if agent().any(|a| {
+        matches!(
+            a,
+            AgentError::ContextTooLarge { .. } | AgentError::Budget(_)
+        )
+    }) {
         return BudgetExceeded::new_err(msg);
     }
     let llm =

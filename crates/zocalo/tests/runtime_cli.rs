@@ -1004,16 +1004,24 @@ async fn audit_and_usage_over_rest() {
     fake.push(call("shell", "c1", json!({"command": "echo hi > x.txt"})));
     fake.push(Reply::sse(openai_text_sse("gpt-test", &["Not allowed."])));
     let server = serve_support::start(home.path(), None, &fake_env(&fake)).await;
-    let conv = done_conversation(
-        server
-            .post("/api/conversations/ask")
-            .json(&json!({"message": "Run it"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    // Nobody approves a server ask yet: `shell` is refused and the refusal audited.
+    // Through /v1, which has no approval event: the ask is unattended.
+    let r = server
+        .post("/v1/chat/completions")
+        .json(&json!({"model": "zocalo", "messages": [{"role": "user", "content": "Run it"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let convs: Value = server
+        .get("/api/conversations")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let conv = convs[0]["id"].as_str().unwrap().to_owned();
+    // `shell` is refused and the refusal audited.
     assert!(!home.path().join("workspace/x.txt").exists());
     let get = |path: String| {
         let r = server.get(&path).send();
