@@ -270,6 +270,7 @@ impl Runtime {
             (Some(message), None, None) => Action::Ask {
                 message,
                 conversation_id,
+                persona: None,
             },
             (None, Some(name), None) => Action::Skill { name, args },
             (None, None, Some(command)) => Action::Shell { command },

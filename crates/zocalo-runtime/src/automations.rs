@@ -21,6 +21,7 @@ pub fn action(
         (Some(message), None, None) => Action::Ask {
             message,
             conversation_id: conversation,
+            persona: None,
         },
         (None, Some(name), None) => Action::Skill {
             name,

@@ -167,12 +167,14 @@ pub struct AskPayload {
     /// `spawn_agents` tool's depth limit holds on the worker too.
     #[serde(default)]
     pub depth: Option<u32>,
+    /// `[personas.NAME]` to ask as (an automation's `--persona`).
+    #[serde(default)]
+    pub persona: Option<String>,
 }
 
 impl AskPayload {
     pub fn parse(p: &Value) -> Result<AskPayload, String> {
-        const SHAPE: &str =
-            r#"expected {"message": "...", "conversation_id"?, "provider"?, "model"?, "depth"?}"#;
+        const SHAPE: &str = r#"expected {"message": "...", "conversation_id"?, "provider"?, "model"?, "depth"?, "persona"?}"#;
         if !p.is_object() {
             return Err(SHAPE.into());
         }
@@ -215,7 +217,11 @@ impl AskHandler {
                 no_tools: false,
             })
             .map_err(|e| JobError::fatal(format!("{e:#}")))?;
-        Ok((self.ctx.job_asker(&self.store, provider), model))
+        let asker = self
+            .ctx
+            .job_asker(&self.store, provider, p.persona.as_deref())
+            .map_err(|e| JobError::fatal(format!("{e:#}")))?;
+        Ok((asker, model))
     }
 }
 

@@ -616,8 +616,16 @@ impl Runtime {
 
     /// The ask loop of pool `ask` jobs: behind the provider's shared rate gate (many jobs at
     /// once share `requests_per_minute`), episodic like a user's ask.
-    pub fn job_asker(&self, store: &Store, provider: Arc<dyn Provider>) -> Arc<Asker> {
-        self.cached_asker("job", store, self.throttled(provider), true, true, None)
+    pub fn job_asker(
+        &self,
+        store: &Store,
+        provider: Arc<dyn Provider>,
+        persona: Option<&str>,
+    ) -> anyhow::Result<Arc<Asker>> {
+        if let Some(p) = persona {
+            zocalo_agent::Policy::from_config(&self.config, Some(p))?;
+        }
+        Ok(self.cached_asker("job", store, self.throttled(provider), true, true, persona))
     }
 
     /// The ask loop for this use, provider and persona: built once, again only when the

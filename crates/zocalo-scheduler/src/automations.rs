@@ -58,11 +58,15 @@ pub const MAX_NAME: usize = 100;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Action {
-    /// An `ask` job: {"message", "conversation_id"?}.
+    /// An `ask` job: {"message", "conversation_id"?, "persona"?}.
     Ask {
         message: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         conversation_id: Option<String>,
+        /// `[personas.NAME]` the runs ask as: its prompt, tools and permissions (the runs are
+        /// unattended, so only what it or `[permissions]` allows runs).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        persona: Option<String>,
     },
     /// A `skill` job: {"name", "args"}.
     Skill {
@@ -91,9 +95,13 @@ impl Action {
             Action::Ask {
                 message,
                 conversation_id,
+                persona,
             } => {
                 if message.trim().is_empty() {
                     return bad("--ask: the message is empty");
+                }
+                if persona.as_deref().is_some_and(|p| p.trim().is_empty()) {
+                    return bad("--persona: the name is empty");
                 }
                 if let Some(c) = conversation_id {
                     if c.parse::<zocalo_core::ids::ConversationId>().is_err() {
@@ -123,10 +131,17 @@ impl Action {
             Action::Ask {
                 message,
                 conversation_id,
-            } => match conversation_id {
-                Some(c) => json!({"message": message, "conversation_id": c}),
-                None => json!({"message": message}),
-            },
+                persona,
+            } => {
+                let mut p = json!({"message": message});
+                if let Some(c) = conversation_id {
+                    p["conversation_id"] = json!(c);
+                }
+                if let Some(name) = persona {
+                    p["persona"] = json!(name);
+                }
+                p
+            }
             Action::Skill { name, args } => json!({"name": name, "args": args}),
             Action::Shell { command } => json!({
                 "cmd": ["sh", "-c", command],

@@ -159,6 +159,7 @@ impl Tool for ScheduleTool {
                     Action::Ask {
                         message: a.ask,
                         conversation_id: None,
+                        persona: None,
                     },
                 );
                 let added = s.add(new, Utc::now()).await.map_err(recoverable)?;

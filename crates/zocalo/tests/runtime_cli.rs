@@ -1153,3 +1153,84 @@ async fn a_server_ask_waits_for_an_approval_and_goes_on() {
     assert!(by.contains(&"user"), "{audit:#}");
     server.stop().await;
 }
+
+both!(
+    an_automations_persona_can_allow_what_its_runs_need,
+    |db, home| async move {
+        std::fs::write(
+            home.join("config.toml"),
+            "[personas.chores]\nsystem_prompt = \"You run the chores.\"\n\
+             [personas.chores.permissions]\nshell = \"allow\"\n",
+        )
+        .unwrap();
+        let fake = FakeServer::start().await;
+        fake.push(call(
+            "shell",
+            "c1",
+            json!({"command": "echo ran > ran.txt"}),
+        ));
+        fake.push(Reply::sse(openai_text_sse("gpt-test", &["Done."])));
+        let env = fake_env(&fake);
+        let start = chrono::Utc::now() + chrono::Duration::seconds(60);
+        let add = |persona: &'static str| {
+            let start = start.format("%Y-%m-%dT%H:%M:%S").to_string();
+            let env = env.clone();
+            async move {
+                zdb(
+                    db,
+                    home,
+                    &env,
+                    &[
+                        "schedule",
+                        "add",
+                        "chores",
+                        "--rrule",
+                        "FREQ=DAILY",
+                        "--start",
+                        &start,
+                        "--tz",
+                        "UTC",
+                        "--ask",
+                        "Run my chores",
+                        "--persona",
+                        persona,
+                    ],
+                )
+                .await
+            }
+        };
+        let r = add("nobody").await;
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(r.stderr.contains("chores"), "{}", r.stderr);
+        let r = add("chores").await;
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let at = (start + chrono::Duration::seconds(1)).to_rfc3339();
+        let r = zdb(
+            db,
+            home,
+            &env,
+            &["schedule", "tick", "--now", &at, "--json"],
+        )
+        .await;
+        assert_eq!(
+            r.json()["fired"].as_array().map(Vec::len),
+            Some(1),
+            "{}",
+            r.stdout
+        );
+        let r = zdb(db, home, &env, &["worker", "--drain"]).await;
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        // The persona allowed shell, so the unattended run ran it, as the persona.
+        assert_eq!(
+            std::fs::read_to_string(home.join("workspace/ran.txt")).unwrap(),
+            "ran\n"
+        );
+        let first = &fake.requests()[0].body;
+        assert!(first["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("You run the chores."));
+        let audit = zdb(db, home, &env, &["audit", "--json"]).await.json();
+        assert_eq!(audit[0]["outcome"], "ok", "{audit:#}");
+    }
+);

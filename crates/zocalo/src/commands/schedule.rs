@@ -96,6 +96,10 @@ pub struct AddArgs {
     /// Continue this conversation with each ask.
     #[arg(long = "conv", value_name = "ID", requires = "ask")]
     pub conversation: Option<String>,
+    /// Ask as this `[personas.NAME]`: its prompt, tools and permissions. The runs are
+    /// unattended, so a tool runs only where it or `[permissions]` says `allow`.
+    #[arg(long, value_name = "NAME", requires = "ask")]
+    pub persona: Option<String>,
     /// Run this skill (a pool `skill` job); arguments after `--`.
     #[arg(long, value_name = "NAME")]
     pub skill: Option<String>,
@@ -278,6 +282,25 @@ async fn add(ctx: &Runtime, args: AddArgs) -> anyhow::Result<()> {
         args.shell,
     )
     .map_err(|_| usage("give exactly one of --ask, --skill or --shell"))?;
+    let action = match (action, args.persona) {
+        (
+            zocalo_scheduler::Action::Ask {
+                message,
+                conversation_id,
+                ..
+            },
+            Some(p),
+        ) => {
+            // An unknown persona is refused now, not at 8 o'clock tomorrow.
+            zocalo_agent::Policy::from_config(&ctx.config, Some(&p))?;
+            zocalo_scheduler::Action::Ask {
+                message,
+                conversation_id,
+                persona: Some(p),
+            }
+        }
+        (action, _) => action,
+    };
     let mut new = NewAutomation::new(
         &args.name,
         &args.rule.rrule,
