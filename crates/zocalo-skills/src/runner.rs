@@ -456,20 +456,26 @@ fn kill_group(pid: Option<u32>) {
     }
 }
 
-type Capture = tokio::task::JoinHandle<(Vec<u8>, u64)>;
+/// A [`capture`] running in a task of its own.
+pub type Capture = tokio::task::JoinHandle<(Vec<u8>, u64)>;
 
-async fn join_capture(handle: Option<Capture>) -> (String, u64) {
-    let Some(mut handle) = handle else {
-        return (String::new(), 0);
-    };
-    // A process that left the group (setsid) may hold the pipe open: do not wait for it.
-    let (kept, total) = match tokio::time::timeout(Duration::from_secs(2), &mut handle).await {
+/// What a [`Capture`] kept and the bytes it saw, once the process has ended. A process that
+/// left the group (setsid) may hold the pipe open: this waits for it at most 2 s.
+pub async fn collect(mut handle: Capture) -> (Vec<u8>, u64) {
+    match tokio::time::timeout(Duration::from_secs(2), &mut handle).await {
         Ok(Ok(r)) => r,
         _ => {
             handle.abort();
             (Vec::new(), 0)
         }
+    }
+}
+
+async fn join_capture(handle: Option<Capture>) -> (String, u64) {
+    let Some(handle) = handle else {
+        return (String::new(), 0);
     };
+    let (kept, total) = collect(handle).await;
     let mut text = String::from_utf8_lossy(&kept).into_owned();
     if total > kept.len() as u64 {
         if !text.ends_with('\n') {
@@ -485,7 +491,7 @@ async fn join_capture(handle: Option<Capture>) -> (String, u64) {
 
 /// Keep the first `limit` bytes, count and drop the rest (draining so the child never blocks
 /// on a full pipe).
-async fn capture(mut reader: impl AsyncRead + Unpin, limit: usize) -> (Vec<u8>, u64) {
+pub async fn capture(mut reader: impl AsyncRead + Unpin, limit: usize) -> (Vec<u8>, u64) {
     let mut kept = Vec::new();
     let mut total = 0u64;
     let mut buf = vec![0u8; 64 * 1024];

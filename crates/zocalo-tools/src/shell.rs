@@ -27,8 +27,8 @@ use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncReadExt};
 use zocalo_core::{Tool, ToolError, ToolSpec};
+use zocalo_skills::runner::{capture, collect, Capture};
 
 use crate::args::{model_err, parse, spec_for};
 use crate::Workspace;
@@ -374,17 +374,9 @@ fn kill_group(pid: Option<u32>) {
     }
 }
 
-type Capture = tokio::task::JoinHandle<(Vec<u8>, u64)>;
-
-async fn join_capture(mut handle: Capture) -> (String, u64) {
-    // A process that left the group (setsid) may hold the pipe open: do not wait for it.
-    let (kept, total) = match tokio::time::timeout(Duration::from_secs(2), &mut handle).await {
-        Ok(Ok(r)) => r,
-        _ => {
-            handle.abort();
-            (Vec::new(), 0)
-        }
-    };
+/// The skills runner's capture, with this tool's note when output was cut.
+async fn join_capture(handle: Capture) -> (String, u64) {
+    let (kept, total) = collect(handle).await;
     let mut text = String::from_utf8_lossy(&kept).into_owned();
     if total > kept.len() as u64 {
         if !text.ends_with('\n') {
@@ -396,25 +388,6 @@ async fn join_capture(mut handle: Capture) -> (String, u64) {
         ));
     }
     (text, total)
-}
-
-/// Keep the first `limit` bytes, count and drop the rest (draining, so the command never
-/// blocks on a full pipe).
-async fn capture(mut reader: impl AsyncRead + Unpin, limit: usize) -> (Vec<u8>, u64) {
-    let mut kept = Vec::new();
-    let mut total = 0u64;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match reader.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                total += n as u64;
-                let room = limit.saturating_sub(kept.len());
-                kept.extend_from_slice(&buf[..n.min(room)]);
-            }
-        }
-    }
-    (kept, total)
 }
 
 #[cfg(test)]
