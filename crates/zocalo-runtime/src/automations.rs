@@ -41,9 +41,9 @@ pub fn check(new: &NewAutomation) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Checks and stores an automation; returns it with its next run.
+/// Stores an automation (`Scheduler::add` makes the same checks as [`check`] first);
+/// returns it with its next run.
 pub async fn create(store: &Store, new: NewAutomation) -> anyhow::Result<Automation> {
-    check(&new)?;
     Ok(Scheduler::new(store.clone()).add(new, Utc::now()).await?)
 }
 
