@@ -61,6 +61,86 @@ pub struct Config {
     /// `[budgets]`: token limits checked before every model call.
     #[serde(default)]
     pub budgets: BudgetsConfig,
+    /// `[channels.telegram]`, `[channels.email]`: where people reach the computer besides
+    /// its CLI, API and web UI. The daemon runs every configured channel.
+    #[serde(default)]
+    pub channels: ChannelsConfig,
+    /// `[hooks.NAME]`: signed webhooks in (`POST /hooks/NAME`) and deliveries out (`url`).
+    #[serde(default)]
+    pub hooks: BTreeMap<String, HookConfig>,
+}
+
+/// `[channels]` in config.toml.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelsConfig {
+    pub telegram: Option<TelegramConfig>,
+    pub email: Option<EmailConfig>,
+}
+
+/// `[channels.telegram]`: a bot, over the Bot API's long polling. The token comes from
+/// `TELEGRAM_BOT_TOKEN` or the vault (`zocalo keys set telegram`), never from this file.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TelegramConfig {
+    /// Telegram user ids that may talk to the computer; anyone else gets one short refusal
+    /// and nothing is stored.
+    #[serde(default)]
+    pub allow: Vec<i64>,
+    /// `[personas.NAME]` the channel's conversations are asked as (a conversation's own
+    /// `/persona` wins).
+    pub persona: Option<String>,
+    /// The Bot API's base URL (`TELEGRAM_API_BASE` overrides); default Telegram's.
+    pub api_base: Option<String>,
+    /// `false` turns the channel off without removing its settings.
+    pub enabled: Option<bool>,
+}
+
+/// `[channels.email]`: a mailbox read over IMAP and answered over SMTP. The password comes
+/// from `ZOCALO_EMAIL_PASSWORD` or the vault (`zocalo keys set email`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    /// `imaps://host[:993]` (TLS) or `imap://host[:143]` (plain, loopback and tests only).
+    pub imap: String,
+    /// `smtps://host[:465]`, `smtp://host[:587]` (STARTTLS) or `smtp+plain://host:port`
+    /// (no TLS: loopback and tests only).
+    pub smtp: String,
+    /// The login for both.
+    pub user: String,
+    /// The address replies come from; default `user`.
+    pub from: Option<String>,
+    /// Sender addresses that may talk to the computer (case-insensitive); mail from anyone
+    /// else is left unanswered and unstored.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Mailbox to read; default `INBOX`.
+    pub mailbox: Option<String>,
+    /// Seconds between checks when the server has no IDLE; default 30.
+    pub poll_seconds: Option<u64>,
+    pub persona: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+/// `[hooks.NAME]`: a webhook.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HookConfig {
+    /// The environment variable holding the HMAC-SHA256 secret (default
+    /// `ZOCALO_HOOK_<NAME>`, upper case, `-` as `_`). Inbound requests need it (a hook whose
+    /// secret is unset refuses every request); outbound deliveries are signed with it when
+    /// it is set (a receiver such as a chat service's incoming-webhook URL may not check).
+    pub secret_env: Option<String>,
+    /// Persona the hook's asks use.
+    pub persona: Option<String>,
+    /// The message asked for each inbound request; `{body}` is replaced by the request body.
+    /// Default: says which hook fired, then the body.
+    pub prompt: Option<String>,
+    /// Where the answer to an inbound request goes (`telegram:42`, `email:me@x.org`); none:
+    /// it stays in the hook's conversation (`hook:NAME`).
+    pub deliver: Option<String>,
+    /// Outbound: `webhook:NAME` targets POST here, signed with the secret.
+    pub url: Option<String>,
 }
 
 /// `[workspace]` in config.toml.

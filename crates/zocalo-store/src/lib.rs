@@ -5,6 +5,7 @@
 //! - [`conversations`]: conversations and messages; a turn is appended in one transaction.
 //! - [`usage`]: token usage of the stored messages, grouped by provider, model or day, and
 //!   the totals the ask loop's budgets are checked against.
+//! - [`settings`]: what a conversation keeps between asks (persona, model).
 //! - [`summaries`]: the model's summaries of a conversation's oldest turns (context
 //!   compression); the turns themselves stay.
 //! - [`StoreError`]: what can fail; URLs in errors never carry a password.
@@ -18,6 +19,7 @@
 pub mod conversations;
 pub mod dialect;
 pub mod error;
+pub mod settings;
 mod store;
 pub mod summaries;
 mod ts;
@@ -27,6 +29,7 @@ pub mod usage;
 pub use conversations::{Conversation, NewMessage, StoredMessage};
 pub use dialect::Dialects;
 pub use error::{redact_url, StoreError};
+pub use settings::ConversationSettings;
 pub use store::{Backend, Pool, Store};
 pub use summaries::ConversationSummary;
 pub use usage::{UsageBy, UsageRow};

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 use zocalo_core::{ConversationId, Message, Role, ToolCall, Usage};
-use zocalo_store::{NewMessage, Store, StoreError};
+use zocalo_store::{ConversationSettings, NewMessage, Store, StoreError};
 use zocalo_testkit::both_backends;
 
 fn user(text: &str) -> NewMessage {
@@ -494,3 +494,51 @@ both_backends!(bad_conversation_keys_are_usage_errors, |store| async move {
     }
     assert_eq!(count_rows(&store, "conversations").await, 0);
 });
+
+both_backends!(
+    settings_are_kept_and_a_key_can_be_released,
+    |store| async move {
+        let (id, _) = store.conversation_for_key("telegram:7").await.unwrap();
+        assert_eq!(
+            store.conversation_settings(&id).await.unwrap(),
+            ConversationSettings::default()
+        );
+        store
+            .set_conversation_persona(&id, Some("coder"))
+            .await
+            .unwrap();
+        store
+            .set_conversation_model(&id, Some("fake:small"))
+            .await
+            .unwrap();
+        store
+            .set_conversation_persona(&id, Some("writer"))
+            .await
+            .unwrap();
+        let s = store.conversation_settings(&id).await.unwrap();
+        assert_eq!(s.persona.as_deref(), Some("writer"));
+        assert_eq!(
+            s.model.as_deref(),
+            Some("fake:small"),
+            "setting the persona kept the model"
+        );
+        // A channel's /new: the key lets go, the next use is another conversation, and the old one
+        // (with its settings) stays.
+        assert!(store.release_conversation_key("telegram:7").await.unwrap());
+        assert!(!store.release_conversation_key("telegram:7").await.unwrap());
+        let (again, created) = store.conversation_for_key("telegram:7").await.unwrap();
+        assert!(created);
+        assert_ne!(again, id);
+        assert_eq!(
+            store.conversation_settings(&again).await.unwrap(),
+            ConversationSettings::default()
+        );
+        assert!(store.get_conversation(&id).await.unwrap().is_some());
+        // Deleting a conversation deletes its settings.
+        assert!(store.delete_conversation(&id).await.unwrap());
+        assert_eq!(
+            store.conversation_settings(&id).await.unwrap(),
+            ConversationSettings::default()
+        );
+    }
+);
