@@ -12,6 +12,8 @@
 //! - [`ui`]: the web UI, embedded in the binary.
 //! - [`error`]: every error as an OpenAI-shaped JSON body; extractors that reject bad input
 //!   with 4xx JSON, never a 5xx.
+//! - [`limits`]: body size, request-head timeout, event streams at once, CORS and cookies,
+//!   and the connection loop ([`serve_with`]) that applies the limits below the router.
 //!
 //! [`ServerBuilder`] puts it together; extra routers (the MCP endpoint) mount behind the same
 //! token with [`ServerBuilder::nest`]. Work that outlives a request (agent batches started
@@ -21,6 +23,7 @@ pub mod api;
 pub mod auth;
 pub mod backend;
 pub mod error;
+pub mod limits;
 pub mod openai;
 pub mod openapi;
 pub mod ui;
@@ -38,12 +41,12 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use zocalo_store::Store;
 
-pub use auth::{Token, TokenError, TokenSource};
+pub use auth::{AuthLimits, Token, TokenError, TokenSource};
 pub use backend::{Backend, BackendError};
 pub use error::{ApiError, ErrorBody};
-
-/// Largest request body accepted (JSON bodies; uploads are not a thing here).
-pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+pub use limits::{
+    serve_with, ServeOptions, DEFAULT_BODY_LIMIT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_STREAMS,
+};
 /// Longest a request may take to produce its response head. Streams (SSE) are not cut: their
 /// head goes out at once and the body flows as long as the answer does.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
@@ -104,6 +107,9 @@ pub struct ServerBuilder {
     skill_launcher: Option<std::path::PathBuf>,
     body_limit: usize,
     timeout: Duration,
+    max_streams: usize,
+    cors_origins: Vec<String>,
+    auth_limits: AuthLimits,
     extra: Vec<(String, Router)>,
     background: Background,
 }
@@ -118,6 +124,9 @@ impl ServerBuilder {
             skill_launcher: None,
             body_limit: DEFAULT_BODY_LIMIT,
             timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_streams: DEFAULT_MAX_STREAMS,
+            cors_origins: Vec::new(),
+            auth_limits: AuthLimits::default(),
             extra: Vec::new(),
             background: Background::default(),
         }
@@ -152,6 +161,24 @@ impl ServerBuilder {
         self
     }
 
+    /// Event streams open at once (see [`limits`]).
+    pub fn max_streams(mut self, streams: usize) -> Self {
+        self.max_streams = streams;
+        self
+    }
+
+    /// Origins whose pages may call the API from a browser (`*` for any); none by default.
+    pub fn cors_origins(mut self, origins: Vec<String>) -> Self {
+        self.cors_origins = origins;
+        self
+    }
+
+    /// Failed authentications allowed per client (see [`auth::require_token`]).
+    pub fn auth_limits(mut self, limits: AuthLimits) -> Self {
+        self.auth_limits = limits;
+        self
+    }
+
     /// Mount `router` at `path` (e.g. `/mcp`) behind the bearer token, with the same body
     /// limit and timeout as the rest.
     pub fn nest(mut self, path: impl Into<String>, router: Router) -> Self {
@@ -181,10 +208,13 @@ impl ServerBuilder {
             protected = protected.nest_service(&path, router);
         }
         let protected = protected.layer(middleware::from_fn_with_state(
-            self.token,
+            auth::Guard::new(self.token, self.auth_limits),
             auth::require_token,
         ));
         let timeout = self.timeout;
+        let body_limit = self.body_limit;
+        let streams = Arc::new(tokio::sync::Semaphore::new(self.max_streams));
+        let origins: Arc<[String]> = self.cors_origins.into();
         Router::new()
             .route("/healthz", get(healthz))
             .route("/openapi.json", get(openapi::document))
@@ -196,7 +226,16 @@ impl ServerBuilder {
             .layer(middleware::from_fn(move |req: Request, next: Next| {
                 time_limit(timeout, req, next)
             }))
-            .layer(DefaultBodyLimit::max(self.body_limit))
+            .layer(DefaultBodyLimit::max(body_limit))
+            .layer(middleware::from_fn(move |req: Request, next: Next| {
+                limits::cap_streams(streams.clone(), req, next)
+            }))
+            .layer(middleware::from_fn(move |req: Request, next: Next| {
+                limits::limit_body(body_limit, req, next)
+            }))
+            .layer(middleware::from_fn(move |req: Request, next: Next| {
+                limits::browser_policy(origins.clone(), req, next)
+            }))
             .layer(tower_http::catch_panic::CatchPanicLayer::custom(
                 |_: Box<dyn std::any::Any + Send>| {
                     ApiError::internal("internal error (a bug: please report it)").into_response()
@@ -341,13 +380,12 @@ pub async fn healthz(State(state): State<AppState>) -> error::Json<Health> {
     })
 }
 
-/// Serve `router` on `listener` until `shutdown` resolves; open streams end with it.
+/// Serve `router` on `listener` until `shutdown` resolves; open streams end with it. The
+/// default [`ServeOptions`]; see [`serve_with`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(listener, router, shutdown, ServeOptions::default()).await
 }
