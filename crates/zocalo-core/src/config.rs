@@ -68,6 +68,40 @@ pub struct Config {
     /// `[hooks.NAME]`: signed webhooks in (`POST /hooks/NAME`) and deliveries out (`url`).
     #[serde(default)]
     pub hooks: BTreeMap<String, HookConfig>,
+    /// `[server]`: limits and browser access of `zocalo serve`.
+    #[serde(default)]
+    pub server: ServerConfig,
+}
+
+/// `[server]` in config.toml: what `zocalo serve` lets one client do (see docs/server.md,
+/// "Limits").
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Largest request body, in bytes (413 beyond).
+    pub max_body_bytes: u64,
+    /// Event streams (SSE) open at once (503 beyond).
+    pub max_streams: usize,
+    /// A connection that has not sent a whole request head in this long is closed (slow
+    /// clients, idle keep-alive connections).
+    pub header_timeout_ms: u64,
+    /// Failed authentications per client address in a minute before 429.
+    pub auth_failures_per_minute: u32,
+    /// Origins whose web pages may call the API (`https://app.example`, or `*`); none by
+    /// default, so no page of another site can read an answer.
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 2 * 1024 * 1024,
+            max_streams: 1000,
+            header_timeout_ms: 10_000,
+            auth_failures_per_minute: 10,
+            cors_origins: Vec::new(),
+        }
+    }
 }
 
 /// `[channels]` in config.toml.
@@ -768,6 +802,32 @@ impl Config {
                 return Err(err(format!("daemon.{key} must be at least 1")));
             }
         }
+        let sv = &self.server;
+        for (key, v) in [
+            ("max_body_bytes", sv.max_body_bytes),
+            ("max_streams", sv.max_streams as u64),
+            ("header_timeout_ms", sv.header_timeout_ms),
+            (
+                "auth_failures_per_minute",
+                u64::from(sv.auth_failures_per_minute),
+            ),
+        ] {
+            if v == 0 {
+                return Err(err(format!("server.{key} must be at least 1")));
+            }
+        }
+        let is_origin = |o: &str| {
+            let rest = o
+                .strip_prefix("https://")
+                .or_else(|| o.strip_prefix("http://"));
+            o == "*" || rest.is_some_and(|r| !r.is_empty() && !r.contains('/'))
+        };
+        if let Some(o) = sv.cors_origins.iter().find(|o| !is_origin(o)) {
+            return Err(err(format!(
+                "server.cors_origins: {o:?} is not an origin: write scheme://host[:port] with \
+                 no path, such as \"https://app.example\", or \"*\""
+            )));
+        }
         if d.backoff_max_ms < d.backoff_base_ms {
             return Err(err(
                 "daemon.backoff_max_ms must not be less than daemon.backoff_base_ms".into(),
@@ -843,6 +903,40 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, CoreError> {
         Config::parse(text, Path::new("config.toml"))
+    }
+
+    #[test]
+    fn server_limits_have_defaults_and_are_checked() {
+        let cfg = parse("").unwrap();
+        assert_eq!(cfg.server.max_body_bytes, 2 * 1024 * 1024);
+        assert_eq!(cfg.server.max_streams, 1000);
+        assert!(cfg.server.cors_origins.is_empty());
+        let cfg = parse(
+            "[server]\nmax_streams = 5\ncors_origins = [\"https://app.example\", \"http://localhost:3000\"]",
+        )
+        .unwrap();
+        assert_eq!(cfg.server.max_streams, 5);
+        assert_eq!(cfg.server.header_timeout_ms, 10_000);
+        for (bad, needle) in [
+            ("[server]\nmax_body_bytes = 0", "server.max_body_bytes"),
+            (
+                "[server]\nheader_timeout_ms = 0",
+                "server.header_timeout_ms",
+            ),
+            (
+                "[server]\ncors_origins = [\"app.example\"]",
+                "not an origin",
+            ),
+            (
+                "[server]\ncors_origins = [\"https://app.example/\"]",
+                "not an origin",
+            ),
+            ("[server]\ncors_origins = [\"https://\"]", "not an origin"),
+            ("[server]\ncors = true", "unknown field"),
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains(needle), "{bad}: {e}");
+        }
     }
 
     #[test]

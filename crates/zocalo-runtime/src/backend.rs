@@ -14,8 +14,8 @@ use zocalo_store::Store;
 use crate::{ModelChoice, Runtime};
 
 /// The server's router builder on this runtime: [`ServerBackend`], MCP over streamable HTTP
-/// at `/mcp` behind the same token, the skills roots and the sandbox launcher. `mcp_shutdown`
-/// ends the MCP sessions.
+/// at `/mcp` behind the same token, the skills roots, the sandbox launcher and the limits of
+/// `[server]`. `mcp_shutdown` ends the MCP sessions.
 pub fn server_builder(
     ctx: &Runtime,
     store: Store,
@@ -25,11 +25,26 @@ pub fn server_builder(
 ) -> ServerBuilder {
     let backend = Arc::new(ServerBackend::new(ctx, store.clone(), services));
     let mcp = crate::mcp::http_router(ctx, store.clone(), None, mcp_shutdown);
+    let limits = &ctx.config.server;
     ServerBuilder::new(store, backend, token)
         .nest("/mcp", mcp)
         .skills_roots(zocalo_skills::default_roots(ctx.home.root(), &[]))
         // This binary is the Landlock launcher for skill scripts (`zocalo __skill-sandbox`).
         .skill_launcher(ctx.skill_limits().launcher)
+        .body_limit(usize::try_from(limits.max_body_bytes).unwrap_or(usize::MAX))
+        .max_streams(limits.max_streams)
+        .cors_origins(limits.cors_origins.clone())
+        .auth_limits(zocalo_server::AuthLimits {
+            max_failures: limits.auth_failures_per_minute,
+            ..zocalo_server::AuthLimits::default()
+        })
+}
+
+/// How `zocalo serve` serves connections (`[server] header_timeout_ms`).
+pub fn serve_options(ctx: &Runtime) -> zocalo_server::ServeOptions {
+    zocalo_server::ServeOptions {
+        header_timeout: std::time::Duration::from_millis(ctx.config.server.header_timeout_ms),
+    }
 }
 
 /// The runtime as the server's [`Backend`]: the process's one memory, embedder, providers

@@ -107,7 +107,8 @@ pub async fn run(ctx: &Runtime, args: ServeArgs) -> anyhow::Result<()> {
         // Open event streams end now, or the graceful shutdown would wait for them forever.
         closing.cancel_all();
     };
-    let served = zocalo_server::serve(listener, router, shutdown).await;
+    let options = zocalo_runtime::backend::serve_options(ctx);
+    let served = zocalo_server::serve_with(listener, router, shutdown, options).await;
     eprintln!("zocalo serve: stopping");
     mcp_shutdown.cancel();
     let _ = memory_sync.await;
