@@ -21,6 +21,7 @@ pub mod ask;
 pub mod chunk;
 pub mod error;
 pub mod fuse;
+pub mod import;
 mod index;
 mod memory;
 pub mod model;
@@ -31,6 +32,7 @@ pub mod text;
 
 pub use ask::{AskMemory, MemorySave, MemorySearch};
 pub use error::MemoryError;
+pub use import::parse_import_line;
 pub use memory::{from_blob, to_blob, Fusion, Memory, MemoryConfig, Retrieval};
 pub use model::{
     conversation_scope, Hit, MemoryRecord, Metadata, NewMemory, Stats, DEFAULT_USER_SCOPE,

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use zocalo_agent::ContextSource;
 use zocalo_core::embed::Embedder;
 use zocalo_core::{Config, ConversationId};
-use zocalo_memory::{AskMemory, Memory, MemoryConfig, Metadata, NewMemory, DEFAULT_USER_SCOPE};
+use zocalo_memory::{AskMemory, Memory, MemoryConfig, Metadata, NewMemory};
 
 use crate::errors::usage;
 
@@ -130,33 +130,7 @@ pub fn read_import(path: &Path) -> anyhow::Result<Vec<NewMemory>> {
                 path.display()
             ))
         };
-        let v: Value = serde_json::from_str(&line).map_err(|e| bad(format!("not JSON ({e})")))?;
-        let Value::Object(o) = v else {
-            return Err(bad(
-                "expected a JSON object {\"text\",\"scope\",\"metadata\"}".into(),
-            ));
-        };
-        let text = match o.get("text") {
-            Some(Value::String(s)) => s.clone(),
-            _ => return Err(bad("\"text\" must be a string".into())),
-        };
-        let scope = match o.get("scope") {
-            None | Some(Value::Null) => DEFAULT_USER_SCOPE.to_owned(),
-            Some(Value::String(s)) => s.clone(),
-            Some(_) => return Err(bad("\"scope\" must be a string".into())),
-        };
-        let metadata = match o.get("metadata") {
-            None | Some(Value::Null) => Metadata::new(),
-            Some(Value::Object(m)) => m.clone(),
-            Some(_) => return Err(bad("\"metadata\" must be an object".into())),
-        };
-        let item = NewMemory {
-            scope,
-            text,
-            metadata,
-            source: Some("import".into()),
-        };
-        item.validate().map_err(|e| bad(e.to_string()))?;
+        let item = zocalo_memory::parse_import_line(&line).map_err(bad)?;
         items.push(item);
     }
     Ok(items)
@@ -200,6 +174,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use zocalo_memory::DEFAULT_USER_SCOPE;
 
     /// One line of an import file and whether it is valid.
     fn import_line() -> impl Strategy<Value = (String, bool)> {

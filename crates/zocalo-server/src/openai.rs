@@ -360,19 +360,7 @@ pub async fn chat_completions(
     State(state): State<AppState>,
     Json(req): Json<ChatCompletionRequest>,
 ) -> ApiResult<Response> {
-    if req.n.is_some_and(|n| n != 1) {
-        return Err(ApiError::bad_request("only n=1 is supported").param("n"));
-    }
-    if req.messages.is_empty() {
-        return Err(ApiError::bad_request("messages must not be empty").param("messages"));
-    }
-    if let Some(t) = req.temperature {
-        if !(0.0..=2.0).contains(&t) {
-            return Err(
-                ApiError::bad_request("temperature must be between 0 and 2").param("temperature")
-            );
-        }
-    }
+    check_request(&req)?;
     let stream = req.stream.unwrap_or(false);
     let include_usage = req
         .stream_options
@@ -390,6 +378,25 @@ pub async fn chat_completions(
     } else {
         Err(bad_model(&req.model))
     }
+}
+
+/// The checks of a chat request that need no backend (also what `fuzz/` drives, with
+/// [`to_messages`], on arbitrary bodies).
+pub fn check_request(req: &ChatCompletionRequest) -> ApiResult<()> {
+    if req.n.is_some_and(|n| n != 1) {
+        return Err(ApiError::bad_request("only n=1 is supported").param("n"));
+    }
+    if req.messages.is_empty() {
+        return Err(ApiError::bad_request("messages must not be empty").param("messages"));
+    }
+    if let Some(t) = req.temperature {
+        if !(0.0..=2.0).contains(&t) {
+            return Err(
+                ApiError::bad_request("temperature must be between 0 and 2").param("temperature")
+            );
+        }
+    }
+    Ok(())
 }
 
 fn bad_model(model: &str) -> ApiError {
@@ -613,7 +620,9 @@ where
     tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
 }
 
-fn to_messages(req: &ChatCompletionRequest) -> ApiResult<(Option<String>, Vec<Message>)> {
+/// The request's messages as the provider's: the system text (system and developer messages
+/// joined) and the turns.
+pub fn to_messages(req: &ChatCompletionRequest) -> ApiResult<(Option<String>, Vec<Message>)> {
     let mut system = Vec::new();
     let mut out = Vec::new();
     for (i, m) in req.messages.iter().enumerate() {

@@ -34,6 +34,13 @@ pub enum StoreError {
     /// A row that cannot be decoded into our types (edited by hand, or a bug).
     #[error("corrupt row in the database: {0}")]
     Corrupt(String),
+    /// The disk (or the PostgreSQL server's disk) is full. The change that hit it was rolled
+    /// back as a whole; what was stored before is intact.
+    #[error(
+        "the disk holding the database is full ({0}): the change was not saved and the data \
+         stored before it is intact; free some space and try again"
+    )]
+    DiskFull(String),
     #[error("database error: {0}")]
     Db(sqlx::Error),
     #[error("cannot create or open {path}: {source}")]
@@ -59,15 +66,29 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
                 StoreError::Corrupt(e.to_string())
             }
+            sqlx::Error::Database(ref d) if is_disk_full(d.as_ref()) => {
+                StoreError::DiskFull(d.message().to_owned())
+            }
             other => StoreError::Db(other),
         }
+    }
+}
+
+/// SQLITE_FULL (13, whatever its extended bits) or PostgreSQL's `disk_full` (53100).
+fn is_disk_full(d: &dyn sqlx::error::DatabaseError) -> bool {
+    let code = d.code();
+    if d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        code.and_then(|c| c.parse::<u32>().ok())
+            .is_some_and(|n| n & 0xff == 13)
+    } else {
+        code.as_deref() == Some("53100")
     }
 }
 
 impl From<sqlx::migrate::MigrateError> for StoreError {
     fn from(e: sqlx::migrate::MigrateError) -> Self {
         match e {
-            sqlx::migrate::MigrateError::Execute(e) => StoreError::Db(e),
+            sqlx::migrate::MigrateError::Execute(e) => StoreError::from(e),
             other => StoreError::Migrate(other.to_string()),
         }
     }
