@@ -5,7 +5,10 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let checked = zocalo_skills::check_bytes(std::path::Path::new("skills/demo"), data);
-    // A valid report has a skill and no errors; an invalid one has at least one error.
-    assert_eq!(checked.report.valid, checked.skill.is_some());
+    // Valid means no errors, and a valid skill always loads (an invalid one may load too,
+    // when it only bends rules the spec's client guide says to tolerate).
     assert_eq!(checked.report.valid, checked.report.errors.is_empty());
+    if checked.report.valid {
+        assert!(checked.skill.is_some());
+    }
 });
