@@ -900,7 +900,6 @@ pub async fn import(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
 
     #[test]
     fn memory_lock_matches_zocalo_memory() {

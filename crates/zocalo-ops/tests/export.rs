@@ -1,5 +1,7 @@
 //! Export and import on both backends, and between them.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

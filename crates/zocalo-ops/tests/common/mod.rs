@@ -1,7 +1,7 @@
 //! Data every ops test writes through the owning crates' own APIs (so the tests see the rows
 //! those crates really write), and the checks that a copy holds all of it.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 use std::sync::Arc;
