@@ -16,6 +16,7 @@
 //! - [`mcp`]: zocalo's tools served over MCP.
 //! - [`agents`]: sub-agent batches, here or on the pool.
 //! - [`memory`]: memory settings and the parsers of the files users hand in.
+//! - [`ops`]: backup, restore, export and import of the home and its database (zocalo-ops).
 //! - [`service_tools`]: `services_*`, the model's tools over the daemon's services.
 //! - [`signals`]: when a long-running front end should stop.
 //! - [`errors`]: one classification of errors (bad input or failure) for every front end.
@@ -59,6 +60,7 @@ pub mod jobs;
 pub mod keys;
 pub mod mcp;
 pub mod memory;
+pub mod ops;
 mod runtime;
 pub mod service_tools;
 pub mod signals;

@@ -87,6 +87,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Backup, restore, export and import (docs/operations.md).
+    #[command(flatten)]
+    Ops(OpsCmd),
     /// Tokens used, from the stored answers: by provider, model or day.
     Usage {
         /// provider, model or day.
@@ -183,6 +186,50 @@ pub enum ConversationsCmd {
     /// Every message of one conversation.
     Show {
         id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Operations on the whole home (docs/operations.md).
+#[derive(Debug, Subcommand)]
+pub enum OpsCmd {
+    /// Back up the home (database, vault, config, skills) into one archive file; safe while
+    /// the daemon runs.
+    Backup {
+        /// The archive to write (replaced only once it is complete).
+        file: std::path::PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a backup archive into this home and database; the archive is checked
+    /// completely before anything is changed. Stop the daemon first.
+    Restore {
+        file: std::path::PathBuf,
+        /// Replace a home or database that already holds data.
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write conversations, memories, automations and services as one JSON document, for
+    /// `zocalo import` into another home or backend.
+    Export {
+        /// Print a JSON summary (the document itself is always JSON; with FILE `-` it is the
+        /// only output).
+        #[arg(long)]
+        json: bool,
+        /// Where to write the document; `-`: stdout.
+        file: String,
+    },
+    /// Import an export document, all or nothing.
+    Import {
+        /// The document; `-`: stdin.
+        file: String,
+        /// Import the records the database does not have yet and leave the others (by
+        /// default, any record already there stops the whole import).
+        #[arg(long)]
+        skip_existing: bool,
         #[arg(long)]
         json: bool,
     },

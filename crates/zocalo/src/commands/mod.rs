@@ -13,6 +13,7 @@ pub mod keys;
 pub mod mcp;
 pub mod memory;
 pub mod models;
+mod ops;
 pub mod pool;
 pub mod schedule;
 pub mod serve;
@@ -48,6 +49,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             limit,
             json,
         } => audit::audit(&ctx, conversation, limit, json).await,
+        Command::Ops(cmd) => ops::run(&ctx, cmd).await,
         Command::Usage { by, since, json } => audit::usage_cmd(&ctx, &by, since, json).await,
     };
     // The store is the runtime's, opened once; its connections close when the command ends.
