@@ -140,7 +140,7 @@ pub struct ExportAutomation {
     pub rrule: String,
     pub dtstart: String,
     pub tz: String,
-    /// `{"kind": "ask"|"skill"|"shell", "payload": {...}}`.
+    /// As zocalo-scheduler stores it: `{"kind": "ask", "message": ...}`, `{"kind": "shell", ...}`.
     pub action: Value,
     pub paused: bool,
     /// The next occurrence to fire (None: the rule has no more).
