@@ -251,7 +251,7 @@ fn hash_reader(r: &mut impl Read) -> std::io::Result<(u64, String)> {
 }
 
 #[cfg(unix)]
-fn file_mode(path: &Path) -> Result<u32, OpsError> {
+pub(crate) fn file_mode(path: &Path) -> Result<u32, OpsError> {
     use std::os::unix::fs::PermissionsExt;
     Ok(std::fs::metadata(path)
         .map_err(OpsError::io(path))?
@@ -261,19 +261,19 @@ fn file_mode(path: &Path) -> Result<u32, OpsError> {
 }
 
 #[cfg(not(unix))]
-fn file_mode(_path: &Path) -> Result<u32, OpsError> {
+pub(crate) fn file_mode(_path: &Path) -> Result<u32, OpsError> {
     Ok(0o600)
 }
 
 #[cfg(unix)]
-fn set_mode(path: &Path, mode: u32) -> Result<(), OpsError> {
+pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<(), OpsError> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(OpsError::io(path))
 }
 
 #[cfg(not(unix))]
-fn set_mode(_path: &Path, _mode: u32) -> Result<(), OpsError> {
+pub(crate) fn set_mode(_path: &Path, _mode: u32) -> Result<(), OpsError> {
     Ok(())
 }
 
@@ -684,9 +684,12 @@ async fn sqlite_contents(path: &Path) -> Option<String> {
     }
     let name = path.display();
     let counts = async {
+        // Read-only: closing a read-write connection would checkpoint the WAL into the file
+        // of a database the restore is about to refuse to touch.
         let mut conn = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(false)
+            .read_only(true)
             .connect()
             .await?;
         let row: (i64, i64, i64, i64) = sqlx::query_as(include_str!("sql/count_rows.sql"))

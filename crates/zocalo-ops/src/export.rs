@@ -19,6 +19,9 @@ use sqlx::types::Json;
 use zocalo_memory::MemoryConfig;
 use zocalo_store::{with_pool, Backend, Store};
 
+use zocalo_core::paths::DataHome;
+
+use crate::skills::{self, read_skills, ExportSkillFile};
 use crate::ts::{from_ms, Ts};
 use crate::OpsError;
 
@@ -44,6 +47,9 @@ pub struct Export {
     pub memories: Vec<ExportMemory>,
     pub automations: Vec<ExportAutomation>,
     pub services: Vec<ExportService>,
+    /// Installed skills' files ([`export_home`] reads them; [`export`] alone has none).
+    #[serde(default)]
+    pub skills: Vec<ExportSkillFile>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -182,6 +188,8 @@ pub struct Counts {
     pub memories: usize,
     pub automations: usize,
     pub services: usize,
+    /// Installed skills (folders).
+    pub skills: usize,
 }
 
 impl Export {
@@ -192,6 +200,12 @@ impl Export {
             memories: self.memories.len(),
             automations: self.automations.len(),
             services: self.services.len(),
+            skills: self
+                .skills
+                .iter()
+                .filter_map(ExportSkillFile::skill)
+                .collect::<HashSet<_>>()
+                .len(),
         }
     }
 
@@ -286,6 +300,16 @@ impl Export {
             if a.catchup_limit < 1 || a.catchup_limit > i64::from(i32::MAX) {
                 return bad(format!("automation {}: catchup_limit out of range", a.name));
             }
+        }
+        for f in &self.skills {
+            if f.skill().is_none() {
+                return bad(format!(
+                    "skill file path {:?} must be NAME/FILE inside the skills directory",
+                    f.path
+                ));
+            }
+            dup("skill file", &f.path)?;
+            f.bytes()?;
         }
         for s in &self.services {
             dup("service", &s.id)?;
@@ -643,7 +667,46 @@ fn assemble(rows: Rows) -> Result<Export, OpsError> {
         memories,
         automations,
         services,
+        skills: Vec::new(),
     })
+}
+
+/// [`export`] of `store` with the installed skills of `home`.
+pub async fn export_home(home: &DataHome, store: &Store) -> Result<Export, OpsError> {
+    let mut doc = export(store).await?;
+    doc.skills = read_skills(&home.root().join("skills"))?;
+    Ok(doc)
+}
+
+/// [`import`] into `store`, and the document's skills into `home`'s skills directory. A skill
+/// folder the home already has counts as an existing record. The skills are written to a
+/// staging folder first and moved into place after the database transaction commits.
+pub async fn import_home(
+    home: &DataHome,
+    store: &Store,
+    doc: &Export,
+    on_conflict: OnConflict,
+) -> Result<ImportReport, OpsError> {
+    let target = home.root().join("skills");
+    let (skills, existing) = skills::plan(&doc.skills, &target)?;
+    if on_conflict == OnConflict::Refuse {
+        if let Some(first) = existing.first() {
+            return Err(OpsError::Exists {
+                count: existing.len(),
+                first: format!("skill {first}"),
+            });
+        }
+    }
+    let skip: &[String] = if on_conflict == OnConflict::Skip {
+        &existing
+    } else {
+        &[]
+    };
+    let staged = skills::stage(&skills, skip, &target)?;
+    let mut report = import(store, doc, on_conflict).await?;
+    report.imported.skills = staged.install(on_conflict == OnConflict::Replace)?;
+    report.skipped += skip.len();
+    Ok(report)
 }
 
 /// Writes `export` into `store` in ONE transaction: on any error nothing is written. Records

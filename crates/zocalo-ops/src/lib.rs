@@ -16,6 +16,7 @@
 mod archive;
 pub mod error;
 pub mod export;
+mod skills;
 mod ts;
 
 pub use archive::{
@@ -24,7 +25,8 @@ pub use archive::{
 };
 pub use error::OpsError;
 pub use export::{
-    export, import, Counts, Export, ExportAutomation, ExportConversation, ExportKey, ExportMemory,
-    ExportMessage, ExportService, ExportSettings, ExportSummary, ImportReport, OnConflict,
-    EXPORT_FORMAT, EXPORT_VERSION,
+    export, export_home, import, import_home, Counts, Export, ExportAutomation, ExportConversation,
+    ExportKey, ExportMemory, ExportMessage, ExportService, ExportSettings, ExportSummary,
+    ImportReport, OnConflict, EXPORT_FORMAT, EXPORT_VERSION,
 };
+pub use skills::{read_skills, ExportSkillFile};

@@ -171,3 +171,72 @@ proptest::proptest! {
         let _ = Export::from_json(&bytes);
     }
 }
+
+// Installed skills travel in the document (scripts stay executable) and land in the new home's
+// skills directory; a skill the home has is an existing record.
+both_backends!(skills_travel_with_the_export, |store| async move {
+    use zocalo_core::paths::DataHome;
+    use zocalo_ops::{export_home, import_home};
+    let tmp = tempfile::tempdir().unwrap();
+    let home = DataHome::at(tmp.path().join("a"));
+    seed_home(home.root());
+    // A file that is not UTF-8 goes as hex.
+    std::fs::write(
+        home.root().join("skills/hello/logo.bin"),
+        [0xffu8, 0x00, 0xfe],
+    )
+    .unwrap();
+    seed(&store).await;
+    let doc = export_home(&home, &store).await.unwrap();
+    assert_eq!(doc.counts().skills, 1);
+    let text = serde_json::to_vec(&doc).unwrap();
+    let doc = Export::from_json(&text).unwrap();
+
+    let other = zocalo_testkit::db::sqlite().await;
+    let new_home = DataHome::at(tmp.path().join("b"));
+    let report = import_home(&new_home, &other.store, &doc, OnConflict::Refuse)
+        .await
+        .unwrap();
+    assert_eq!(report.imported.skills, 1);
+    assert_eq!(report.imported.memories, 1);
+    for file in [
+        "skills/hello/SKILL.md",
+        "skills/hello/scripts/hi.sh",
+        "skills/hello/logo.bin",
+    ] {
+        assert_eq!(
+            std::fs::read(home.root().join(file)).unwrap(),
+            std::fs::read(new_home.root().join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    assert_eq!(
+        mode(&new_home.root().join("skills/hello/scripts/hi.sh")),
+        0o755
+    );
+    // No staging folder is left behind.
+    let names: Vec<_> = std::fs::read_dir(new_home.root().join("skills"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["hello"]);
+
+    // Again: the skill is there, so the whole import is refused, database included.
+    let err = import_home(&new_home, &other.store, &doc, OnConflict::Refuse)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("skill hello"), "{err}");
+    let skipped = import_home(&new_home, &other.store, &doc, OnConflict::Skip)
+        .await
+        .unwrap();
+    assert_eq!(skipped.skipped, 5);
+    assert_eq!(skipped.imported.skills, 0);
+    other.cleanup().await;
+
+    // A path out of the skills directory is refused before anything is written.
+    let mut evil = doc.clone();
+    evil.skills[0].path = "../escaped".into();
+    let text = serde_json::to_vec(&evil).unwrap();
+    let err = Export::from_json(&text).unwrap_err();
+    assert!(err.to_string().contains("must be NAME/FILE"), "{err}");
+});

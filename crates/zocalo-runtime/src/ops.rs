@@ -26,13 +26,14 @@ pub async fn restore(rt: &Runtime, archive: &Path, force: bool) -> anyhow::Resul
     Ok(zocalo_ops::restore(archive, &rt.home, rt.database_url.as_deref(), force).await?)
 }
 
-/// The database's data as one export document.
+/// The database's data and the installed skills as one export document.
 pub async fn export(rt: &Runtime) -> anyhow::Result<Export> {
     let store = rt.store().await?;
-    Ok(zocalo_ops::export(&store).await?)
+    Ok(zocalo_ops::export_home(&rt.home, &store).await?)
 }
 
-/// Imports an export document (its bytes), in one transaction.
+/// Imports an export document (its bytes): the database's part in one transaction, then its
+/// skills into the home.
 pub async fn import(
     rt: &Runtime,
     document: &[u8],
@@ -45,5 +46,5 @@ pub async fn import(
     } else {
         OnConflict::Refuse
     };
-    Ok(zocalo_ops::import(&store, &doc, on_conflict).await?)
+    Ok(zocalo_ops::import_home(&rt.home, &store, &doc, on_conflict).await?)
 }

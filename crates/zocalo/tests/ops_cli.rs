@@ -252,6 +252,10 @@ both!(export_and_import_through_files, |db, home| async move {
     )
     .await;
     assert_eq!(r.code, 0, "{}", r.stderr);
+    // An installed skill travels with the data.
+    std::fs::create_dir_all(home.join("skills/hello")).unwrap();
+    let skill = "---\nname: hello\ndescription: Says hello.\n---\nSay hello.\n";
+    std::fs::write(home.join("skills/hello/SKILL.md"), skill).unwrap();
     let file = home.join("export.json");
     let r = run(
         home,
@@ -262,6 +266,7 @@ both!(export_and_import_through_files, |db, home| async move {
     .await;
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.json()["counts"]["memories"], 1);
+    assert_eq!(r.json()["counts"]["skills"], 1);
 
     // Into the same database: refused as a whole (exit 2), then skipped with the flag.
     let r = run(home, url, &env, &["import", file.to_str().unwrap()]).await;
@@ -280,7 +285,7 @@ both!(export_and_import_through_files, |db, home| async move {
     )
     .await;
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(r.json()["skipped"], 1);
+    assert_eq!(r.json()["skipped"], 2);
 
     // Into a new home on SQLite, whatever the source backend.
     let other = tempfile::tempdir().unwrap();
@@ -293,6 +298,12 @@ both!(export_and_import_through_files, |db, home| async move {
     .await;
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.json()["imported"]["memories"], 1);
+    assert_eq!(
+        std::fs::read_to_string(other.path().join("skills/hello/SKILL.md")).unwrap(),
+        skill
+    );
+    let r = run(other.path(), None, &env, &["skills", "list", "--json"]).await;
+    assert!(r.stdout.contains("hello"), "{}", r.stdout);
     let r = run(
         other.path(),
         None,

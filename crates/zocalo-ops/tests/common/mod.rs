@@ -202,3 +202,17 @@ pub fn snapshot(root: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     walk(root, root, &mut out);
     out
 }
+
+/// Panics naming the files that differ between two [`snapshot`]s.
+pub fn assert_same_files(
+    before: &std::collections::BTreeMap<String, Vec<u8>>,
+    after: &std::collections::BTreeMap<String, Vec<u8>>,
+    what: &str,
+) {
+    let names: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    let changed: Vec<&&String> = names
+        .iter()
+        .filter(|n| before.get(**n) != after.get(**n))
+        .collect();
+    assert!(changed.is_empty(), "{what}: changed {changed:?}");
+}

@@ -66,12 +66,13 @@ pub async fn run(ctx: &Runtime, cmd: OpsCmd) -> anyhow::Result<()> {
                 } else {
                     println!(
                         "exported {} conversations ({} messages), {} memories, {} automations, \
-                         {} services to {file}",
+                         {} services, {} skills to {file}",
                         counts.conversations,
                         counts.messages,
                         counts.memories,
                         counts.automations,
-                        counts.services
+                        counts.services,
+                        counts.skills
                     );
                 }
             }
@@ -94,12 +95,13 @@ pub async fn run(ctx: &Runtime, cmd: OpsCmd) -> anyhow::Result<()> {
                 let c = r.imported;
                 println!(
                     "imported {} conversations ({} messages), {} memories, {} automations, {} \
-                     services{}",
+                     services, {} skills{}",
                     c.conversations,
                     c.messages,
                     c.memories,
                     c.automations,
                     c.services,
+                    c.skills,
                     if r.skipped > 0 {
                         format!("; skipped {} already there", r.skipped)
                     } else {
