@@ -278,11 +278,15 @@ pub(crate) fn set_mode(_path: &Path, _mode: u32) -> Result<(), OpsError> {
 }
 
 /// Opens a SQLite file that is no live database (a copy, a staged restore) and checks it:
-/// `PRAGMA integrity_check` passes; returns its schema version.
+/// `PRAGMA integrity_check` passes; returns its schema version. Leaves it as one
+/// self-contained file: switching to the rollback journal checkpoints any WAL into it and
+/// removes the WAL, so the file can be moved alone (zocalo turns WAL back on when it opens it).
 async fn check_sqlite_copy(path: &Path) -> Result<i64, OpsError> {
     let mut conn = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(false)
+        // A pool that used this file may still be closing its last connection.
+        .busy_timeout(std::time::Duration::from_secs(10))
         .connect()
         .await?;
     let result = async {
@@ -294,14 +298,23 @@ async fn check_sqlite_copy(path: &Path) -> Result<i64, OpsError> {
         )
         .fetch_one(&mut conn)
         .await?;
-        Ok::<_, sqlx::Error>((check, version))
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode = DELETE")
+            .fetch_one(&mut conn)
+            .await?;
+        Ok::<_, sqlx::Error>((check, version, mode))
     }
     .await;
     conn.close().await?;
-    let (check, version) = result?;
+    let (check, version, mode) = result?;
     if check != "ok" {
         return Err(OpsError::Invalid(format!(
             "the database copy {} fails its integrity check: {check}",
+            path.display()
+        )));
+    }
+    if !mode.eq_ignore_ascii_case("delete") {
+        return Err(OpsError::Invalid(format!(
+            "the database copy {} is still in use (journal mode {mode})",
             path.display()
         )));
     }
@@ -519,11 +532,16 @@ pub async fn restore(
     force: bool,
 ) -> Result<RestoreReport, OpsError> {
     let target = target_of(home, database_url)?;
-    let near = home
-        .root()
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map_or_else(|| PathBuf::from("."), Path::to_owned);
+    // Staged where the files will go, so each is put in place by a rename on one filesystem:
+    // inside the home if it exists, else beside it (where it will be created).
+    let near = if home.root().is_dir() {
+        home.root().to_owned()
+    } else {
+        home.root()
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_owned)
+    };
     let staged = stage(archive, &near).await?;
 
     // What is there now: refused before anything is written.

@@ -133,11 +133,7 @@ pub(crate) struct Staged {
 }
 
 /// Writes `skills` (minus `skip`) into a staging directory next to `target`.
-pub(crate) fn stage(
-    skills: &BySkill,
-    skip: &[String],
-    target: &Path,
-) -> Result<Staged, OpsError> {
+pub(crate) fn stage(skills: &BySkill, skip: &[String], target: &Path) -> Result<Staged, OpsError> {
     let wanted: Vec<&String> = skills.keys().filter(|s| !skip.contains(s)).collect();
     if wanted.is_empty() {
         return Ok(Staged {
