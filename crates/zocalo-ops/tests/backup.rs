@@ -95,6 +95,18 @@ both_backends!(round_trip_into_a_new_home, |store| async move {
         mode(&new_home.root().join("skills/hello/scripts/hi.sh")),
         0o755
     );
+    // Nothing else: no staging folder or stray WAL left in the home.
+    let mut entries: Vec<String> = std::fs::read_dir(new_home.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    entries.sort();
+    let mut expected = vec!["config.toml", "skills", "vault.bin", "vault.key"];
+    if store.backend() == Backend::Sqlite {
+        expected.push("zocalo.db");
+    }
+    expected.sort();
+    assert_eq!(entries, expected);
 
     let copy = open_restored(&new_home, &target).await;
     let doc = export(&copy).await.unwrap();
