@@ -194,17 +194,22 @@ pub enum ConversationsCmd {
 /// Operations on the whole home (docs/operations.md).
 #[derive(Debug, Subcommand)]
 pub enum OpsCmd {
-    /// Back up the home (database, vault, config, skills) into one archive file; safe while
-    /// the daemon runs.
+    /// Back up the home and its database into one archive file (docs/operations.md).
+    ///
+    /// The archive holds a consistent copy of the database (or, on PostgreSQL, the portable
+    /// export), the vault and its key file, config.toml and the installed skills, each with
+    /// its checksum. Safe while the daemon runs.
     Backup {
         /// The archive to write (replaced only once it is complete).
         file: std::path::PathBuf,
         #[arg(long)]
         json: bool,
     },
-    /// Restore a backup archive into this home and database; the archive is checked
-    /// completely before anything is changed. Stop the daemon first.
+    /// Restore a backup archive into this home and database.
+    ///
+    /// The archive is checked completely before anything is changed. Stop the daemon first.
     Restore {
+        /// The archive (`zocalo backup` wrote it).
         file: std::path::PathBuf,
         /// Replace a home or database that already holds data.
         #[arg(long)]
@@ -212,8 +217,9 @@ pub enum OpsCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Write conversations, memories, automations and services as one JSON document, for
-    /// `zocalo import` into another home or backend.
+    /// Export conversations, memories, automations, services and skills as JSON.
+    ///
+    /// One document, for `zocalo import` into another home or backend.
     Export {
         /// Print a JSON summary (the document itself is always JSON; with FILE `-` it is the
         /// only output).
