@@ -281,9 +281,13 @@ impl Export {
         }
         for m in &self.memories {
             dup("memory", &m.id)?;
-            if m.scope.is_empty() || m.text.is_empty() {
-                return bad(format!("memory {} has an empty scope or text", m.id));
+            if m.text.is_empty() {
+                return bad(format!("memory {} has an empty text", m.id));
             }
+            // zocalo-memory's own rules, so an imported memory is one it would have stored.
+            zocalo_memory::model::validate_scope(&m.scope)
+                .and_then(|()| zocalo_memory::model::validate_metadata(&m.metadata))
+                .map_err(|e| OpsError::BadExport(format!("memory {}: {e}", m.id)))?;
         }
         let mut names = HashSet::new();
         for a in &self.automations {

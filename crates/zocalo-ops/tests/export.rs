@@ -161,6 +161,14 @@ fn malformed_documents_are_refused_with_the_reason() {
         assert!(matches!(err, OpsError::BadExport(_)), "{err}");
         assert!(err.to_string().contains(expected), "{expected}: {err}");
     }
+    // Memory metadata holds strings and numbers only (zocalo-memory's rule).
+    let mut v = valid.clone();
+    v["memories"] = serde_json::json!([
+        {"id": "m1", "scope": "user:x", "text": "a", "metadata": {"nested": {"no": 1}},
+         "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"}
+    ]);
+    let err = Export::from_json(v.to_string().as_bytes()).unwrap_err();
+    assert!(err.to_string().contains("memory m1"), "{err}");
     assert!(Export::from_json(b"\x00\xffnot json").is_err());
 }
 
