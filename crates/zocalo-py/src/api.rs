@@ -69,6 +69,7 @@ fn ask_of(a: AskArgs) -> PyResult<Ask> {
         allow: a.allow.unwrap_or_default(),
         yes: a.yes,
         approver: None,
+        ..Ask::default()
     })
 }
 
@@ -266,16 +267,18 @@ impl Runtime {
         misfire: Option<String>,
         cancel: Option<Cancel>,
     ) -> PyResult<(String, Option<String>)> {
-        let action = match (ask, skill, shell) {
-            (Some(message), None, None) => Action::Ask {
-                message,
-                conversation_id,
-                persona: None,
+        let action = zocalo_runtime::automations::action(
+            &self.rt,
+            zocalo_runtime::automations::ActionSpec {
+                ask,
+                conversation: conversation_id,
+                skill,
+                skill_args: args,
+                shell,
+                ..Default::default()
             },
-            (None, Some(name), None) => Action::Skill { name, args },
-            (None, None, Some(command)) => Action::Shell { command },
-            _ => return Err(errors::usage("give exactly one of ask, skill or shell")),
-        };
+        )
+        .map_err(|e| errors::to_py(&e))?;
         let mut new = NewAutomation::new(&name, &rrule, &start, &tz, action);
         if let Some(m) = misfire {
             new.misfire = m

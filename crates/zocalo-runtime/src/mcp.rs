@@ -324,6 +324,7 @@ fn served_tools(ctx: &Runtime, store: Store) -> Vec<Arc<dyn Tool>> {
     ));
 
     let s = store.clone();
+    let rt = ctx.clone();
     tools.push(typed_tool(
         "schedule_add",
         "Add a recurring automation: an RFC 5545 rule from a local start time in an IANA \
@@ -331,10 +332,19 @@ fn served_tools(ctx: &Runtime, store: Store) -> Vec<Arc<dyn Tool>> {
          Returns the automation with its next_run_at (UTC).",
         move |a: ScheduleAddArgs| {
             let s = s.clone();
+            let rt = rt.clone();
             async move {
-                let action =
-                    crate::automations::action(a.ask, None, a.skill, a.skill_args, a.shell)
-                        .map_err(|_| recoverable("give exactly one of `ask`, `skill`, `shell`"))?;
+                let action = crate::automations::action(
+                    &rt,
+                    crate::automations::ActionSpec {
+                        ask: a.ask,
+                        skill: a.skill,
+                        skill_args: a.skill_args,
+                        shell: a.shell,
+                        ..Default::default()
+                    },
+                )
+                .map_err(|_| recoverable("give exactly one of `ask`, `skill`, `shell`"))?;
                 let mut new = NewAutomation::new(&a.name, &a.rrule, &a.start, &a.tz, action);
                 if let Some(m) = a.misfire {
                     new.misfire = m.parse().map_err(recoverable)?;

@@ -81,6 +81,8 @@ struct Shared {
     askers: Mutex<HashMap<AskerKey, (u64, Arc<Asker>)>>,
     providers: Mutex<HashMap<String, Arc<dyn Provider>>>,
     loads: Loads,
+    /// Woken when a webhook was recorded, so this process's hook loop answers it at once.
+    hooks: tokio::sync::Notify,
 }
 
 fn built(counter: &AtomicUsize, what: &str) {
@@ -157,6 +159,11 @@ impl Runtime {
     }
 
     /// Which database this runtime uses, as shown to users (no password).
+    /// Woken when this process recorded a webhook request (the daemon's hook loop waits on it).
+    pub fn hooks_signal(&self) -> &tokio::sync::Notify {
+        &self.shared.hooks
+    }
+
     pub fn database_label(&self) -> String {
         match &self.database_url {
             Some(url) => zocalo_store::redact_url(url),
