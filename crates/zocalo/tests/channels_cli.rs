@@ -694,3 +694,121 @@ async fn notify_sends_now_and_refuses_bad_targets() {
         r.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persona_and_a_model_are_kept_by_the_conversation() {
+    let db = zocalo_testkit::db::sqlite().await;
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let llm = FakeServer::start().await;
+    echo_model(&llm);
+    let tg = FakeTelegram::start().await;
+    let env = env(&llm, &tg);
+    write_config(
+        home,
+        &format!(
+            "[channels.telegram]\nallow = [{OWNER}]\npersona = \"butler\"\n\n\
+             [personas.butler]\nsystem_prompt = \"You are a discreet butler.\"\n\n\
+             [personas.pirate]\nsystem_prompt = \"You talk like a pirate.\"\n"
+        ),
+    );
+    let system_of = |r: &RecordedRequest| r.body["messages"][0]["content"].to_string();
+
+    // The CLI: a persona given once is kept by the conversation of the key.
+    let r = zdb(
+        &db,
+        home,
+        &env,
+        &["ask", "--conv-key", "notes", "--persona", "pirate", "hi"],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = zdb(
+        &db,
+        home,
+        &env,
+        &["ask", "--conv-key", "notes", "and again"],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let reqs = llm.requests();
+    assert!(
+        system_of(&reqs[1]).contains("like a pirate"),
+        "{}",
+        system_of(&reqs[1])
+    );
+    // Another conversation is not affected.
+    let r = zdb(&db, home, &env, &["ask", "--conv-key", "other", "hello"]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!system_of(&llm.requests()[2]).contains("pirate"));
+    // An unknown persona is refused before anything is stored.
+    let r = zdb(
+        &db,
+        home,
+        &env,
+        &["ask", "--conv-key", "x", "--persona", "ghost", "hi"],
+    )
+    .await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("ghost"), "{}", r.stderr);
+
+    // Telegram: the channel's persona, then one chosen with /persona, then a model.
+    let _daemon = Daemon(home.to_path_buf());
+    assert_eq!(zdb(&db, home, &env, &["daemon", "start"]).await.code, 0);
+    let wait = Duration::from_secs(30);
+    let mut expect = 0;
+    let mut say = |text: &str| {
+        tg.push_text(OWNER, text);
+        expect += 1;
+        expect
+    };
+    let n = say("good evening");
+    tg.wait_for("an answer", wait, |t| t.sent_to(OWNER).len() == n)
+        .await;
+    assert!(system_of(llm.requests().last().unwrap()).contains("discreet butler"));
+    let n = say("/persona ghost");
+    tg.wait_for("/persona ghost", wait, |t| t.sent_to(OWNER).len() == n)
+        .await;
+    let refusal = tg.sent_to(OWNER).last().cloned().unwrap();
+    assert!(
+        refusal.contains("ghost") && refusal.contains("pirate"),
+        "{refusal}"
+    );
+    let n = say("/persona pirate");
+    tg.wait_for("/persona pirate", wait, |t| t.sent_to(OWNER).len() == n)
+        .await;
+    let n = say("/model openai:gpt-other");
+    tg.wait_for("/model", wait, |t| t.sent_to(OWNER).len() == n)
+        .await;
+    assert_eq!(
+        tg.sent_to(OWNER).last().unwrap(),
+        "This conversation now uses openai:gpt-other."
+    );
+    let n = say("ahoy?");
+    tg.wait_for("the pirate's answer", wait, |t| t.sent_to(OWNER).len() == n)
+        .await;
+    let last = llm.requests().last().cloned().unwrap();
+    assert!(
+        system_of(&last).contains("like a pirate"),
+        "{}",
+        system_of(&last)
+    );
+    assert_eq!(last.body["model"], "gpt-other");
+    let n = say("/status");
+    tg.wait_for("/status", wait, |t| t.sent_to(OWNER).len() == n)
+        .await;
+    let status = tg.sent_to(OWNER).last().cloned().unwrap();
+    assert!(
+        status.contains("Persona: pirate") && status.contains("gpt-other"),
+        "{status}"
+    );
+    let n = say("/persona none");
+    tg.wait_for("/persona none", wait, |t| t.sent_to(OWNER).len() == n)
+        .await;
+    assert_eq!(
+        tg.sent_to(OWNER).last().unwrap(),
+        "Back to this channel's persona, butler."
+    );
+    drop(_daemon);
+    db.cleanup().await;
+}
