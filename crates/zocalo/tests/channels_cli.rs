@@ -237,27 +237,32 @@ async fn daemon_pid(db: &zocalo_testkit::db::TestDb, home: &Path, env: &[(&str, 
 }
 
 both!(
-    a_message_being_answered_when_the_daemon_is_killed_is_answered_once,
+    a_batch_cut_by_kill_9_is_answered_once_each_after_the_restart,
     |db, home| async move {
         let llm = FakeServer::start().await;
-        // The first answer is slow: the daemon is killed while it waits for it.
+        // Three messages come in one batch. The first is answered; the daemon is killed
+        // while the second's answer is being made (a slow model); the third waits.
+        llm.push(Reply::sse(openai_text_sse("gpt-test", &["answer one"])));
         llm.push(
             Reply::sse(openai_text_sse("gpt-test", &["too late"])).delay(Duration::from_secs(20)),
         );
-        llm.push(Reply::sse(openai_text_sse("gpt-test", &["the one answer"])));
+        llm.push(Reply::sse(openai_text_sse("gpt-test", &["answer two"])));
+        llm.push(Reply::sse(openai_text_sse("gpt-test", &["answer three"])));
         let tg = FakeTelegram::start().await;
         let env = env(&llm, &tg);
         write_config(home, &format!("[channels.telegram]\nallow = [{OWNER}]\n"));
+        for m in ["one?", "two?", "three?"] {
+            tg.push_text(OWNER, m);
+        }
         let _daemon = Daemon(home.to_path_buf());
         assert_eq!(zdb(db, home, &env, &["daemon", "start"]).await.code, 0);
-        tg.push_text(OWNER, "what is the answer?");
         let start = Instant::now();
-        while llm.in_flight() == 0 {
+        while !(llm.requests().len() == 2 && llm.in_flight() == 1) {
             assert!(
                 start.elapsed() < Duration::from_secs(30),
-                "the model was never asked"
+                "the second message was never being answered"
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let pid = daemon_pid(db, home, &env).await;
         nix_kill(pid);
@@ -266,20 +271,23 @@ both!(
             assert!(start.elapsed() < Duration::from_secs(10));
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert!(tg.sent_to(OWNER).is_empty());
+        assert_eq!(tg.sent_to(OWNER), vec!["answer one"]);
         let r = zdb(db, home, &env, &["daemon", "start"]).await;
         assert_eq!(r.code, 0, "{}", r.stderr);
-        tg.wait_for("the answer after kill -9", Duration::from_secs(30), |t| {
-            !t.sent_to(OWNER).is_empty()
+        tg.wait_for("the answers after kill -9", Duration::from_secs(30), |t| {
+            t.sent_to(OWNER).len() >= 3
         })
         .await;
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        assert_eq!(tg.sent_to(OWNER), vec!["the one answer"]);
-        assert_eq!(llm.requests().len(), 2);
-        // One conversation with one turn: the killed attempt stored nothing.
+        assert_eq!(
+            tg.sent_to(OWNER),
+            vec!["answer one", "answer two", "answer three"]
+        );
+        assert_eq!(llm.requests().len(), 4);
+        // One conversation with three turns: the killed attempt stored nothing.
         let convs = conversations(db, home, &env).await;
         assert_eq!(convs.len(), 1, "{convs:#?}");
-        assert_eq!(convs[0]["messages"], 2, "{convs:#?}");
+        assert_eq!(convs[0]["messages"], 6, "{convs:#?}");
     }
 );
 
