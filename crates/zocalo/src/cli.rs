@@ -96,9 +96,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Tokens used, from the stored answers: by provider, model or day.
+    /// Tokens used, from the stored answers: by provider, model, day or automation.
     Usage {
-        /// provider, model or day.
+        /// provider, model, day or automation.
         #[arg(long, default_value = "provider")]
         by: String,
         /// From this day (YYYY-MM-DD, UTC) or instant (RFC 3339) on.
