@@ -190,7 +190,25 @@ fn agents_spawn(ctx: &Runtime, store: Store) -> Arc<dyn Tool> {
     })
 }
 
-fn served_tools(ctx: &Runtime, store: Store) -> Vec<Arc<dyn Tool>> {
+/// The tools `zocalo mcp serve` and `/mcp` offer, minus those `[permissions]` denies: an
+/// MCP client is its own approver (it asks its user before a call), so `ask` tools are
+/// served, `deny` ones are not (not listed, not callable).
+pub fn served_tools(ctx: &Runtime, store: Store) -> Vec<Arc<dyn Tool>> {
+    let mut tools = all_served_tools(ctx, store);
+    // The config was checked when the runtime loaded it; a broken rule denies everything.
+    match zocalo_agent::Policy::from_config(&ctx.config, None) {
+        Ok(policy) => {
+            tools.retain(|t| policy.decide(&t.spec().name) != zocalo_core::config::Decision::Deny)
+        }
+        Err(e) => {
+            tracing::error!("[permissions]: {e}; serving no tools");
+            tools.clear();
+        }
+    }
+    tools
+}
+
+fn all_served_tools(ctx: &Runtime, store: Store) -> Vec<Arc<dyn Tool>> {
     let memory = ctx.memory_on(&store);
     let mut tools: Vec<Arc<dyn Tool>> = Vec::new();
 
