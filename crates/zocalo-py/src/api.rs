@@ -250,7 +250,7 @@ impl Runtime {
     }
 
     /// `schedule add`: the automation as JSON, and a warning when no worker runs its jobs.
-    #[pyo3(signature = (name, rrule, start, tz, ask=None, skill=None, args=Vec::new(), shell=None, conversation_id=None, misfire=None, cancel=None))]
+    #[pyo3(signature = (name, rrule, start, tz, ask=None, skill=None, args=Vec::new(), shell=None, conversation_id=None, misfire=None, persona=None, deliver=None, cancel=None))]
     #[allow(clippy::too_many_arguments)] // the keyword arguments of one Python call
     fn schedule_add(
         &self,
@@ -265,6 +265,8 @@ impl Runtime {
         shell: Option<String>,
         conversation_id: Option<String>,
         misfire: Option<String>,
+        persona: Option<String>,
+        deliver: Option<String>,
         cancel: Option<Cancel>,
     ) -> PyResult<(String, Option<String>)> {
         let action = zocalo_runtime::automations::action(
@@ -275,7 +277,8 @@ impl Runtime {
                 skill,
                 skill_args: args,
                 shell,
-                ..Default::default()
+                persona,
+                deliver,
             },
         )
         .map_err(|e| errors::to_py(&e))?;
