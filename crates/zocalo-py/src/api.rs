@@ -14,7 +14,7 @@ use zocalo_runtime::agents::{prepare, seconds, BatchOptions};
 use zocalo_runtime::ask_json::{event_json, outcome_json};
 use zocalo_runtime::jobs::Submit;
 use zocalo_runtime::{automations, parse_conversation, Ask, ModelChoice, Options};
-use zocalo_scheduler::{Action, NewAutomation, Scheduler};
+use zocalo_scheduler::{NewAutomation, Scheduler};
 
 use crate::errors;
 use crate::stream::{AskStream, Item};
