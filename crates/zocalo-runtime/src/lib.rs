@@ -7,6 +7,8 @@
 //!   [`Runtime::store`] (conversations, automations and the pool live there), ...
 //! - [`ask`]: one ask, with caller-chosen conversation keys; [`ask_json`]: its JSON shapes.
 //! - [`automations`]: creating automations, and whether a worker will run their jobs.
+//! - [`channels`]: Telegram, email and webhooks answered by the ask loop; `notify`; the
+//!   automations' deliveries.
 //! - [`keys`]: where each provider's key comes from; a vendor's models with it.
 //! - [`jobs`]: the pool's job kinds (ask, skill) and the workers that run them.
 //! - [`daemon`]: the computer itself: scheduler ticker, local worker, services supervisor,
@@ -53,6 +55,7 @@ pub mod ask;
 pub mod ask_json;
 pub mod automations;
 pub mod backend;
+pub mod channels;
 pub mod daemon;
 pub mod doctor;
 pub mod errors;

@@ -105,6 +105,7 @@ pub struct ServerBuilder {
     body_limit: usize,
     timeout: Duration,
     extra: Vec<(String, Router)>,
+    public: Vec<(String, Router)>,
     background: Background,
 }
 
@@ -119,6 +120,7 @@ impl ServerBuilder {
             body_limit: DEFAULT_BODY_LIMIT,
             timeout: DEFAULT_REQUEST_TIMEOUT,
             extra: Vec::new(),
+            public: Vec::new(),
             background: Background::default(),
         }
     }
@@ -159,6 +161,14 @@ impl ServerBuilder {
         self
     }
 
+    /// Mount `router` at `path` WITHOUT the bearer token, for endpoints that authenticate
+    /// requests themselves (`/hooks`: an HMAC signature per hook). Same body limit and
+    /// timeout as the rest.
+    pub fn public(mut self, path: impl Into<String>, router: Router) -> Self {
+        self.public.push((path.into(), router));
+        self
+    }
+
     pub fn build(self) -> Router {
         let state = AppState {
             inner: Arc::new(Inner {
@@ -185,10 +195,15 @@ impl ServerBuilder {
             auth::require_token,
         ));
         let timeout = self.timeout;
+        let mut public = Router::new();
+        for (path, router) in self.public {
+            public = public.nest_service(&path, router);
+        }
         Router::new()
             .route("/healthz", get(healthz))
             .route("/openapi.json", get(openapi::document))
             .merge(ui::router())
+            .merge(public)
             .merge(protected)
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)

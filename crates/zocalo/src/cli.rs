@@ -77,6 +77,15 @@ pub enum Command {
     /// MCP: serve zocalo's tools to MCP clients (`serve`), list configured servers' tools.
     #[command(subcommand)]
     Mcp(crate::commands::mcp::McpCmd),
+    /// Channels: Telegram, email and webhooks the daemon answers (list, status, test).
+    #[command(subcommand)]
+    Channels(crate::commands::channels::ChannelsCmd),
+    /// Send a message now: TARGET is telegram:CHAT_ID, email:ADDRESS or webhook:NAME.
+    Notify {
+        target: String,
+        #[arg(required = true, num_args = 1..)]
+        message: Vec<String>,
+    },
     /// Every tool call: tool, arguments (secrets redacted), decision and who decided, outcome.
     Audit {
         /// Only this conversation's calls.
@@ -90,9 +99,9 @@ pub enum Command {
     /// Backup, restore, export and import (docs/operations.md).
     #[command(flatten)]
     Ops(OpsCmd),
-    /// Tokens used, from the stored answers: by provider, model or day.
+    /// Tokens used, from the stored answers: by provider, model, day or automation.
     Usage {
-        /// provider, model or day.
+        /// provider, model, day or automation.
         #[arg(long, default_value = "provider")]
         by: String,
         /// From this day (YYYY-MM-DD, UTC) or instant (RFC 3339) on.

@@ -56,6 +56,16 @@ fn ids(doc: &Value, kind: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// Messages in every conversation of an export.
+fn messages(doc: &Value) -> usize {
+    doc["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["messages"].as_array().unwrap().len())
+        .sum()
+}
+
 both!(
     a_backup_taken_while_automations_fire_restores_everything,
     |db, home| async move {
@@ -117,7 +127,8 @@ both!(
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let doc = export(home, url, &env).await;
-            if doc["conversations"].as_array().unwrap().len() >= 2 {
+            // Each run adds a turn (its automation's conversation, or a new one).
+            if messages(&doc) >= 4 {
                 break;
             }
             assert!(
@@ -144,11 +155,11 @@ both!(
             .iter()
             .any(|f| f == "config.toml"));
         // The daemon kept firing while the backup ran and after it.
-        let fired_before = ids(&before, "conversations").len();
+        let fired_before = messages(&before);
         let deadline = Instant::now() + Duration::from_secs(30);
         let after = loop {
             let doc = export(home, url, &env).await;
-            if ids(&doc, "conversations").len() > fired_before {
+            if messages(&doc) > fired_before {
                 break doc;
             }
             assert!(Instant::now() < deadline, "the daemon stopped firing");
@@ -189,6 +200,13 @@ both!(
         let convs = ids(&restored, "conversations");
         assert!(ids(&before, "conversations").is_subset(&convs));
         assert!(convs.is_subset(&ids(&after, "conversations")));
+        let restored_messages = messages(&restored);
+        assert!(
+            restored_messages >= messages(&before) && restored_messages <= messages(&after),
+            "{restored_messages} messages, {} before and {} after the backup",
+            messages(&before),
+            messages(&after)
+        );
         for c in restored["conversations"].as_array().unwrap() {
             let roles: Vec<&str> = c["messages"]
                 .as_array()

@@ -5,6 +5,7 @@ mod approve;
 mod ask;
 mod audit;
 pub mod browser;
+pub mod channels;
 mod chat;
 mod conversations;
 pub mod daemon;
@@ -44,6 +45,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Services(cmd) => services::run(&ctx, cmd).await,
         Command::Daemon(cmd) => daemon::run(&ctx, cmd).await,
         Command::Mcp(cmd) => mcp::run(&ctx, cmd).await,
+        Command::Channels(cmd) => channels::run(&ctx, cmd).await,
+        Command::Notify { target, message } => channels::notify(&ctx, &target, &message).await,
         Command::Audit {
             conversation,
             limit,

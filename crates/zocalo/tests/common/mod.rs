@@ -17,6 +17,9 @@ const SCRUB: &[&str] = &[
     "ZOCALO_MODEL",
     "ZOCALO_DATABASE_URL",
     "ZOCALO_LOG",
+    "TELEGRAM_BOT_TOKEN",
+    "TELEGRAM_API_BASE",
+    "ZOCALO_EMAIL_PASSWORD",
 ];
 
 pub struct Run {
