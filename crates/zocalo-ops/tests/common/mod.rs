@@ -63,6 +63,7 @@ pub async fn seed(store: &Store) -> ConversationId {
                     message: "Good morning: what is on today?".into(),
                     conversation_id: None,
                     persona: None,
+                    deliver: None,
                 },
             ),
             now,
