@@ -15,6 +15,7 @@
 //! loop.
 
 pub mod command;
+pub mod email;
 pub mod error;
 pub mod inbox;
 pub mod split;
