@@ -965,3 +965,396 @@ impl Transport for Email {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn cfg() -> EmailConfig {
+        EmailConfig {
+            imap: "imaps://imap.example.org".into(),
+            smtp: "smtps://smtp.example.org".into(),
+            user: "bot@example.org".into(),
+            allow: vec!["Me@Example.org".into(), "bot@example.org".into()],
+            ..EmailConfig::default()
+        }
+    }
+
+    fn email() -> Email {
+        Email::new(&cfg(), Secret::new("pw")).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn invalid(c: EmailConfig, password: &str, needle: &str) {
+        match Email::new(&c, Secret::new(password)) {
+            Err(ChannelError::Invalid(why)) => assert!(why.contains(needle), "{why}"),
+            other => panic!("expected Invalid with {needle:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn server_urls_take_default_ports_and_refuse_plain_text_off_loopback() {
+        assert_eq!(
+            ImapServer::parse("imaps://imap.gmail.com").ok(),
+            Some(ImapServer {
+                host: "imap.gmail.com".into(),
+                port: 993,
+                tls: true
+            })
+        );
+        assert_eq!(
+            ImapServer::parse("imap://127.0.0.1:1143")
+                .map(|s| s.port)
+                .ok(),
+            Some(1143)
+        );
+        assert_eq!(
+            ImapServer::parse("imap://[::1]").map(|s| s.port).ok(),
+            Some(143)
+        );
+        assert_eq!(
+            SmtpServer::parse("smtp://smtp.fastmail.com").ok(),
+            Some(SmtpServer {
+                host: "smtp.fastmail.com".into(),
+                port: 587,
+                security: SmtpSecurity::StartTls
+            })
+        );
+        assert_eq!(
+            SmtpServer::parse("smtps://smtp.gmail.com")
+                .map(|s| s.port)
+                .ok(),
+            Some(465)
+        );
+        assert_eq!(
+            SmtpServer::parse("smtp+plain://localhost:2525")
+                .map(|s| s.security)
+                .ok(),
+            Some(SmtpSecurity::Plain)
+        );
+        for bad in [
+            "imap://imap.example.org",
+            "http://imap.example.org",
+            "imaps://user:pw@imap.example.org",
+            "imaps://imap.example.org/INBOX",
+            "imaps://",
+            "not a url",
+        ] {
+            assert!(
+                matches!(ImapServer::parse(bad), Err(ChannelError::Invalid(_))),
+                "{bad}"
+            );
+        }
+        for bad in [
+            "smtp+plain://smtp.example.org:25",
+            "ftp://x",
+            "smtps://a@b.org@host",
+        ] {
+            assert!(
+                matches!(SmtpServer::parse(bad), Err(ChannelError::Invalid(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_config_is_checked_up_front_with_what_to_fix() {
+        assert!(Email::new(&cfg(), Secret::new("pw")).is_ok());
+        invalid(cfg(), "", "ZOCALO_EMAIL_PASSWORD");
+        invalid(
+            EmailConfig {
+                imap: "imap://imap.example.org".into(),
+                ..cfg()
+            },
+            "pw",
+            "imaps://",
+        );
+        invalid(
+            EmailConfig {
+                smtp: "smtp.example.org".into(),
+                ..cfg()
+            },
+            "pw",
+            "smtp",
+        );
+        invalid(
+            EmailConfig {
+                user: " ".into(),
+                ..cfg()
+            },
+            "pw",
+            "user",
+        );
+        invalid(
+            EmailConfig {
+                user: "bot".into(),
+                ..cfg()
+            },
+            "pw",
+            "set `from`",
+        );
+        assert!(Email::new(
+            &EmailConfig {
+                user: "bot".into(),
+                from: Some("bot@example.org".into()),
+                ..cfg()
+            },
+            Secret::new("pw")
+        )
+        .is_ok());
+        invalid(
+            EmailConfig {
+                allow: vec!["me@x.org, you@y.org".into()],
+                ..cfg()
+            },
+            "pw",
+            "allow",
+        );
+        invalid(
+            EmailConfig {
+                mailbox: Some("".into()),
+                ..cfg()
+            },
+            "pw",
+            "mailbox",
+        );
+        invalid(
+            EmailConfig {
+                poll_seconds: Some(0),
+                ..cfg()
+            },
+            "pw",
+            "poll_seconds",
+        );
+        assert_eq!(
+            email().allow().iter().collect::<Vec<_>>(),
+            ["bot@example.org", "me@example.org"]
+        );
+        // The password never shows in Debug.
+        assert!(
+            !format!("{:?}", Email::new(&cfg(), Secret::new("hunter22")).ok()).contains("hunter22")
+        );
+    }
+
+    #[test]
+    fn a_plain_mail_is_read_with_its_thread() {
+        let raw = b"From: \"Me\" <ME@Example.org>\r\nTo: bot@example.org\r\n\
+Subject: =?utf-8?q?Caf=C3=A9?= plans\r\nMessage-ID: <abc@example.org>\r\n\
+In-Reply-To: <b@x>\r\nReferences: <a@x>\r\n <b@x>\r\n\r\nLunch tomorrow?\r\n\r\n\
+On Mon, 7 Dec 2026, Bot wrote:\r\n> Yesterday's answer\r\n> more\r\n";
+        let m = parse_mail(raw);
+        assert_eq!(m.from.as_deref(), Some("me@example.org"));
+        assert_eq!(m.subject, "Café plans");
+        assert_eq!(m.message_id.as_deref(), Some("<abc@example.org>"));
+        assert_eq!(m.references, ["<a@x>", "<b@x>"]);
+        assert_eq!(m.text, "Lunch tomorrow?");
+        assert!(!m.automatic);
+    }
+
+    #[test]
+    fn html_only_mail_becomes_text_and_an_empty_body_takes_the_subject() {
+        let raw = b"From: me@example.org\r\nSubject: s\r\nContent-Type: text/html\r\n\r\n\
+<html><body><p>Hello <b>world</b></p><script>x</script></body></html>\r\n";
+        let m = parse_mail(raw);
+        assert!(
+            m.text.contains("Hello") && m.text.contains("world"),
+            "{:?}",
+            m.text
+        );
+        assert!(!m.text.contains('<'), "{:?}", m.text);
+        let m = parse_mail(b"From: me@example.org\r\nSubject: what time is it?\r\n\r\n\r\n");
+        assert_eq!(m.text, "what time is it?");
+    }
+
+    #[test]
+    fn automatic_mail_is_marked() {
+        for h in [
+            "Auto-Submitted: auto-replied",
+            "Precedence: bulk",
+            "List-Id: <x.example.org>",
+            "X-Autoreply: yes",
+        ] {
+            let raw = format!("From: me@example.org\r\n{h}\r\nSubject: s\r\n\r\nOut of office\r\n");
+            assert!(parse_mail(raw.as_bytes()).automatic, "{h}");
+        }
+        let raw = b"From: me@example.org\r\nAuto-Submitted: no\r\n\r\nhi\r\n";
+        assert!(!parse_mail(raw).automatic);
+    }
+
+    #[test]
+    fn malformed_mail_gives_what_can_be_read() {
+        assert_eq!(parse_mail(b""), ParsedMail::default());
+        let m = parse_mail(b"Subject: no sender\r\n\r\nbody\r\n");
+        assert_eq!(m.from, None);
+        let m = parse_mail(b"From: not an address\r\nMessage-ID: <has space@x>\r\n\r\nbody\r\n");
+        assert_eq!(m.from, None);
+        assert_eq!(m.message_id, None);
+        let m =
+            parse_mail(b"From: a@b.org\r\nSubject: a\r\n\tb\r\nMessage-ID: <\x01@x>\r\n\r\nx\r\n");
+        assert!(!m.subject.contains(['\r', '\n', '\t']), "{:?}", m.subject);
+        assert_eq!(m.message_id, None);
+        let huge = format!("From: a@b.org\r\n\r\n{}", "x".repeat(3 * MAX_TEXT));
+        assert_eq!(parse_mail(huge.as_bytes()).text.len(), MAX_TEXT);
+    }
+
+    #[test]
+    fn quoted_history_and_signatures_are_trimmed_only_in_the_simple_shapes() {
+        assert_eq!(
+            trim_quoted("Yes.\n\nOn Tue, Ana wrote:\n> Lunch?\n>\n> A."),
+            "Yes."
+        );
+        assert_eq!(trim_quoted("Yes.\n> Lunch?\n> more"), "Yes.");
+        assert_eq!(trim_quoted("Yes.\n-- \nAna\nPhone 123"), "Yes.");
+        assert_eq!(
+            trim_quoted("Yes.\n-----Original Message-----\nFrom: x"),
+            "Yes."
+        );
+        // Answers between quotes keep everything.
+        let inline = "> Lunch?\nYes.\n> Where?\nHere.";
+        assert_eq!(trim_quoted(inline), inline);
+        // Only a quote: kept rather than asking nothing.
+        assert_eq!(trim_quoted("> forwarded words"), "> forwarded words");
+        // "On ... wrote:" in the middle of prose is not a quote intro.
+        let prose = "On Monday Ana wrote:\nthe report is done.";
+        assert_eq!(trim_quoted(prose), prose);
+    }
+
+    #[test]
+    fn subjects_for_replies_and_notifications() {
+        assert_eq!(reply_subject("Plans"), "Re: Plans");
+        assert_eq!(reply_subject("Re: Plans"), "Re: Plans");
+        assert_eq!(reply_subject("RE: Plans"), "RE: Plans");
+        assert_eq!(reply_subject(""), "Re: your message");
+        assert_eq!(reply_subject("a\r\nBcc: x@y.z"), "Re: a Bcc: x@y.z");
+        assert_eq!(notify_subject("\n\nBackup done\nAll fine"), "Backup done");
+        assert_eq!(notify_subject(""), "A message from your zocalo");
+        let long = notify_subject(&"word ".repeat(40));
+        assert_eq!(long.chars().count(), SUBJECT_CHARS);
+        assert!(long.ends_with('…'));
+    }
+
+    #[test]
+    fn only_allowed_people_are_recorded_never_ourselves_or_robots() {
+        let e = email();
+        let mail = |from: &str, automatic: bool| ParsedMail {
+            from: Some(from.into()),
+            subject: "s".into(),
+            message_id: Some("<m@x>".into()),
+            text: "hi".into(),
+            automatic,
+            ..ParsedMail::default()
+        };
+        let got = e.inbound(&mail("me@example.org", false), 7, 3);
+        let got = got.unwrap_or_else(|| panic!("me is allowed"));
+        assert_eq!(got.conv_key, "email:me@example.org");
+        assert_eq!(got.external_id, "<m@x>");
+        assert_eq!(got.reply_to["references"], json!([]));
+        assert!(e.inbound(&mail("you@example.org", false), 7, 3).is_none());
+        assert!(e.inbound(&mail("me@example.org", true), 7, 3).is_none());
+        // Allowed, but it is the bot's own address: its own mail is never answered.
+        assert!(e.inbound(&mail("bot@example.org", false), 7, 3).is_none());
+        assert!(e.inbound(&ParsedMail::default(), 7, 3).is_none());
+    }
+
+    #[test]
+    fn without_a_message_id_the_external_id_is_the_mailbox_position() {
+        let m = ParsedMail::default();
+        assert_eq!(external_id(&m, 7, 3), external_id(&m, 7, 3));
+        assert_ne!(external_id(&m, 7, 3), external_id(&m, 7, 4));
+        assert_ne!(external_id(&m, 7, 3), external_id(&m, 8, 3));
+        assert!(external_id(&m, 7, 3).starts_with("imap:"));
+        assert_eq!(parse_position("7:3"), Some((7, 3)));
+        assert_eq!(parse_position("7"), None);
+        assert_eq!(parse_position("x:3"), None);
+    }
+
+    fn inbox_message(reply_to: Value) -> InboxMessage {
+        InboxMessage {
+            id: "inb_1".into(),
+            channel: "email".into(),
+            external_id: "<m@x>".into(),
+            sender: "me@example.org".into(),
+            conv_key: "email:me@example.org".into(),
+            text: "q".into(),
+            reply_to,
+            state: crate::InboxState::Received,
+            answer: None,
+            error: None,
+            attempts: 0,
+            created_at: 0,
+        }
+    }
+
+    fn formatted(m: &Message) -> String {
+        String::from_utf8_lossy(&m.formatted()).replace("\r\n ", " ")
+    }
+
+    #[test]
+    fn a_reply_threads_and_keeps_the_references_bounded() {
+        let refs: Vec<String> = (0..30).map(|i| format!("<r{i}@x>")).collect();
+        let msg = inbox_message(json!({
+            "from": "me@example.org", "subject": "Re: Plans", "message_id": "<m@x>",
+            "references": refs,
+        }));
+        let out = formatted(
+            &email()
+                .reply_message(&msg, "Sure.")
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        assert!(out.contains("Subject: Re: Plans\r\n"), "{out}");
+        assert!(out.contains("In-Reply-To: <m@x>\r\n"), "{out}");
+        assert!(out.contains("To: me@example.org\r\n"), "{out}");
+        let references = out
+            .lines()
+            .find_map(|l| l.strip_prefix("References: "))
+            .unwrap_or_else(|| panic!("{out}"));
+        let ids: Vec<&str> = references.split(' ').collect();
+        assert_eq!(ids.len(), MAX_REFERENCES);
+        assert_eq!(ids[0], "<r0@x>");
+        assert_eq!(ids[MAX_REFERENCES - 1], "<m@x>");
+        assert_eq!(ids[MAX_REFERENCES - 2], "<r29@x>");
+        // A stored reply_to that was tampered with cannot add a recipient.
+        let bad = inbox_message(json!({"from": "me@example.org, x@evil.org", "subject": "s"}));
+        assert!(matches!(
+            email().reply_message(&bad, "x"),
+            Err(ChannelError::Invalid(_))
+        ));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn any_bytes_parse_without_panicking(raw in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let m = parse_mail(&raw);
+            prop_assert!(m.text.len() <= MAX_TEXT);
+            prop_assert!(!m.subject.contains(['\r', '\n']));
+            if let Some(from) = &m.from {
+                prop_assert!(check_address(from).is_ok());
+                prop_assert_eq!(from.to_lowercase(), from.clone());
+            }
+            for id in m.message_id.iter().chain(&m.references) {
+                prop_assert!(id.starts_with('<') && id.ends_with('>'));
+                prop_assert!(id.bytes().all(|b| b.is_ascii_graphic()));
+            }
+        }
+
+        #[test]
+        fn mail_shaped_input_parses_without_panicking(
+            headers in proptest::collection::vec(
+                ("(From|To|Subject|Message-ID|References|In-Reply-To|Content-Type|Content-Transfer-Encoding|MIME-Version|Auto-Submitted)",
+                 "[ -~\\t]{0,60}"), 0..8),
+            body in "\\PC{0,400}",
+        ) {
+            let mut raw = String::new();
+            for (k, v) in &headers {
+                raw.push_str(&format!("{k}: {v}\r\n"));
+            }
+            raw.push_str("\r\n");
+            raw.push_str(&body);
+            let m = parse_mail(raw.as_bytes());
+            prop_assert!(m.text.len() <= MAX_TEXT);
+            let _ = reply_subject(&m.subject);
+        }
+    }
+}
