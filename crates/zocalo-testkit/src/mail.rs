@@ -113,8 +113,9 @@ fn free_port() -> Result<u16, MailError> {
 }
 
 fn dovecot_binary() -> Option<PathBuf> {
+    // Another Dovecot 2.3 build (or, pointed at nothing, how a test sees a machine without).
     if let Some(p) = std::env::var_os("ZOCALO_TEST_DOVECOT").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(p));
+        return Some(PathBuf::from(p)).filter(|p| p.exists());
     }
     let std_path = PathBuf::from("/usr/sbin/dovecot");
     if std_path.exists() {
