@@ -528,3 +528,57 @@ async fn notify_sends_a_new_mail_with_the_first_line_as_subject() {
         Err(ChannelError::Invalid(_))
     ));
 }
+
+both_backends!(
+    without_idle_receive_polls_every_poll_seconds,
+    |store| async move {
+        let servers = zocalo_testkit::mail::MailServers::start_with(
+            &[(BOT, BOT_PASSWORD), (BOSS, BOSS_PASSWORD)],
+            false,
+        )
+        .await;
+        let s = match servers {
+            Ok(s) => s,
+            Err(e @ zocalo_testkit::mail::MailError::Missing(_))
+                if !zocalo_testkit::mail::mail_required() =>
+            {
+                eprintln!("skipping without_idle_receive_polls: {e}");
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        let inbox = Inbox::new(store);
+        let mut email = email(&s, BOT_PASSWORD);
+        // An IDLE would wait this long: returning after about poll_seconds shows it polled.
+        email.idle = Duration::from_secs(60);
+        let check = email.check().await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(check.contains("polling"), "{check}");
+        assert_eq!(
+            email
+                .receive(&inbox)
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+            0
+        );
+        let started = Instant::now();
+        assert_eq!(
+            email
+                .receive(&inbox)
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+            0
+        );
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(900) && waited < Duration::from_secs(10),
+            "{waited:?}"
+        );
+        send(
+            &s,
+            BOSS,
+            &mail(BOSS, "poll", "p1@example.org", "", "polled"),
+        )
+        .await;
+        assert_eq!(receive_until(&email, &inbox, 1).await, 1);
+    }
+);

@@ -183,6 +183,12 @@ impl MailServers {
     /// Starts both servers with `users` (address, password); returns once both accept
     /// connections.
     pub async fn start(users: &[(&str, &str)]) -> Result<MailServers, MailError> {
+        Self::start_with(users, true).await
+    }
+
+    /// As [`MailServers::start`], with a Dovecot that does not offer IDLE when `idle` is false
+    /// (how a client's polling path meets a server without it).
+    pub async fn start_with(users: &[(&str, &str)], idle: bool) -> Result<MailServers, MailError> {
         let dovecot = dovecot_binary()
             .ok_or_else(|| MailError::Missing("Dovecot (dovecot-imapd) is not installed".into()))?;
         let python = python_with_aiosmtpd().ok_or_else(|| {
@@ -286,6 +292,12 @@ service anvil {{
 }}
 "
         );
+        let conf = if idle {
+            conf
+        } else {
+            // Dovecot's own list after login, less IDLE.
+            conf + "imap_capability = IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE LITERAL+ NAMESPACE UIDPLUS\n"
+        };
         let conf_path = root.join("dovecot.conf");
         write(&conf_path, &conf)?;
         let smtp_cfg = serde_json::json!({
