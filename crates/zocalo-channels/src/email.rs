@@ -920,9 +920,17 @@ impl Transport for Email {
 
     async fn receive(&self, inbox: &Inbox) -> Result<usize, ChannelError> {
         let mut slot = self.conn.lock().await;
-        // On any error the session is dropped (it may be mid-command): the next receive
-        // connects afresh.
-        self.receive_on(inbox, &mut slot).await
+        // On any error the session is dropped (it may be mid-command). A session kept from
+        // the last receive may have been closed by the server or a NAT while the answers were
+        // made: one connection error on it is retried at once on a fresh session.
+        let reused = slot.is_some();
+        match self.receive_on(inbox, &mut slot).await {
+            Err(ChannelError::Transport(e)) if reused => {
+                tracing::info!("email: the IMAP session was lost ({e}); connecting again");
+                self.receive_on(inbox, &mut slot).await
+            }
+            other => other,
+        }
     }
 
     async fn reply(&self, msg: &InboxMessage, text: &str) -> Result<(), ChannelError> {

@@ -582,3 +582,30 @@ both_backends!(
         assert_eq!(receive_until(&email, &inbox, 1).await, 1);
     }
 );
+
+both_backends!(
+    a_lost_imap_session_is_replaced_without_an_error,
+    |store| async move {
+        let Some(mut s) = servers("a_lost_imap_session").await else {
+            return;
+        };
+        let inbox = Inbox::new(store);
+        let email = email(&s, BOT_PASSWORD);
+        assert_eq!(
+            email
+                .receive(&inbox)
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+            0
+        );
+        // The session kept from that receive dies with the server.
+        s.restart_imap().await.unwrap_or_else(|e| panic!("{e}"));
+        send(
+            &s,
+            BOSS,
+            &mail(BOSS, "after", "l1@example.org", "", "still there?"),
+        )
+        .await;
+        assert_eq!(receive_until(&email, &inbox, 1).await, 1);
+    }
+);

@@ -8,6 +8,7 @@
 //! `./x test`) or `CI` is set: then it fails, saying to run `./x test`.
 
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -101,8 +102,22 @@ pub struct MailServers {
     pub smtp_port: u16,
     pub users: Vec<MailUser>,
     dovecot: Child,
+    dovecot_binary: PathBuf,
     smtp: Child,
     dir: tempfile::TempDir,
+}
+
+fn spawn_dovecot(binary: &Path, root: &Path) -> Result<Child, MailError> {
+    Command::new(binary)
+        .process_group(0)
+        .arg("-F")
+        .arg("-c")
+        .arg(root.join("dovecot.conf"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(root.join("dovecot.err")).map_err(failed("log"))?)
+        .spawn()
+        .map_err(failed("starting dovecot"))
 }
 
 fn free_port() -> Result<u16, MailError> {
@@ -160,12 +175,13 @@ fn failed(what: &str) -> impl Fn(std::io::Error) -> MailError + '_ {
     move |e| MailError::Failed(format!("{what}: {e}"))
 }
 
-/// Stops a process we started: SIGTERM (Dovecot's master then stops its own children), then
-/// SIGKILL if it is still there after 3 s.
+/// Stops a server we started in a process group of its own: SIGTERM to the whole group
+/// (Dovecot's master leaves its imap processes serving their open sessions, which a stop must
+/// cut), then SIGKILL if it is still there after 3 s.
 fn stop(child: &mut Child) {
     if let Ok(None) = child.try_wait() {
         let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args(["-TERM", "--", &format!("-{}", child.id())])
             .status();
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline {
@@ -311,16 +327,10 @@ service anvil {{
         let script = root.join("smtp_server.py");
         write(&script, SMTP_SERVER)?;
 
-        let dovecot = Command::new(dovecot)
-            .arg("-F")
-            .arg("-c")
-            .arg(&conf_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(root.join("dovecot.err")).map_err(failed("log"))?)
-            .spawn()
-            .map_err(failed("starting dovecot"))?;
+        let dovecot_binary = dovecot;
+        let dovecot = spawn_dovecot(&dovecot_binary, &root)?;
         let smtp = Command::new(python)
+            .process_group(0)
             .arg(&script)
             .arg(&smtp_cfg_path)
             .current_dir(&root)
@@ -341,6 +351,7 @@ service anvil {{
             smtp_port,
             users: mail_users,
             dovecot,
+            dovecot_binary,
             smtp,
             dir,
         };
@@ -384,6 +395,14 @@ service anvil {{
             }
         }
         Ok(())
+    }
+
+    /// Stops Dovecot and starts it again on the same port and mailboxes: every IMAP session
+    /// open on it is cut, as a server restart or a dropped connection does.
+    pub async fn restart_imap(&mut self) -> Result<(), MailError> {
+        stop(&mut self.dovecot);
+        self.dovecot = spawn_dovecot(&self.dovecot_binary, self.dir.path())?;
+        self.wait_ready().await
     }
 
     /// Both servers' logs (for a failing test's message).
