@@ -28,7 +28,7 @@ use futures::TryStreamExt;
 use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::Tls;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -435,6 +435,26 @@ fn smtp_err(server: &SmtpServer, user: &str, e: lettre::transport::smtp::Error) 
     ChannelError::Transport(format!("SMTP {}:{}: {e}", server.host, server.port))
 }
 
+/// The TLS client for `imaps://`: the public (Mozilla) roots and `extra_roots` (DER).
+fn imap_tls(extra_roots: &[Vec<u8>]) -> Result<tokio_rustls::TlsConnector, ChannelError> {
+    use tokio_rustls::rustls;
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    for der in extra_roots {
+        roots
+            .add(rustls::pki_types::CertificateDer::from(der.clone()))
+            .map_err(|e| ChannelError::Invalid(format!("bad CA certificate: {e}")))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ChannelError::Transport(format!("TLS set-up: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
 async fn timed<T>(
     what: &str,
     limit: Duration,
@@ -492,16 +512,7 @@ impl Email {
                 "[channels.email] poll_seconds = {poll_seconds}: use 1 to 3600"
             )));
         }
-        let mailer = Self::mailer(&smtp, &user, &password)?;
-        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-        let roots = tokio_rustls::rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        let tls_config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| ChannelError::Transport(format!("TLS set-up: {e}")))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let mailer = Self::mailer(&smtp, &user, &password, &[])?;
         Ok(Email {
             imap,
             smtp,
@@ -514,7 +525,7 @@ impl Email {
             poll: Duration::from_secs(poll_seconds),
             idle: Duration::from_secs(IDLE_SECONDS),
             mailer,
-            tls: tokio_rustls::TlsConnector::from(Arc::new(tls_config)),
+            tls: imap_tls(&[])?,
             conn: Mutex::new(None),
         })
     }
@@ -523,21 +534,22 @@ impl Email {
         smtp: &SmtpServer,
         user: &str,
         password: &Secret,
+        extra_roots: &[Vec<u8>],
     ) -> Result<AsyncSmtpTransport<Tokio1Executor>, ChannelError> {
         let bad = |e: lettre::transport::smtp::Error| {
             ChannelError::Invalid(format!("[channels.email] smtp {}: {e}", smtp.host))
         };
+        let mut params = TlsParameters::builder(smtp.host.clone());
+        for der in extra_roots {
+            params = params.add_root_certificate(Certificate::from_der(der.clone()).map_err(bad)?);
+        }
+        let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.clone());
         let builder = match smtp.security {
-            SmtpSecurity::Tls => {
-                AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host).map_err(bad)?
-            }
+            SmtpSecurity::Tls => builder.tls(Tls::Wrapper(params.build_rustls().map_err(bad)?)),
             SmtpSecurity::StartTls => {
-                AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host).map_err(bad)?
+                builder.tls(Tls::Required(params.build_rustls().map_err(bad)?))
             }
-            SmtpSecurity::Plain => {
-                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.clone())
-                    .tls(Tls::None)
-            }
+            SmtpSecurity::Plain => builder.tls(Tls::None),
         };
         Ok(builder
             .port(smtp.port)
@@ -547,6 +559,26 @@ impl Email {
             ))
             .timeout(Some(COMMAND_TIMEOUT))
             .build())
+    }
+
+    /// Also trusts the CA certificates in `pem` (PEM text), for IMAP and SMTP: for a mail
+    /// server whose certificate comes from a private CA (a home server, the tests' servers).
+    /// The public roots stay trusted.
+    pub fn trust_pem(&mut self, pem: &str) -> Result<(), ChannelError> {
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::CertificateDer;
+        let roots = CertificateDer::pem_slice_iter(pem.as_bytes())
+            .map(|c| c.map(|c| c.to_vec()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ChannelError::Invalid(format!("bad CA certificate PEM: {e}")))?;
+        if roots.is_empty() {
+            return Err(ChannelError::Invalid(
+                "no certificate in the CA PEM (expected -----BEGIN CERTIFICATE-----)".into(),
+            ));
+        }
+        self.tls = imap_tls(&roots)?;
+        self.mailer = Self::mailer(&self.smtp, &self.user, &self.password, &roots)?;
+        Ok(())
     }
 
     /// The allowed senders, lower case.
@@ -1142,6 +1174,21 @@ mod tests {
         assert!(
             !format!("{:?}", Email::new(&cfg(), Secret::new("hunter22")).ok()).contains("hunter22")
         );
+    }
+
+    #[test]
+    fn a_ca_pem_without_certificates_is_refused() {
+        let mut e = email();
+        for bad in [
+            "",
+            "not pem",
+            "-----BEGIN CERTIFICATE-----\n@@@\n-----END CERTIFICATE-----\n",
+        ] {
+            assert!(
+                matches!(e.trust_pem(bad), Err(ChannelError::Invalid(_))),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

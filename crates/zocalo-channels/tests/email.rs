@@ -12,7 +12,7 @@ use zocalo_channels::{ChannelError, Inbox, Transport};
 use zocalo_core::config::EmailConfig;
 use zocalo_core::Secret;
 use zocalo_testkit::both_backends;
-use zocalo_testkit::mail::{start_or_skip, MailServers};
+use zocalo_testkit::mail::{start_or_skip_with, MailOptions, MailServers};
 
 const BOT: &str = "bot@example.org";
 const BOT_PASSWORD: &str = "bot-secret";
@@ -21,7 +21,11 @@ const BOSS_PASSWORD: &str = "boss-secret";
 const STRANGER: &str = "stranger@example.net";
 
 async fn servers(test: &str) -> Option<MailServers> {
-    start_or_skip(test, &[(BOT, BOT_PASSWORD), (BOSS, BOSS_PASSWORD)]).await
+    servers_with(test, MailOptions::default()).await
+}
+
+async fn servers_with(test: &str, options: MailOptions) -> Option<MailServers> {
+    start_or_skip_with(test, &[(BOT, BOT_PASSWORD), (BOSS, BOSS_PASSWORD)], options).await
 }
 
 fn config(s: &MailServers) -> EmailConfig {
@@ -532,20 +536,12 @@ async fn notify_sends_a_new_mail_with_the_first_line_as_subject() {
 both_backends!(
     without_idle_receive_polls_every_poll_seconds,
     |store| async move {
-        let servers = zocalo_testkit::mail::MailServers::start_with(
-            &[(BOT, BOT_PASSWORD), (BOSS, BOSS_PASSWORD)],
-            false,
-        )
-        .await;
-        let s = match servers {
-            Ok(s) => s,
-            Err(e @ zocalo_testkit::mail::MailError::Missing(_))
-                if !zocalo_testkit::mail::mail_required() =>
-            {
-                eprintln!("skipping without_idle_receive_polls: {e}");
-                return;
-            }
-            Err(e) => panic!("{e}"),
+        let options = MailOptions {
+            no_idle: true,
+            ..MailOptions::default()
+        };
+        let Some(s) = servers_with("without_idle_receive_polls", options).await else {
+            return;
         };
         let inbox = Inbox::new(store);
         let mut email = email(&s, BOT_PASSWORD);
@@ -607,5 +603,71 @@ both_backends!(
         )
         .await;
         assert_eq!(receive_until(&email, &inbox, 1).await, 1);
+    }
+);
+
+both_backends!(
+    imaps_and_smtps_work_with_the_servers_ca,
+    |store| async move {
+        let options = MailOptions {
+            tls: true,
+            ..MailOptions::default()
+        };
+        let Some(s) = servers_with("imaps_and_smtps", options).await else {
+            return;
+        };
+        let cfg = EmailConfig {
+            imap: s.imaps_url().unwrap_or_default(),
+            smtp: s.smtps_url().unwrap_or_default(),
+            ..config(&s)
+        };
+        let mut email =
+            Email::new(&cfg, Secret::new(BOT_PASSWORD)).unwrap_or_else(|e| panic!("{e}"));
+        email.idle = Duration::from_secs(2);
+        // The servers' certificate is from a CA nobody trusts yet: refused, on both protocols.
+        let refused = email.check().await.err();
+        assert!(
+            refused
+                .as_ref()
+                .is_some_and(|e| e.to_string().contains("TLS")),
+            "{refused:?}"
+        );
+        let notified = email.notify(BOSS, "x").await.err();
+        assert!(
+            notified.is_some(),
+            "SMTP over TLS to an untrusted certificate was accepted"
+        );
+
+        email
+            .trust_pem(s.ca_pem.as_deref().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let ok = email
+            .check()
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", s.logs()));
+        assert!(ok.contains("localhost"), "{ok}");
+        let inbox = Inbox::new(store);
+        email
+            .receive(&inbox)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        send(
+            &s,
+            BOSS,
+            &mail(BOSS, "secure", "t1@example.org", "", "over TLS"),
+        )
+        .await;
+        assert_eq!(receive_until(&email, &inbox, 1).await, 1);
+        let open = inbox
+            .open("email", 10)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        email
+            .reply(&open[0], "answered over TLS")
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", s.logs()));
+        let got = read_inbox(&s, BOSS, BOSS_PASSWORD).await;
+        assert_eq!(got.len(), 1);
+        assert!(got[0].contains("answered over TLS"));
     }
 );

@@ -57,6 +57,15 @@ controller = Controller(Deliver(), hostname="127.0.0.1", port=cfg["port"],
                         authenticator=authenticator, auth_required=False,
                         auth_require_tls=False)
 controller.start()
+if cfg.get("tls_port"):
+    import ssl
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cfg["cert"], cfg["key"])
+    # Implicit TLS (smtps, as on port 465).
+    tls = Controller(Deliver(), hostname="127.0.0.1", port=cfg["tls_port"],
+                     authenticator=authenticator, auth_required=False,
+                     auth_require_tls=False, ssl_context=context)
+    tls.start()
 print("ready", flush=True)
 signal.sigwait({signal.SIGTERM, signal.SIGINT})
 controller.stop()
@@ -89,6 +98,93 @@ impl std::fmt::Display for MailError {
     }
 }
 
+/// How the servers differ from the plain default.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MailOptions {
+    /// Dovecot does not offer IDLE (how a client's polling path meets such a server).
+    pub no_idle: bool,
+    /// Also serve IMAP and SMTP over implicit TLS (imaps, smtps), with a certificate for
+    /// `localhost` and 127.0.0.1 from a CA made for the occasion.
+    pub tls: bool,
+}
+
+/// A CA and a server certificate it signed (`server.pem`, `server.key` in `dir`), made with
+/// the openssl command; returns the CA's PEM.
+fn make_certificates(dir: &Path) -> Result<String, MailError> {
+    let openssl = |args: &[&str]| -> Result<(), MailError> {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .map_err(|e| MailError::Missing(format!("the openssl command is not there ({e})")))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(MailError::Failed(format!(
+                "openssl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            )))
+        }
+    };
+    write(
+        &dir.join("server.ext"),
+        "subjectAltName = DNS:localhost, IP:127.0.0.1\nbasicConstraints = CA:FALSE\n\
+         keyUsage = digitalSignature, keyEncipherment\nextendedKeyUsage = serverAuth\n",
+    )?;
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=zocalo test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ])?;
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ])?;
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.pem",
+    ])?;
+    // Dovecot's and the SMTP server's processes run as other users than the test.
+    for f in ["server.pem", "server.key"] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o644))
+            .map_err(failed("chmod"))?;
+    }
+    std::fs::read_to_string(dir.join("ca.pem")).map_err(failed("reading ca.pem"))
+}
+
 /// A mail user: its address is its IMAP and SMTP login.
 #[derive(Clone, Debug)]
 pub struct MailUser {
@@ -100,6 +196,11 @@ pub struct MailUser {
 pub struct MailServers {
     pub imap_port: u16,
     pub smtp_port: u16,
+    /// With [`MailOptions::tls`]: the implicit-TLS ports and the CA (PEM) that signed the
+    /// servers' certificate (for `localhost` and 127.0.0.1).
+    pub imaps_port: Option<u16>,
+    pub smtps_port: Option<u16>,
+    pub ca_pem: Option<String>,
     pub users: Vec<MailUser>,
     dovecot: Child,
     dovecot_binary: PathBuf,
@@ -199,12 +300,16 @@ impl MailServers {
     /// Starts both servers with `users` (address, password); returns once both accept
     /// connections.
     pub async fn start(users: &[(&str, &str)]) -> Result<MailServers, MailError> {
-        Self::start_with(users, true).await
+        Self::start_with(users, MailOptions::default()).await
     }
 
-    /// As [`MailServers::start`], with a Dovecot that does not offer IDLE when `idle` is false
-    /// (how a client's polling path meets a server without it).
-    pub async fn start_with(users: &[(&str, &str)], idle: bool) -> Result<MailServers, MailError> {
+    /// As [`MailServers::start`], with other [`MailOptions`].
+    pub async fn start_with(
+        users: &[(&str, &str)],
+        options: MailOptions,
+    ) -> Result<MailServers, MailError> {
+        let MailOptions { no_idle, tls } = options;
+        let idle = !no_idle;
         let dovecot = dovecot_binary()
             .ok_or_else(|| MailError::Missing("Dovecot (dovecot-imapd) is not installed".into()))?;
         let python = python_with_aiosmtpd().ok_or_else(|| {
@@ -269,6 +374,20 @@ impl MailServers {
         write(&passwd_path, &passwd)?;
         let imap_port = free_port()?;
         let smtp_port = free_port()?;
+        let (imaps_port, smtps_port, ca_pem) = if tls {
+            let ca = make_certificates(&root)?;
+            (Some(free_port()?), Some(free_port()?), Some(ca))
+        } else {
+            (None, None, None)
+        };
+        let ssl = match imaps_port {
+            Some(port) => format!(
+                "ssl = yes\nssl_cert = <{r}/server.pem\nssl_key = <{r}/server.key\n\
+                 service imap-login {{\n  inet_listener imaps {{\n    address = 127.0.0.1\n    port = {port}\n    ssl = yes\n  }}\n}}\n",
+                r = root.display()
+            ),
+            None => "ssl = no\nservice imap-login {\n  inet_listener imaps {\n    port = 0\n  }\n}\n".into(),
+        };
         let r = root.display();
         let conf = format!(
             "base_dir = {r}/run
@@ -276,7 +395,6 @@ state_dir = {r}/state
 log_path = {r}/dovecot.log
 listen = 127.0.0.1
 protocols = imap
-ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 default_internal_user = {internal}
@@ -299,15 +417,13 @@ service imap-login {{
     address = 127.0.0.1
     port = {imap_port}
   }}
-  inet_listener imaps {{
-    port = 0
-  }}
 }}
 service anvil {{
   chroot =
 }}
 "
         );
+        let conf = conf + &ssl;
         let conf = if idle {
             conf
         } else {
@@ -321,6 +437,9 @@ service anvil {{
             "users": smtp_users,
             "uid": (me.uid() == 0).then_some(uid),
             "gid": (me.uid() == 0).then_some(gid),
+            "tls_port": smtps_port,
+            "cert": root.join("server.pem"),
+            "key": root.join("server.key"),
         });
         let smtp_cfg_path = root.join("smtp.json");
         write(&smtp_cfg_path, &smtp_cfg.to_string())?;
@@ -349,6 +468,9 @@ service anvil {{
         let mut servers = MailServers {
             imap_port,
             smtp_port,
+            imaps_port,
+            smtps_port,
+            ca_pem,
             users: mail_users,
             dovecot,
             dovecot_binary,
@@ -403,6 +525,16 @@ service anvil {{
         stop(&mut self.dovecot);
         self.dovecot = spawn_dovecot(&self.dovecot_binary, self.dir.path())?;
         self.wait_ready().await
+    }
+
+    /// `imaps://localhost:PORT`, with [`MailOptions::tls`].
+    pub fn imaps_url(&self) -> Option<String> {
+        self.imaps_port.map(|p| format!("imaps://localhost:{p}"))
+    }
+
+    /// `smtps://localhost:PORT`, with [`MailOptions::tls`].
+    pub fn smtps_url(&self) -> Option<String> {
+        self.smtps_port.map(|p| format!("smtps://localhost:{p}"))
     }
 
     /// Both servers' logs (for a failing test's message).
@@ -498,7 +630,16 @@ impl Drop for MailServers {
 /// The servers for `test`, or `None` (the test returns) when they are not installed and not
 /// required; a failure to start when installed always fails the test.
 pub async fn start_or_skip(test: &str, users: &[(&str, &str)]) -> Option<MailServers> {
-    match MailServers::start(users).await {
+    start_or_skip_with(test, users, MailOptions::default()).await
+}
+
+/// As [`start_or_skip`], with other [`MailOptions`].
+pub async fn start_or_skip_with(
+    test: &str,
+    users: &[(&str, &str)],
+    options: MailOptions,
+) -> Option<MailServers> {
+    match MailServers::start_with(users, options).await {
         Ok(s) => Some(s),
         Err(e @ MailError::Missing(_)) if !mail_required() => {
             eprintln!("skipping {test}: {e}");
