@@ -312,7 +312,13 @@ pub fn parse_mail(raw: &[u8]) -> ParsedMail {
     if text.is_empty() {
         text = subject.clone();
     }
-    let text = cut(&text, MAX_TEXT).to_owned();
+    let text = if text.len() > MAX_TEXT {
+        // Say so, so the model does not answer as if it had read everything.
+        let note = "\n[... cut: the mail was too long to read whole]";
+        format!("{}{note}", cut(&text, MAX_TEXT - note.len()))
+    } else {
+        text
+    };
     ParsedMail {
         from,
         subject,
@@ -1249,7 +1255,13 @@ On Mon, 7 Dec 2026, Bot wrote:\r\n> Yesterday's answer\r\n> more\r\n";
         assert!(!m.subject.contains(['\r', '\n', '\t']), "{:?}", m.subject);
         assert_eq!(m.message_id, None);
         let huge = format!("From: a@b.org\r\n\r\n{}", "x".repeat(3 * MAX_TEXT));
-        assert_eq!(parse_mail(huge.as_bytes()).text.len(), MAX_TEXT);
+        let text = parse_mail(huge.as_bytes()).text;
+        assert!(
+            text.len() <= MAX_TEXT && text.len() > MAX_TEXT - 100,
+            "{}",
+            text.len()
+        );
+        assert!(text.ends_with("[... cut: the mail was too long to read whole]"));
     }
 
     #[test]

@@ -467,6 +467,8 @@ both_backends!(
             "{}",
             big.len()
         );
+        assert!(big.starts_with("all work and no play makes jack a dull boy\nall work"));
+        assert!(big.ends_with("[... cut: the mail was too long to read whole]"));
         // The broken one is recorded with what could be read (its subject at least).
         assert!(!by_id("<m1@example.org>").text.is_empty());
     }
