@@ -1407,6 +1407,17 @@ On Mon, 7 Dec 2026, Bot wrote:\r\n> Yesterday's answer\r\n> more\r\n";
         }
 
         #[test]
+        fn subjects_stay_one_line_and_trimming_never_grows_text(text in "(\\PC|\r|\n|>){0,300}") {
+            let r = reply_subject(&text);
+            prop_assert!(!r.contains(['\r', '\n']));
+            prop_assert!(r.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("re:")));
+            let n = notify_subject(&text);
+            prop_assert!(!n.is_empty() && !n.contains(['\r', '\n']));
+            prop_assert!(n.chars().count() <= SUBJECT_CHARS);
+            prop_assert!(trim_quoted(&text).len() <= text.len());
+        }
+
+        #[test]
         fn mail_shaped_input_parses_without_panicking(
             headers in proptest::collection::vec(
                 ("(From|To|Subject|Message-ID|References|In-Reply-To|Content-Type|Content-Transfer-Encoding|MIME-Version|Auto-Submitted)",
