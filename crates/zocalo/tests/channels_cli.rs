@@ -12,7 +12,7 @@ mod serve_support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{zocalo, Run};
+use common::{zdb, zocalo};
 use serde_json::{json, Value};
 use zocalo_channels::webhook;
 use zocalo_testkit::fake::{openai_text_sse, FakeServer, RecordedRequest, Reply};
@@ -44,19 +44,6 @@ fn env(llm: &FakeServer, tg: &FakeTelegram) -> Vec<(&'static str, String)> {
         ("TELEGRAM_BOT_TOKEN", TOKEN.to_owned()),
         ("TELEGRAM_API_BASE", tg.url()),
     ]
-}
-
-async fn zdb(
-    db: &zocalo_testkit::db::TestDb,
-    home: &Path,
-    env: &[(&str, String)],
-    args: &[&str],
-) -> Run {
-    let url = db.url();
-    let mut all = vec!["--database-url", url.as_str()];
-    all.extend_from_slice(args);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    zocalo(home, &env, &all).await
 }
 
 fn write_config(home: &Path, toml: &str) {
