@@ -113,6 +113,7 @@ type Row = (
     String,
     String,
     String,
+    // reply_to: JSON text (a TEXT column on both backends; sqlx's Json is JSONB on Postgres).
     String,
     String,
     Option<String>,
@@ -203,6 +204,7 @@ impl Inbox {
                 let mut tx = p.begin().await?;
                 let mut new = 0;
                 for m in messages {
+                    let reply_to = m.reply_to.to_string();
                     let id = zocalo_core::ids::new_prefixed("inb");
                     new += sqlx::query(INSERT)
                         .bind(&id)
@@ -211,7 +213,7 @@ impl Inbox {
                         .bind(&m.sender)
                         .bind(&m.conv_key)
                         .bind(capped(&m.text))
-                        .bind(m.reply_to.to_string())
+                        .bind(&reply_to)
                         .bind(now)
                         .execute(&mut *tx)
                         .await?

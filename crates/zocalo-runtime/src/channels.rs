@@ -79,6 +79,27 @@ impl Runtime {
         Ok(Some(Telegram::new(bot, cfg.allow.iter().copied())))
     }
 
+    /// The email channel as configured: None when `[channels.email]` is absent or disabled;
+    /// an error when it is configured but cannot run (no password, a malformed URL or
+    /// address).
+    pub fn email(&self) -> anyhow::Result<Option<zocalo_channels::email::Email>> {
+        let Some(cfg) = &self.config.channels.email else {
+            return Ok(None);
+        };
+        if cfg.enabled == Some(false) {
+            return Ok(None);
+        }
+        let password = self
+            .channel_secret("email", EMAIL_PASSWORD_ENV)?
+            .ok_or_else(|| {
+                usage(format!(
+                    "[channels.email] is configured but there is no password: set {EMAIL_PASSWORD_ENV} or run `zocalo keys set email` (an app password for {})",
+                    cfg.user
+                ))
+            })?;
+        Ok(Some(zocalo_channels::email::Email::new(cfg, password)?))
+    }
+
     /// Every configured, enabled channel that can run, and the channels that are configured
     /// but cannot (with why).
     pub fn transports(&self) -> (Vec<Configured>, Vec<(String, String)>) {
@@ -96,6 +117,19 @@ impl Runtime {
             }),
             Ok(None) => {}
             Err(e) => broken.push(("telegram".to_owned(), format!("{e:#}"))),
+        }
+        match self.email() {
+            Ok(Some(t)) => ok.push(Configured {
+                transport: Arc::new(t),
+                persona: self
+                    .config
+                    .channels
+                    .email
+                    .as_ref()
+                    .and_then(|c| c.persona.clone()),
+            }),
+            Ok(None) => {}
+            Err(e) => broken.push(("email".to_owned(), format!("{e:#}"))),
         }
         (ok, broken)
     }
@@ -259,6 +293,7 @@ impl Runtime {
             let counts = inbox.counts(&name).await?;
             let last = inbox.recent(&name, 1).await?.into_iter().next();
             out.push(ChannelStatus {
+                position: cursor.resume_from,
                 ready: problem.is_none(),
                 problem,
                 last_error: cursor.last_error,
@@ -315,6 +350,9 @@ pub struct ChannelStatus {
     pub ready: bool,
     /// Why not, when not ready.
     pub problem: Option<String>,
+    /// Where the poller resumes (Telegram's next update id, the mailbox's
+    /// `UIDVALIDITY:UID`); null before its first look.
+    pub position: Option<String>,
     /// The poller's last error (a 409, a refused token, the service unreachable).
     pub last_error: Option<String>,
     pub last_error_at: Option<chrono::DateTime<chrono::Utc>>,

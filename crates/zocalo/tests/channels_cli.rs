@@ -12,7 +12,7 @@ mod serve_support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{zocalo, Run};
+use common::{zdb, zocalo};
 use serde_json::{json, Value};
 use zocalo_channels::webhook;
 use zocalo_testkit::fake::{openai_text_sse, FakeServer, RecordedRequest, Reply};
@@ -44,19 +44,6 @@ fn env(llm: &FakeServer, tg: &FakeTelegram) -> Vec<(&'static str, String)> {
         ("TELEGRAM_BOT_TOKEN", TOKEN.to_owned()),
         ("TELEGRAM_API_BASE", tg.url()),
     ]
-}
-
-async fn zdb(
-    db: &zocalo_testkit::db::TestDb,
-    home: &Path,
-    env: &[(&str, String)],
-    args: &[&str],
-) -> Run {
-    let url = db.url();
-    let mut all = vec!["--database-url", url.as_str()];
-    all.extend_from_slice(args);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    zocalo(home, &env, &all).await
 }
 
 fn write_config(home: &Path, toml: &str) {
@@ -820,3 +807,93 @@ async fn a_persona_and_a_model_are_kept_by_the_conversation() {
     drop(_daemon);
     db.cleanup().await;
 }
+
+both!(
+    the_daemon_answers_mail_with_a_threaded_reply,
+    |db, home| async move {
+        const BOT: &str = "bot@example.org";
+        const BOSS: &str = "boss@example.org";
+        let Some(mail) = zocalo_testkit::mail::start_or_skip(
+            "the_daemon_answers_mail_with_a_threaded_reply",
+            &[(BOT, "bot-secret"), (BOSS, "boss-secret")],
+        )
+        .await
+        else {
+            return;
+        };
+        let llm = FakeServer::start().await;
+        echo_model(&llm);
+        let tg = FakeTelegram::start().await;
+        let mut env = env(&llm, &tg);
+        env.push(("ZOCALO_EMAIL_PASSWORD", "bot-secret".to_owned()));
+        write_config(
+            home,
+            &format!(
+                "[channels.email]\nimap = \"{}\"\nsmtp = \"{}\"\nuser = \"{BOT}\"\nallow = [\"{BOSS}\"]\npoll_seconds = 1\n",
+                mail.imap_url(),
+                mail.smtp_url()
+            ),
+        );
+        let r = zdb(db, home, &env, &["channels", "test", "email"]).await;
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let _daemon = Daemon(home.to_path_buf());
+        assert_eq!(zdb(db, home, &env, &["daemon", "start"]).await.code, 0);
+        // Mail already in the box when the channel first looks is not answered: wait until
+        // it has looked (its position is recorded), then write.
+        let start = Instant::now();
+        loop {
+            let st = zdb(db, home, &env, &["channels", "status", "--json"])
+                .await
+                .json();
+            if st[0]["position"].is_string() {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the mailbox was never read: {st:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let raw = format!(
+            "From: Boss <{BOSS}>\r\nTo: {BOT}\r\nSubject: Quarterly numbers\r\n\
+             Message-ID: <q1@example.org>\r\nDate: Mon, 7 Dec 2026 10:00:00 +0000\r\n\
+             MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHow did we do?\r\n"
+        );
+        mail.send_raw(BOSS, BOT, raw.as_bytes()).await.unwrap();
+        let start = Instant::now();
+        let reply = loop {
+            if let Some(m) = mail.delivered(BOSS).into_iter().next() {
+                break m;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(40),
+                "no reply; llm saw {:?}\n{}",
+                llm.requests().iter().map(last_user).collect::<Vec<_>>(),
+                mail.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let unfolded = reply.replace("\r\n ", " ").replace("\r\n\t", " ");
+        assert!(
+            unfolded.contains("Subject: Re: Quarterly numbers"),
+            "{unfolded}"
+        );
+        assert!(
+            unfolded.contains("In-Reply-To: <q1@example.org>"),
+            "{unfolded}"
+        );
+        assert!(
+            unfolded.contains("References: <q1@example.org>"),
+            "{unfolded}"
+        );
+        assert!(unfolded.contains("echo: How did we do?"), "{unfolded}");
+        // The conversation is the sender's.
+        let convs = conversations(db, home, &env).await;
+        assert_eq!(convs.len(), 1);
+        assert_eq!(convs[0]["title"], format!("email:{BOSS}"), "{convs:#?}");
+        // Answered once.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(mail.delivered(BOSS).len(), 1);
+        assert_eq!(llm.requests().len(), 1);
+    }
+);

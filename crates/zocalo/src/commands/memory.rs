@@ -150,40 +150,27 @@ pub async fn run(ctx: &Runtime, cmd: MemoryCmd) -> anyhow::Result<()> {
             }
             // Loading computes and stores every missing or other-model vector.
             memory.ensure_loaded().await?;
-            let s = memory.stats().await?;
-            if json {
-                print_json(&serde_json::to_value(&s)?)
-            } else {
-                println!(
-                    "{} memories, {} chunks, {} vectors (embedder: {})",
-                    s.memories,
-                    s.chunks,
-                    s.vectors,
-                    s.embedder.as_deref().unwrap_or("none")
-                );
-                Ok(())
-            }
+            print_stats(&memory.stats().await?, json)
         }
-        MemoryCmd::Stats { json } => {
-            let memory = ctx.memory().await?;
-            let s = memory.stats().await?;
-            if json {
-                print_json(&serde_json::to_value(&s)?)
-            } else {
-                println!(
-                    "{} memories, {} chunks, {} vectors (embedder: {})",
-                    s.memories,
-                    s.chunks,
-                    s.vectors,
-                    s.embedder.as_deref().unwrap_or("none: keywords only")
-                );
-                for (scope, n) in &s.scopes {
-                    println!("  {scope}: {n}");
-                }
-                Ok(())
-            }
-        }
+        MemoryCmd::Stats { json } => print_stats(&ctx.memory().await?.stats().await?, json),
     }
+}
+
+fn print_stats(s: &zocalo_memory::Stats, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(&serde_json::to_value(s)?);
+    }
+    println!(
+        "{} memories, {} chunks, {} vectors (embedder: {})",
+        s.memories,
+        s.chunks,
+        s.vectors,
+        s.embedder.as_deref().unwrap_or("none: keywords only")
+    );
+    for (scope, n) in &s.scopes {
+        println!("  {scope}: {n}");
+    }
+    Ok(())
 }
 
 async fn search(ctx: &Runtime, args: SearchArgs) -> anyhow::Result<()> {

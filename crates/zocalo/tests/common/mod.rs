@@ -104,6 +104,20 @@ pub async fn zocalo(home: &Path, env: &[(&str, &str)], args: &[&str]) -> Run {
     output_within(cmd, 60).await
 }
 
+/// `zocalo --database-url <the test's database> ARGS` with `env`.
+pub async fn zdb(
+    db: &zocalo_testkit::db::TestDb,
+    home: &Path,
+    env: &[(&str, String)],
+    args: &[&str],
+) -> Run {
+    let url = db.url();
+    let mut all = vec!["--database-url", url.as_str()];
+    all.extend_from_slice(args);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    zocalo(home, &env, &all).await
+}
+
 /// `zocalo --database-url <the test's database> ARGS`.
 pub async fn z(db: &zocalo_testkit::db::TestDb, home: &Path, args: &[&str]) -> Run {
     let url = db.url();
