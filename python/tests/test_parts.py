@@ -57,6 +57,15 @@ def test_schedule_add_then_list(z):
     assert [a["name"] for a in z.schedule.list()] == ["daily"]
     with pytest.raises(zocalo.UsageError, match="already exists"):
         z.schedule.add("daily", rrule="FREQ=DAILY", start="2026-01-01T08:00:00", tz="UTC", ask="again")
+    with pytest.warns(UserWarning):
+        sent = z.schedule.add(
+            "report", rrule="FREQ=DAILY", start="2026-01-01T08:00:00", tz="UTC", ask="Report", deliver="telegram:42"
+        )
+    assert sent["action"] == {"kind": "ask", "message": "Report", "deliver": "telegram:42"}
+    with pytest.raises(zocalo.UsageError, match="unknown channel"):
+        z.schedule.add("bad", rrule="FREQ=DAILY", start="2026-01-01T08:00:00", tz="UTC", ask="x", deliver="sms:1")
+    with pytest.raises(zocalo.UsageError, match="persona"):
+        z.schedule.add("bad", rrule="FREQ=DAILY", start="2026-01-01T08:00:00", tz="UTC", ask="x", persona="ghost")
 
 
 def test_pool_submit_returns_ids(z):

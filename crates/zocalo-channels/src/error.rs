@@ -34,6 +34,12 @@ pub enum ChannelError {
 }
 
 impl ChannelError {
+    /// Bad input or configuration (exit 2), rather than the service or the network failing.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, ChannelError::Invalid(_))
+            || matches!(self, ChannelError::Store(e) if e.is_usage())
+    }
+
     /// Worth trying again later (the service was down or busy), as opposed to a mistake that
     /// the same call would repeat.
     pub fn is_transient(&self) -> bool {

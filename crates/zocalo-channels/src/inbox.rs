@@ -12,7 +12,6 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::types::Json;
 use zocalo_store::{with_pool, Store};
 
 use crate::ChannelError;
@@ -114,7 +113,8 @@ type Row = (
     String,
     String,
     String,
-    Json<Value>,
+    // reply_to: JSON text (a TEXT column on both backends; sqlx's Json is JSONB on Postgres).
+    String,
     String,
     Option<String>,
     Option<String>,
@@ -123,6 +123,12 @@ type Row = (
 );
 
 fn decode(r: Row) -> Result<InboxMessage, ChannelError> {
+    let reply_to = serde_json::from_str(&r.6).map_err(|e| {
+        ChannelError::Store(zocalo_store::StoreError::Corrupt(format!(
+            "channel_inbox {}: reply_to is not JSON: {e}",
+            r.0
+        )))
+    })?;
     Ok(InboxMessage {
         id: r.0,
         channel: r.1,
@@ -130,7 +136,7 @@ fn decode(r: Row) -> Result<InboxMessage, ChannelError> {
         sender: r.3,
         conv_key: r.4,
         text: r.5,
-        reply_to: r.6 .0,
+        reply_to,
         state: InboxState::parse(&r.7)?,
         answer: r.8,
         error: r.9,
@@ -198,6 +204,7 @@ impl Inbox {
                 let mut tx = p.begin().await?;
                 let mut new = 0;
                 for m in messages {
+                    let reply_to = m.reply_to.to_string();
                     let id = zocalo_core::ids::new_prefixed("inb");
                     new += sqlx::query(INSERT)
                         .bind(&id)
@@ -206,7 +213,7 @@ impl Inbox {
                         .bind(&m.sender)
                         .bind(&m.conv_key)
                         .bind(capped(&m.text))
-                        .bind(Json(&m.reply_to))
+                        .bind(&reply_to)
                         .bind(now)
                         .execute(&mut *tx)
                         .await?

@@ -4,8 +4,8 @@
 //!   reply to one, send a notification to a target, check the credentials.
 //! - [`Inbox`]: every inbound message once (unique on the channel's own id), recorded in the
 //!   same transaction as the poller's position, answered after a crash if it was not.
-//! - [`telegram`]: the Bot API over long polling. [`webhook`]: signed inbound hooks and
-//!   outbound deliveries.
+//! - [`telegram`]: the Bot API over long polling. [`email`]: IMAP in (IDLE, else polling),
+//!   SMTP out, threaded replies. [`webhook`]: signed inbound hooks and outbound deliveries.
 //! - [`Target`] (`telegram:CHAT_ID`, `email:ADDR`, `webhook:NAME`), [`split`] (long answers
 //!   cut at the channel's limit), [`Command`] (`/new`, `/model`, `/persona`, `/status`,
 //!   `/help`).
@@ -15,6 +15,7 @@
 //! loop.
 
 pub mod command;
+pub mod email;
 pub mod error;
 pub mod inbox;
 pub mod split;
@@ -38,7 +39,8 @@ pub trait Transport: Send + Sync {
 
     /// Waits for new messages (a long poll, IMAP IDLE or a poll interval) and records them
     /// in `inbox` together with the new resume position, in one transaction. Messages from
-    /// senders outside the allowlist get one short refusal and are not recorded. Returns
+    /// senders outside the allowlist are not recorded; Telegram sends them one short refusal,
+    /// email none (mail senders are easily forged: a refusal would be backscatter). Returns
     /// how many new messages were recorded.
     async fn receive(&self, inbox: &Inbox) -> Result<usize, ChannelError>;
 

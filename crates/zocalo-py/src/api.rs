@@ -14,7 +14,7 @@ use zocalo_runtime::agents::{prepare, seconds, BatchOptions};
 use zocalo_runtime::ask_json::{event_json, outcome_json};
 use zocalo_runtime::jobs::Submit;
 use zocalo_runtime::{automations, parse_conversation, Ask, ModelChoice, Options};
-use zocalo_scheduler::{Action, NewAutomation, Scheduler};
+use zocalo_scheduler::{NewAutomation, Scheduler};
 
 use crate::errors;
 use crate::stream::{AskStream, Item};
@@ -69,6 +69,7 @@ fn ask_of(a: AskArgs) -> PyResult<Ask> {
         allow: a.allow.unwrap_or_default(),
         yes: a.yes,
         approver: None,
+        ..Ask::default()
     })
 }
 
@@ -249,7 +250,7 @@ impl Runtime {
     }
 
     /// `schedule add`: the automation as JSON, and a warning when no worker runs its jobs.
-    #[pyo3(signature = (name, rrule, start, tz, ask=None, skill=None, args=Vec::new(), shell=None, conversation_id=None, misfire=None, cancel=None))]
+    #[pyo3(signature = (name, rrule, start, tz, ask=None, skill=None, args=Vec::new(), shell=None, conversation_id=None, misfire=None, persona=None, deliver=None, cancel=None))]
     #[allow(clippy::too_many_arguments)] // the keyword arguments of one Python call
     fn schedule_add(
         &self,
@@ -264,18 +265,23 @@ impl Runtime {
         shell: Option<String>,
         conversation_id: Option<String>,
         misfire: Option<String>,
+        persona: Option<String>,
+        deliver: Option<String>,
         cancel: Option<Cancel>,
     ) -> PyResult<(String, Option<String>)> {
-        let action = match (ask, skill, shell) {
-            (Some(message), None, None) => Action::Ask {
-                message,
-                conversation_id,
-                persona: None,
+        let action = zocalo_runtime::automations::action(
+            &self.rt,
+            zocalo_runtime::automations::ActionSpec {
+                ask,
+                conversation: conversation_id,
+                skill,
+                skill_args: args,
+                shell,
+                persona,
+                deliver,
             },
-            (None, Some(name), None) => Action::Skill { name, args },
-            (None, None, Some(command)) => Action::Shell { command },
-            _ => return Err(errors::usage("give exactly one of ask, skill or shell")),
-        };
+        )
+        .map_err(|e| errors::to_py(&e))?;
         let mut new = NewAutomation::new(&name, &rrule, &start, &tz, action);
         if let Some(m) = misfire {
             new.misfire = m

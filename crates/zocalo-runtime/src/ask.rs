@@ -22,8 +22,12 @@ pub struct Ask {
     /// Or: one conversation per caller-chosen key (`telegram:42`), created on first use.
     pub conv_key: Option<String>,
     pub model: ModelChoice,
-    /// `[personas.NAME]`: system prompt, offered tools, permissions, model.
+    /// `[personas.NAME]`: system prompt, offered tools, permissions, model. Kept by the
+    /// conversation: its later asks use it until another is given.
     pub persona: Option<String>,
+    /// The persona used when neither `persona` nor the conversation names one (a channel's
+    /// configured persona); not kept by the conversation.
+    pub fallback_persona: Option<String>,
     /// Tools (names or globs) approved in advance for this ask (`--allow`).
     pub allow: Vec<String>,
     /// Approve every tool whose decision is `ask` (`--yes`); never one that is `deny`.
@@ -40,6 +44,7 @@ impl std::fmt::Debug for Ask {
             .field("conv_key", &self.conv_key)
             .field("model", &self.model)
             .field("persona", &self.persona)
+            .field("fallback_persona", &self.fallback_persona)
             .field("allow", &self.allow)
             .field("yes", &self.yes)
             .field("approver", &self.approver.is_some())
@@ -99,26 +104,42 @@ impl Runtime {
             }
         }
         let allow = ToolPatterns::parse(&ask.allow)?;
+        if let Some(p) = &ask.persona {
+            self.check_persona(p)?;
+        }
+        let store = self.store().await?;
+        let conversation = self
+            .conversation_for(ask.conversation.clone(), ask.conv_key.as_deref())
+            .await?;
+        // What the conversation keeps: its persona, and a model chosen for it (`/model`).
+        let kept = match &conversation {
+            Some(id) => store.conversation_settings(id).await?,
+            None => Default::default(),
+        };
+        let persona = ask
+            .persona
+            .clone()
+            .or(kept.persona.clone())
+            .or(ask.fallback_persona.clone());
         let mut choice = ask.model.clone();
+        if choice.provider.is_none() && choice.model.is_none() {
+            if let Some(spec) = &kept.model {
+                choice = ModelChoice {
+                    no_tools: choice.no_tools,
+                    ..self.model_spec(spec)?
+                };
+            }
+        }
         if choice.model.is_none() {
             // A persona's model applies unless one is given.
-            choice.model = ask
-                .persona
+            choice.model = persona
                 .as_deref()
                 .and_then(|p| self.config.personas.get(p))
                 .and_then(|p| p.model.clone());
         }
         let (provider, model) = self.provider(&choice)?;
-        let store = self.store().await?;
-        let asker = self.persona_asker(
-            &store,
-            provider,
-            !ask.model.no_tools,
-            ask.persona.as_deref(),
-        )?;
-        let conversation = self
-            .conversation_for(ask.conversation, ask.conv_key.as_deref())
-            .await?;
+        let asker =
+            self.persona_asker(&store, provider, !ask.model.no_tools, persona.as_deref())?;
         let request = AskRequest {
             conversation,
             message: ask.message,
@@ -134,6 +155,49 @@ impl Runtime {
             approvals,
             token_limit: TokenLimit::ask(&self.config.budgets),
         };
-        Ok(asker.ask_with(request, &options, on_event).await?)
+        let outcome = asker.ask_with(request, &options, on_event).await?;
+        if let Some(p) = &ask.persona {
+            if kept.persona.as_deref() != Some(p.as_str()) {
+                store
+                    .set_conversation_persona(&outcome.conversation_id, Some(p))
+                    .await?;
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// A known `[personas.NAME]`, or a usage error listing the known ones (the permission
+    /// layer's own check, made before anything is stored).
+    pub fn check_persona(&self, name: &str) -> anyhow::Result<()> {
+        zocalo_agent::Policy::from_config(&self.config, Some(name))?;
+        Ok(())
+    }
+
+    /// A model as a conversation keeps it (`/model NAME`): `provider:model`, a provider's
+    /// name (its default model) or a model name (on the default provider).
+    pub fn model_spec(&self, spec: &str) -> anyhow::Result<ModelChoice> {
+        let spec = spec.trim();
+        if spec.is_empty() {
+            return Err(usage("the model name is empty"));
+        }
+        let registry = self.registry()?;
+        let known = |name: &str| registry.names().iter().any(|n| n == name);
+        Ok(match spec.split_once(':') {
+            Some((p, m)) if known(p) && !m.is_empty() => ModelChoice {
+                provider: Some(p.to_owned()),
+                model: Some(m.to_owned()),
+                no_tools: false,
+            },
+            _ if known(spec) => ModelChoice {
+                provider: Some(spec.to_owned()),
+                model: None,
+                no_tools: false,
+            },
+            _ => ModelChoice {
+                provider: None,
+                model: Some(spec.to_owned()),
+                no_tools: false,
+            },
+        })
     }
 }

@@ -8,20 +8,51 @@ use zocalo_scheduler::automations::{check_catchup, check_name};
 use zocalo_scheduler::{Action, Automation, NewAutomation, Schedule, Scheduler};
 use zocalo_store::Store;
 
-/// What an automation does, from the three ways to say it: exactly one of `ask` (continuing
-/// `conversation` if given), `skill` (with `skill_args`) or `shell`.
-pub fn action(
-    ask: Option<String>,
-    conversation: Option<String>,
-    skill: Option<String>,
-    skill_args: Vec<String>,
-    shell: Option<String>,
-) -> anyhow::Result<Action> {
+use crate::Runtime;
+
+/// What an automation does, as the front ends say it: exactly one of `ask`, `skill` (with
+/// `skill_args`) or `shell`; an ask may continue `conversation`, run as `persona` and have
+/// its answer delivered to `deliver`.
+#[derive(Clone, Debug, Default)]
+pub struct ActionSpec {
+    pub ask: Option<String>,
+    pub conversation: Option<String>,
+    pub skill: Option<String>,
+    pub skill_args: Vec<String>,
+    pub shell: Option<String>,
+    pub persona: Option<String>,
+    pub deliver: Option<String>,
+}
+
+/// The [`Action`] of a spec, checked: an unknown persona or a malformed delivery target is
+/// refused now, not when the automation first fires.
+pub fn action(ctx: &Runtime, spec: ActionSpec) -> anyhow::Result<Action> {
+    let ActionSpec {
+        ask,
+        conversation,
+        skill,
+        skill_args,
+        shell,
+        persona,
+        deliver,
+    } = spec;
+    if ask.is_none() && (persona.is_some() || deliver.is_some()) {
+        return Err(crate::usage(
+            "a persona and a delivery target go with an ask (--ask): skills and shell commands have no answer to deliver",
+        ));
+    }
+    if let Some(p) = &persona {
+        ctx.check_persona(p)?;
+    }
+    if let Some(t) = &deliver {
+        t.parse::<zocalo_channels::Target>()?;
+    }
     Ok(match (ask, skill, shell) {
         (Some(message), None, None) => Action::Ask {
             message,
             conversation_id: conversation,
-            persona: None,
+            persona,
+            deliver,
         },
         (None, Some(name), None) => Action::Skill {
             name,

@@ -11,6 +11,7 @@ use zocalo_server::{Backend, BackendError, ServerBuilder, Token};
 use zocalo_services::Supervisor;
 use zocalo_store::Store;
 
+use crate::channels::HookError;
 use crate::{ModelChoice, Runtime};
 
 /// The server's router builder on this runtime: [`ServerBackend`], MCP over streamable HTTP
@@ -28,6 +29,7 @@ pub fn server_builder(
     let limits = &ctx.config.server;
     ServerBuilder::new(store, backend, token)
         .nest("/mcp", mcp)
+        .public("/hooks", hooks_router(ctx))
         .skills_roots(zocalo_skills::default_roots(ctx.home.root(), &[]))
         // This binary is the Landlock launcher for skill scripts (`zocalo __skill-sandbox`).
         .skill_launcher(ctx.skill_limits().launcher)
@@ -45,6 +47,53 @@ pub fn serve_options(ctx: &Runtime) -> zocalo_server::ServeOptions {
     zocalo_server::ServeOptions {
         header_timeout: std::time::Duration::from_millis(ctx.config.server.header_timeout_ms),
     }
+}
+
+/// `POST /hooks/NAME`: a signed webhook request, recorded once and answered by the hook
+/// loop. 202 {"id"} when taken; 404 unknown hook; 401 unsigned, badly signed, stale or a hook
+/// without a secret; 409 a replay.
+fn hooks_router(ctx: &Runtime) -> axum::Router {
+    use axum::extract::{Path, State};
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::IntoResponse;
+    use zocalo_server::ApiError;
+
+    async fn hook(
+        State(rt): State<Runtime>,
+        Path(name): Path<String>,
+        headers: HeaderMap,
+        body: axum::body::Bytes,
+    ) -> axum::response::Response {
+        let header = |h: &str| {
+            headers
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        match rt.hook_received(&name, header, &body).await {
+            Ok(id) => (
+                StatusCode::ACCEPTED,
+                axum::Json(serde_json::json!({ "id": id })),
+            )
+                .into_response(),
+            Err(e) => {
+                let (status, code) = match &e {
+                    HookError::Unknown(_) => (StatusCode::NOT_FOUND, "not_found"),
+                    HookError::NoSecret(_) | HookError::Refused(_) => {
+                        (StatusCode::UNAUTHORIZED, "bad_signature")
+                    }
+                    HookError::Replayed => (StatusCode::CONFLICT, "replayed"),
+                    HookError::Failed(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+                };
+                ApiError::new(status, e.to_string())
+                    .code(code)
+                    .into_response()
+            }
+        }
+    }
+    axum::Router::new()
+        .route("/{name}", axum::routing::post(hook))
+        .with_state(ctx.clone())
 }
 
 /// The runtime as the server's [`Backend`]: the process's one memory, embedder, providers

@@ -166,6 +166,11 @@ impl DaemonWork {
                 }),
             ));
         }
+        // The channels (Telegram, email, webhooks' answers): configured ones only; one that
+        // cannot run (no token) is reported and skipped, not fatal.
+        for task in crate::channels::spawn_channels(ctx, cancel.clone()).await? {
+            tasks.push(("channel", task));
+        }
         Ok(DaemonWork {
             supervisor,
             cancel,

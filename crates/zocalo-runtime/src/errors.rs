@@ -44,5 +44,11 @@ pub fn is_usage(e: &anyhow::Error) -> bool {
             || cause
                 .downcast_ref::<zocalo_services::ServicesError>()
                 .is_some_and(|e| e.is_usage())
+            || cause
+                .downcast_ref::<zocalo_channels::ChannelError>()
+                .is_some_and(|e| e.is_usage())
+            || cause
+                .downcast_ref::<zocalo_ops::OpsError>()
+                .is_some_and(|e| e.is_usage())
     })
 }

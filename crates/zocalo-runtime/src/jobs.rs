@@ -26,6 +26,7 @@ pub fn submit_registry() -> Registry {
     let mut r = Registry::builtin();
     r.declare("ask", |p| AskPayload::parse(p).map(drop));
     r.declare("skill", validate_skill);
+    r.declare("deliver", crate::channels::validate_deliver);
     r
 }
 
@@ -149,6 +150,10 @@ pub fn pool_worker_with(
         }),
     );
     registry.register("skill", Arc::new(SkillHandler { ctx: ctx.clone() }));
+    registry.register(
+        "deliver",
+        Arc::new(crate::channels::DeliverHandler { ctx: ctx.clone() }),
+    );
     Ok(Worker::new(queue, registry, config)?)
 }
 
@@ -170,11 +175,19 @@ pub struct AskPayload {
     /// `[personas.NAME]` to ask as (an automation's `--persona`).
     #[serde(default)]
     pub persona: Option<String>,
+    /// Or: the conversation of this key (an automation's own, `automation:NAME`), so each
+    /// run sees what the earlier runs said.
+    #[serde(default)]
+    pub conv_key: Option<String>,
+    /// Where the answer goes once made (`telegram:42`, `email:me@x.org`, `webhook:NAME`):
+    /// a `deliver` job, retried with backoff on its own.
+    #[serde(default)]
+    pub deliver: Option<String>,
 }
 
 impl AskPayload {
     pub fn parse(p: &Value) -> Result<AskPayload, String> {
-        const SHAPE: &str = r#"expected {"message": "...", "conversation_id"?, "provider"?, "model"?, "depth"?, "persona"?}"#;
+        const SHAPE: &str = r#"expected {"message": "...", "conversation_id"?, "conv_key"?, "provider"?, "model"?, "depth"?, "persona"?, "deliver"?}"#;
         if !p.is_object() {
             return Err(SHAPE.into());
         }
@@ -187,6 +200,13 @@ impl AskPayload {
             c.parse::<ConversationId>().map_err(|_| {
                 format!("`conversation_id` {c:?} is not a conversation id (conv_…)")
             })?;
+            if a.conv_key.is_some() {
+                return Err("give `conversation_id` or `conv_key`, not both".into());
+            }
+        }
+        if let Some(t) = &a.deliver {
+            t.parse::<zocalo_channels::Target>()
+                .map_err(|e| format!("`deliver`: {e}"))?;
         }
         Ok(a)
     }
@@ -234,12 +254,20 @@ impl Handler for AskHandler {
     async fn run(&self, mut job: JobRun) -> Result<Value, JobError> {
         let p = AskPayload::parse(&job.payload).map_err(JobError::fatal)?;
         let (asker, model) = self.asker(&p)?;
-        let conversation = p
-            .conversation_id
-            .as_deref()
-            .map(str::parse::<ConversationId>)
-            .transpose()
-            .map_err(|e| JobError::fatal(e.to_string()))?;
+        let conversation = match (&p.conversation_id, &p.conv_key) {
+            (Some(c), _) => Some(
+                c.parse::<ConversationId>()
+                    .map_err(|e| JobError::fatal(e.to_string()))?,
+            ),
+            (None, Some(key)) => Some(
+                self.store
+                    .conversation_for_key(key)
+                    .await
+                    .map_err(|e| JobError::retry(e.to_string()))?
+                    .0,
+            ),
+            (None, None) => None,
+        };
         let request = AskRequest {
             conversation,
             message: p.message,
@@ -256,14 +284,34 @@ impl Handler for AskHandler {
             p.depth.unwrap_or(0),
             asker.ask_with(request, &options, &mut ignore),
         );
-        tokio::select! {
+        let outcome = tokio::select! {
             r = ask => match r {
-                Ok(o) => Ok(json!({"conversation_id": o.conversation_id, "text": o.text})),
-                Err(e) if e.is_usage() => Err(JobError::fatal(e.to_string())),
-                Err(e) => Err(JobError::retry(e.to_string())),
+                Ok(o) => o,
+                Err(e) if e.is_usage() => return Err(JobError::fatal(e.to_string())),
+                Err(e) => return Err(JobError::retry(e.to_string())),
             },
-            reason = job.stop.stopped() => Err(JobError::retry(format!("stopped ({reason:?})"))),
+            reason = job.stop.stopped() => return Err(JobError::retry(format!("stopped ({reason:?})"))),
+        };
+        let mut result = json!({"conversation_id": outcome.conversation_id, "text": outcome.text});
+        if let Some(target) = &p.deliver {
+            // Its own job: a failed delivery is retried without asking again. Keyed on this
+            // job, so a retried ask delivers once.
+            let mut deliver = NewJob::new(
+                "deliver",
+                json!({"target": target, "text": outcome.text, "source": job.id}),
+            );
+            deliver.key = Some(format!("deliver:{}", job.id));
+            deliver.max_attempts = 5;
+            let queued = SqlQueue::new(self.store.clone())
+                .enqueue(&[deliver])
+                .await
+                .map_err(|e| JobError::retry(format!("enqueueing the delivery: {e}")))?;
+            result["delivery"] = json!({
+                "target": target,
+                "job_id": queued.first().map(|q| q.id.clone()),
+            });
         }
+        Ok(result)
     }
 }
 

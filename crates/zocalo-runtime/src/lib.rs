@@ -7,6 +7,8 @@
 //!   [`Runtime::store`] (conversations, automations and the pool live there), ...
 //! - [`ask`]: one ask, with caller-chosen conversation keys; [`ask_json`]: its JSON shapes.
 //! - [`automations`]: creating automations, and whether a worker will run their jobs.
+//! - [`channels`]: Telegram, email and webhooks answered by the ask loop; `notify`; the
+//!   automations' deliveries.
 //! - [`keys`]: where each provider's key comes from; a vendor's models with it.
 //! - [`jobs`]: the pool's job kinds (ask, skill) and the workers that run them.
 //! - [`daemon`]: the computer itself: scheduler ticker, local worker, services supervisor,
@@ -16,6 +18,7 @@
 //! - [`mcp`]: zocalo's tools served over MCP.
 //! - [`agents`]: sub-agent batches, here or on the pool.
 //! - [`memory`]: memory settings and the parsers of the files users hand in.
+//! - [`ops`]: backup, restore, export and import of the home and its database (zocalo-ops).
 //! - [`service_tools`]: `services_*`, the model's tools over the daemon's services.
 //! - [`signals`]: when a long-running front end should stop.
 //! - [`errors`]: one classification of errors (bad input or failure) for every front end.
@@ -52,6 +55,7 @@ pub mod ask;
 pub mod ask_json;
 pub mod automations;
 pub mod backend;
+pub mod channels;
 pub mod daemon;
 pub mod doctor;
 pub mod errors;
@@ -59,6 +63,7 @@ pub mod jobs;
 pub mod keys;
 pub mod mcp;
 pub mod memory;
+pub mod ops;
 mod runtime;
 pub mod service_tools;
 pub mod signals;

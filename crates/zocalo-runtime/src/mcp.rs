@@ -190,7 +190,25 @@ fn agents_spawn(ctx: &Runtime, store: Store) -> Arc<dyn Tool> {
     })
 }
 
-fn served_tools(ctx: &Runtime, store: Store) -> Vec<Arc<dyn Tool>> {
+/// The tools `zocalo mcp serve` and `/mcp` offer, minus those `[permissions]` denies: an
+/// MCP client is its own approver (it asks its user before a call), so `ask` tools are
+/// served, `deny` ones are not (not listed, not callable).
+pub fn served_tools(ctx: &Runtime, store: Store) -> Vec<Arc<dyn Tool>> {
+    let mut tools = all_served_tools(ctx, store);
+    // The config was checked when the runtime loaded it; a broken rule denies everything.
+    match zocalo_agent::Policy::from_config(&ctx.config, None) {
+        Ok(policy) => {
+            tools.retain(|t| policy.decide(&t.spec().name) != zocalo_core::config::Decision::Deny)
+        }
+        Err(e) => {
+            tracing::error!("[permissions]: {e}; serving no tools");
+            tools.clear();
+        }
+    }
+    tools
+}
+
+fn all_served_tools(ctx: &Runtime, store: Store) -> Vec<Arc<dyn Tool>> {
     let memory = ctx.memory_on(&store);
     let mut tools: Vec<Arc<dyn Tool>> = Vec::new();
 
@@ -324,6 +342,7 @@ fn served_tools(ctx: &Runtime, store: Store) -> Vec<Arc<dyn Tool>> {
     ));
 
     let s = store.clone();
+    let rt = ctx.clone();
     tools.push(typed_tool(
         "schedule_add",
         "Add a recurring automation: an RFC 5545 rule from a local start time in an IANA \
@@ -331,10 +350,19 @@ fn served_tools(ctx: &Runtime, store: Store) -> Vec<Arc<dyn Tool>> {
          Returns the automation with its next_run_at (UTC).",
         move |a: ScheduleAddArgs| {
             let s = s.clone();
+            let rt = rt.clone();
             async move {
-                let action =
-                    crate::automations::action(a.ask, None, a.skill, a.skill_args, a.shell)
-                        .map_err(|_| recoverable("give exactly one of `ask`, `skill`, `shell`"))?;
+                let action = crate::automations::action(
+                    &rt,
+                    crate::automations::ActionSpec {
+                        ask: a.ask,
+                        skill: a.skill,
+                        skill_args: a.skill_args,
+                        shell: a.shell,
+                        ..Default::default()
+                    },
+                )
+                .map_err(|_| recoverable("give exactly one of `ask`, `skill`, `shell`"))?;
                 let mut new = NewAutomation::new(&a.name, &a.rrule, &a.start, &a.tz, action);
                 if let Some(m) = a.misfire {
                     new.misfire = m.parse().map_err(recoverable)?;

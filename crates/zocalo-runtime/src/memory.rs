@@ -75,17 +75,29 @@ impl ContextSource for MemoryContext {
 /// The embedder: `ZOCALO_EMBEDDER=none` turns vectors off; otherwise the local MiniLM from
 /// `models_dir`, or keywords alone while it is not fetched (`memory stats` says which; `-v`
 /// logs why). Use [`crate::Runtime::embedder`], which loads it once per process.
-pub(crate) fn load_embedder(models_dir: &Path) -> Option<Arc<dyn Embedder>> {
+/// The local embedder, or why there is none: `Err(None)` when `ZOCALO_EMBEDDER=none` turned
+/// it off, `Err(Some(reason))` when its weights are not installed (memory then works on
+/// keywords alone, and the commands say so).
+pub(crate) fn load_embedder(models_dir: &Path) -> Result<Arc<dyn Embedder>, Option<String>> {
     if std::env::var("ZOCALO_EMBEDDER").is_ok_and(|v| v == "none") {
-        return None;
+        return Err(None);
     }
     match zocalo_local::LocalEmbedder::load(models_dir) {
-        Ok(e) => Some(Arc::new(e)),
+        Ok(e) => Ok(Arc::new(e)),
         Err(e) => {
             tracing::info!("memory search uses keywords only: {e}");
-            None
+            Err(Some(e.to_string()))
         }
     }
+}
+
+/// What the memory commands print once when the embedding model is missing.
+pub fn keyword_only_note(reason: &str) -> String {
+    format!(
+        "note: the embedding model is not installed ({reason}), so memories are stored and \
+         searched by keywords only, without meaning search. Run `zocalo models fetch`; the \
+         memories stored meanwhile get their vectors on the next load or with `zocalo memory reindex`."
+    )
 }
 
 pub fn hits_json(hits: &[zocalo_memory::Hit]) -> Value {

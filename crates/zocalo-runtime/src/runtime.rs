@@ -72,7 +72,7 @@ type AskerKey = (&'static str, String, bool, Option<String>);
 #[derive(Default)]
 struct Shared {
     store: tokio::sync::OnceCell<Store>,
-    embedder: OnceLock<Option<Arc<dyn Embedder>>>,
+    embedder: OnceLock<Result<Arc<dyn Embedder>, Option<String>>>,
     memory: OnceLock<Arc<Memory>>,
     skills: OnceLock<zocalo_skills::Skills>,
     browser: OnceLock<Vec<Arc<dyn Tool>>>,
@@ -81,6 +81,8 @@ struct Shared {
     askers: Mutex<HashMap<AskerKey, (u64, Arc<Asker>)>>,
     providers: Mutex<HashMap<String, Arc<dyn Provider>>>,
     loads: Loads,
+    /// Woken when a webhook was recorded, so this process's hook loop answers it at once.
+    hooks: tokio::sync::Notify,
 }
 
 fn built(counter: &AtomicUsize, what: &str) {
@@ -157,6 +159,11 @@ impl Runtime {
     }
 
     /// Which database this runtime uses, as shown to users (no password).
+    /// Woken when this process recorded a webhook request (the daemon's hook loop waits on it).
+    pub fn hooks_signal(&self) -> &tokio::sync::Notify {
+        &self.shared.hooks
+    }
+
     pub fn database_label(&self) -> String {
         match &self.database_url {
             Some(url) => zocalo_store::redact_url(url),
@@ -399,16 +406,23 @@ impl Runtime {
     /// The embedder (the local MiniLM), loaded once per process; `None` when its weights are
     /// not fetched or `ZOCALO_EMBEDDER=none` (memory then works on keywords alone).
     pub fn embedder(&self) -> Option<Arc<dyn Embedder>> {
-        self.shared
-            .embedder
-            .get_or_init(|| {
-                let e = crate::memory::load_embedder(&self.models_dir());
-                if e.is_some() {
-                    built(&self.shared.loads.embedder, "the embedder");
-                }
-                e
-            })
-            .clone()
+        self.embedder_loaded().as_ref().ok().cloned()
+    }
+
+    /// Why there is no embedder when one was wanted (its weights are not installed); `None`
+    /// when there is one or `ZOCALO_EMBEDDER=none` turned it off.
+    pub fn embedder_missing(&self) -> Option<String> {
+        self.embedder_loaded().as_ref().err().cloned().flatten()
+    }
+
+    fn embedder_loaded(&self) -> &Result<Arc<dyn Embedder>, Option<String>> {
+        self.shared.embedder.get_or_init(|| {
+            let e = crate::memory::load_embedder(&self.models_dir());
+            if e.is_ok() {
+                built(&self.shared.loads.embedder, "the embedder");
+            }
+            e
+        })
     }
 
     /// The process's one [`Memory`] over `store`: every ask loop, the MCP tools and the

@@ -67,6 +67,10 @@ pub enum Action {
         /// unattended, so only what it or `[permissions]` allows runs).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         persona: Option<String>,
+        /// Where each run's answer is delivered (`telegram:42`, `email:ADDR`,
+        /// `webhook:NAME`; checked by whoever creates the automation).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        deliver: Option<String>,
     },
     /// A `skill` job: {"name", "args"}.
     Skill {
@@ -96,7 +100,11 @@ impl Action {
                 message,
                 conversation_id,
                 persona,
+                deliver,
             } => {
+                if deliver.as_deref().is_some_and(|d| d.trim().is_empty()) {
+                    return bad("--deliver: the target is empty");
+                }
                 if message.trim().is_empty() {
                     return bad("--ask: the message is empty");
                 }
@@ -132,10 +140,16 @@ impl Action {
                 message,
                 conversation_id,
                 persona,
+                deliver,
             } => {
                 let mut p = json!({"message": message});
-                if let Some(c) = conversation_id {
-                    p["conversation_id"] = json!(c);
+                match conversation_id {
+                    Some(c) => p["conversation_id"] = json!(c),
+                    // The automation's own conversation: each run sees the earlier ones.
+                    None => p["conv_key"] = json!(format!("automation:{name}")),
+                }
+                if let Some(target) = deliver {
+                    p["deliver"] = json!(target);
                 }
                 if let Some(name) = persona {
                     p["persona"] = json!(name);
@@ -309,6 +323,10 @@ pub struct Run {
     pub finished_at: Option<DateTime<Utc>>,
     /// The job's result, or its error as a string.
     pub output: Option<Value>,
+    /// Where the answer was delivered and how that went: {"target", "job_id", "status",
+    /// "error"?} (an automation with `--deliver`, once its ask succeeded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<Value>,
 }
 
 /// One occurrence a tick fired.
@@ -539,6 +557,24 @@ impl Scheduler {
                 None if job_id.is_some() => ("unknown".to_owned(), None, None, None),
                 None => ("pending".to_owned(), None, None, None),
             };
+            let delivery = match output.as_ref().and_then(|o| o.get("delivery")) {
+                Some(d) => {
+                    let mut d = d.clone();
+                    if let Some(job) = d["job_id"].as_str().map(str::to_owned) {
+                        match self.queue.get(&job).await? {
+                            Some(j) => {
+                                d["status"] = json!(j.state.as_str());
+                                if let Some(e) = j.error {
+                                    d["error"] = json!(e);
+                                }
+                            }
+                            None => d["status"] = json!("unknown"),
+                        }
+                    }
+                    Some(d)
+                }
+                None => None,
+            };
             out.push(Run {
                 id,
                 scheduled_for: ms_to_time(occurrence),
@@ -548,6 +584,7 @@ impl Scheduler {
                 started_at,
                 finished_at,
                 output,
+                delivery,
             });
         }
         Ok(out)

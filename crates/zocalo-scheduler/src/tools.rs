@@ -160,6 +160,7 @@ impl Tool for ScheduleTool {
                         message: a.ask,
                         conversation_id: None,
                         persona: None,
+                        deliver: None,
                     },
                 );
                 let added = s.add(new, Utc::now()).await.map_err(recoverable)?;

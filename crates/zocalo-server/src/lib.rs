@@ -111,6 +111,7 @@ pub struct ServerBuilder {
     cors_origins: Vec<String>,
     auth_limits: AuthLimits,
     extra: Vec<(String, Router)>,
+    public: Vec<(String, Router)>,
     background: Background,
 }
 
@@ -128,6 +129,7 @@ impl ServerBuilder {
             cors_origins: Vec::new(),
             auth_limits: AuthLimits::default(),
             extra: Vec::new(),
+            public: Vec::new(),
             background: Background::default(),
         }
     }
@@ -186,6 +188,14 @@ impl ServerBuilder {
         self
     }
 
+    /// Mount `router` at `path` WITHOUT the bearer token, for endpoints that authenticate
+    /// requests themselves (`/hooks`: an HMAC signature per hook). Same body limit and
+    /// timeout as the rest.
+    pub fn public(mut self, path: impl Into<String>, router: Router) -> Self {
+        self.public.push((path.into(), router));
+        self
+    }
+
     pub fn build(self) -> Router {
         let state = AppState {
             inner: Arc::new(Inner {
@@ -215,10 +225,15 @@ impl ServerBuilder {
         let body_limit = self.body_limit;
         let streams = Arc::new(tokio::sync::Semaphore::new(self.max_streams));
         let origins: Arc<[String]> = self.cors_origins.into();
+        let mut public = Router::new();
+        for (path, router) in self.public {
+            public = public.nest_service(&path, router);
+        }
         Router::new()
             .route("/healthz", get(healthz))
             .route("/openapi.json", get(openapi::document))
             .merge(ui::router())
+            .merge(public)
             .merge(protected)
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)

@@ -25,6 +25,9 @@ pub enum UsageBy {
     Model,
     /// The UTC day of the call, `YYYY-MM-DD`.
     Day,
+    /// The automation whose runs made the call (their conversation is `automation:NAME`);
+    /// calls outside automations are not counted in this grouping.
+    Automation,
 }
 
 impl UsageBy {
@@ -33,6 +36,7 @@ impl UsageBy {
             UsageBy::Provider => "provider",
             UsageBy::Model => "model",
             UsageBy::Day => "day",
+            UsageBy::Automation => "automation",
         }
     }
 }
@@ -45,8 +49,9 @@ impl FromStr for UsageBy {
             "provider" => Ok(UsageBy::Provider),
             "model" => Ok(UsageBy::Model),
             "day" => Ok(UsageBy::Day),
+            "automation" => Ok(UsageBy::Automation),
             other => Err(StoreError::Invalid(format!(
-                "cannot group usage by {other:?}: use provider, model or day"
+                "cannot group usage by {other:?}: use provider, model, day or automation"
             ))),
         }
     }
@@ -78,22 +83,31 @@ impl Store {
         since: Option<DateTime<Utc>>,
     ) -> Result<Vec<UsageRow>, StoreError> {
         let key = match (by, self.backend()) {
-            (UsageBy::Provider, _) => "COALESCE(provider, '(unknown)')",
-            (UsageBy::Model, _) => "COALESCE(model, '(unknown)')",
+            (UsageBy::Provider, _) => "COALESCE(m.provider, '(unknown)')",
+            (UsageBy::Model, _) => "COALESCE(m.model, '(unknown)')",
             // Text "2026-03-08T07:30:00.000000Z" on SQLite; timestamptz on Postgres, whose
             // session zone need not be UTC.
-            (UsageBy::Day, Backend::Sqlite) => "substr(created_at, 1, 10)",
+            (UsageBy::Day, Backend::Sqlite) => "substr(m.created_at, 1, 10)",
             (UsageBy::Day, Backend::Postgres) => {
-                "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+                "to_char(m.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
             }
+            // After "automation:".
+            (UsageBy::Automation, _) => "substr(k.key, 12)",
+        };
+        let from = match by {
+            UsageBy::Automation => {
+                "messages m JOIN conversation_keys k ON k.conversation_id = m.conversation_id \
+                 AND k.key LIKE 'automation:%'"
+            }
+            _ => "messages m",
         };
         let filter = if since.is_some() {
-            " AND created_at >= $1"
+            " AND m.created_at >= $1"
         } else {
             ""
         };
         let sql = format!(
-            "SELECT {key} AS key, {SUMS}, COUNT(*) FROM messages \
+            "SELECT {key} AS key, {SUMS}, COUNT(*) FROM {from} \
              WHERE {WITH_USAGE}{filter} GROUP BY 1 ORDER BY 1"
         );
         let rows: Vec<(String, i64, i64, i64)> = with_pool!(self.pool(), |p| {

@@ -159,13 +159,58 @@ both_backends!(groups_by_provider_model_and_day, |store| async move {
 
 #[test]
 fn grouping_names_parse() {
-    for by in [UsageBy::Provider, UsageBy::Model, UsageBy::Day] {
+    for by in [
+        UsageBy::Provider,
+        UsageBy::Model,
+        UsageBy::Day,
+        UsageBy::Automation,
+    ] {
         assert_eq!(by.as_str().parse::<UsageBy>().unwrap(), by);
         assert_eq!(
             serde_json::to_value(by).unwrap(),
             serde_json::json!(by.as_str())
         );
     }
-    let e = "automation".parse::<UsageBy>().unwrap_err();
-    assert!(e.to_string().contains("provider, model or day"), "{e}");
+    let e = "week".parse::<UsageBy>().unwrap_err();
+    assert!(
+        e.to_string().contains("provider, model, day or automation"),
+        "{e}"
+    );
 }
+
+both_backends!(
+    usage_by_automation_counts_the_runs_conversations,
+    |store| async move {
+        let user = || NewMessage::plain(Message::user("q"));
+        // Two automations' conversations (their runs ask under `automation:NAME`), a chat with a
+        // key of its own, and a conversation without a key.
+        let (greet, _) = store
+            .conversation_for_key("automation:greet")
+            .await
+            .unwrap();
+        let (news, _) = store.conversation_for_key("automation:news").await.unwrap();
+        let (chat, _) = store.conversation_for_key("telegram:42").await.unwrap();
+        let plain = ConversationId::new();
+        for (conv, n) in [
+            (&greet, 10),
+            (&greet, 20),
+            (&news, 5),
+            (&chat, 1000),
+            (&plain, 2000),
+        ] {
+            store
+                .append_turn(conv, None, &[user(), answer(Some("openai"), "m", n, 1)])
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            store.usage(UsageBy::Automation, None).await.unwrap(),
+            [row("greet", 30, 2, 2), row("news", 5, 1, 1)]
+        );
+        assert!(store
+            .usage(UsageBy::Automation, Some(at(2099, 1, 1, 0)))
+            .await
+            .unwrap()
+            .is_empty());
+    }
+);

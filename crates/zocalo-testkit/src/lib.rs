@@ -4,8 +4,12 @@
 //!   split into chunks, optionally cut) and records every request; recorded real OpenAI and
 //!   Anthropic SSE bodies live in `fixtures/`.
 //! - [`db`]: a fresh SQLite file or a fresh Postgres schema per test.
+//! - [`telegram`]: a local Telegram Bot API server (documented JSON, long polling, 429/409).
+//! - [`mail`]: real IMAP (Dovecot) and SMTP (aiosmtpd) servers on loopback for the email channel.
 //! - [`pages`]: a tiny web server for browser tests, plus process-table and skip helpers.
 
 pub mod db;
 pub mod fake;
+pub mod mail;
 pub mod pages;
+pub mod telegram;

@@ -77,6 +77,15 @@ pub enum Command {
     /// MCP: serve zocalo's tools to MCP clients (`serve`), list configured servers' tools.
     #[command(subcommand)]
     Mcp(crate::commands::mcp::McpCmd),
+    /// Channels: Telegram, email and webhooks the daemon answers (list, status, test).
+    #[command(subcommand)]
+    Channels(crate::commands::channels::ChannelsCmd),
+    /// Send a message now: TARGET is telegram:CHAT_ID, email:ADDRESS or webhook:NAME.
+    Notify {
+        target: String,
+        #[arg(required = true, num_args = 1..)]
+        message: Vec<String>,
+    },
     /// Every tool call: tool, arguments (secrets redacted), decision and who decided, outcome.
     Audit {
         /// Only this conversation's calls.
@@ -87,9 +96,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Tokens used, from the stored answers: by provider, model or day.
+    /// Backup, restore, export and import (docs/operations.md).
+    #[command(flatten)]
+    Ops(OpsCmd),
+    /// Tokens used, from the stored answers: by provider, model, day or automation.
     Usage {
-        /// provider, model or day.
+        /// provider, model, day or automation.
         #[arg(long, default_value = "provider")]
         by: String,
         /// From this day (YYYY-MM-DD, UTC) or instant (RFC 3339) on.
@@ -183,6 +195,56 @@ pub enum ConversationsCmd {
     /// Every message of one conversation.
     Show {
         id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Operations on the whole home (docs/operations.md).
+#[derive(Debug, Subcommand)]
+pub enum OpsCmd {
+    /// Back up the home and its database into one archive file (docs/operations.md).
+    ///
+    /// The archive holds a consistent copy of the database (or, on PostgreSQL, the portable
+    /// export), the vault and its key file, config.toml and the installed skills, each with
+    /// its checksum. Safe while the daemon runs.
+    Backup {
+        /// The archive to write (replaced only once it is complete).
+        file: std::path::PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a backup archive into this home and database.
+    ///
+    /// The archive is checked completely before anything is changed. Stop the daemon first.
+    Restore {
+        /// The archive (`zocalo backup` wrote it).
+        file: std::path::PathBuf,
+        /// Replace a home or database that already holds data.
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export conversations, memories, automations, services and skills as JSON.
+    ///
+    /// One document, for `zocalo import` into another home or backend.
+    Export {
+        /// Print a JSON summary (the document itself is always JSON; with FILE `-` it is the
+        /// only output).
+        #[arg(long)]
+        json: bool,
+        /// Where to write the document; `-`: stdout.
+        file: String,
+    },
+    /// Import an export document, all or nothing.
+    Import {
+        /// The document; `-`: stdin.
+        file: String,
+        /// Import the records the database does not have yet and leave the others (by
+        /// default, any record already there stops the whole import).
+        #[arg(long)]
+        skip_existing: bool,
         #[arg(long)]
         json: bool,
     },

@@ -419,3 +419,67 @@ async fn memory_settings_in_config_toml() {
         env.db.cleanup().await;
     }
 }
+
+/// Without the embedding model, the memory commands say once that they work on keywords
+/// only, with the fix; once the model is there, `memory reindex` gives the memories stored
+/// meanwhile their vectors, and meaning search finds them.
+#[tokio::test(flavor = "multi_thread")]
+async fn keyword_only_is_said_and_reindex_embeds_what_was_stored_without_vectors() {
+    for (backend, db) in backends().await {
+        let env = Env::new(db).await;
+        let empty = tempfile::tempdir().unwrap();
+        let no_models = [("ZOCALO_MODELS_DIR", empty.path().to_str().unwrap())];
+        let add = env
+            .run_env(
+                &no_models,
+                &["memory", "add", "I keep my bike in the garage"],
+            )
+            .await;
+        assert_eq!(add.code, 0, "{backend}: {}", add.stderr);
+        assert_eq!(
+            add.stderr.matches("keywords only").count(),
+            1,
+            "{backend}: {}",
+            add.stderr
+        );
+        assert!(add.stderr.contains("zocalo models fetch"), "{}", add.stderr);
+        // Turned off on purpose: nothing to say.
+        let off = env
+            .run_env(
+                &[("ZOCALO_EMBEDDER", "none")],
+                &["memory", "add", "The standup is at 9:30"],
+            )
+            .await;
+        assert_eq!(off.code, 0, "{}", off.stderr);
+        assert!(!off.stderr.contains("keywords only"), "{}", off.stderr);
+        let r = env.run_env(&no_models, &["memory", "reindex"]).await;
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        assert!(r.stderr.contains("zocalo models fetch"), "{}", r.stderr);
+
+        // With the model: every chunk gets its vector.
+        let r = env.run(&["memory", "reindex", "--json"]).await;
+        assert_eq!(r.code, 0, "{backend}: {}", r.stderr);
+        let stats = r.json();
+        assert_eq!(stats["memories"], 2, "{stats}");
+        assert_eq!(stats["vectors"], stats["chunks"], "{stats}");
+        assert!(stats["embedder"].is_string(), "{stats}");
+        let s = env
+            .run(&[
+                "memory",
+                "search",
+                "where is my bicycle",
+                "--limit",
+                "1",
+                "--json",
+            ])
+            .await;
+        assert_eq!(s.code, 0, "{}", s.stderr);
+        assert!(s.stderr.is_empty(), "{}", s.stderr);
+        assert!(
+            s.json()[0]["text"].as_str().unwrap().contains("bike"),
+            "{}",
+            s.stdout
+        );
+        env.db.cleanup().await;
+    }
+}

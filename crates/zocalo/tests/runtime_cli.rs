@@ -13,7 +13,7 @@ mod serve_support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{zocalo, Run};
+use common::{zdb, zocalo};
 use serde_json::{json, Value};
 use zocalo_testkit::fake::{openai_text_sse, FakeServer, Reply};
 
@@ -38,20 +38,6 @@ fn fake_env(fake: &FakeServer) -> Vec<(&'static str, String)> {
         ("ZOCALO_PROVIDER", "openai".to_owned()),
         ("ZOCALO_EMBEDDER", "none".to_owned()),
     ]
-}
-
-/// `zocalo --database-url DB ARGS` with `env`.
-async fn zdb(
-    db: &zocalo_testkit::db::TestDb,
-    home: &Path,
-    env: &[(&str, String)],
-    args: &[&str],
-) -> Run {
-    let url = db.url();
-    let mut all = vec!["--database-url", url.as_str()];
-    all.extend_from_slice(args);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    zocalo(home, &env, &all).await
 }
 
 /// Polls `probe` until it returns `Some`, at most `within`; the time it took.

@@ -242,12 +242,15 @@ class Schedule(_Part):
         shell: Optional[str] = None,
         conversation_id: Optional[str] = None,
         misfire: Optional[str] = None,
+        persona: Optional[str] = None,
+        deliver: Optional[str] = None,
         cancel: Any = None,
     ) -> Dict[str, Any]:
         """Adds an automation doing exactly one of `ask` (a message for the model), `skill`
         (with `args`) or `shell` (a command for `sh -c`); `start` is local wall time
-        (YYYY-MM-DDTHH:MM:SS) in `tz`. Returns it with its `next_run_at`; warns (UserWarning)
-        when no worker that runs its jobs is up."""
+        (YYYY-MM-DDTHH:MM:SS) in `tz`. An ask may run as `persona` and have each answer
+        delivered to `deliver` (telegram:CHAT_ID, email:ADDRESS, webhook:NAME). Returns it
+        with its `next_run_at`; warns (UserWarning) when no worker that runs its jobs is up."""
         added, warning = self._rt.schedule_add(
             name,
             rrule,
@@ -259,6 +262,8 @@ class Schedule(_Part):
             shell=shell,
             conversation_id=conversation_id,
             misfire=misfire,
+            persona=persona,
+            deliver=deliver,
             cancel=cancel,
         )
         if warning:

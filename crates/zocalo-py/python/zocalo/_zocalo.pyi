@@ -78,6 +78,8 @@ class Runtime:
         shell: Optional[str] = None,
         conversation_id: Optional[str] = None,
         misfire: Optional[str] = None,
+        persona: Optional[str] = None,
+        deliver: Optional[str] = None,
         cancel: Optional[Cancel] = None,
     ) -> Tuple[str, Optional[str]]: ...
     def schedule_list(self, cancel: Optional[Cancel] = None) -> str: ...

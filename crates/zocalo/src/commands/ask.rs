@@ -17,6 +17,7 @@ pub async fn run(ctx: &Runtime, args: AskArgs) -> anyhow::Result<()> {
         allow: args.guard.allow,
         yes: args.guard.yes,
         approver: super::approve::terminal(),
+        ..Ask::default()
     };
 
     let json_out = args.json;

@@ -123,11 +123,20 @@ fn read_key(provider: &str) -> anyhow::Result<Secret> {
 }
 
 fn set(ctx: &Runtime, registry: &Registry, provider: &str) -> anyhow::Result<()> {
-    let spec = registry.spec(provider)?;
-    let Some(var) = spec.key_env.clone() else {
-        return Err(usage(format!(
-            "{provider} needs no API key (it is a keyless local server); nothing to store"
-        )));
+    // Channel secrets (`telegram`, `email`) live in the vault beside the providers' keys.
+    let channel = zocalo_runtime::channels::CHANNEL_SECRETS
+        .iter()
+        .find(|(name, _)| *name == provider);
+    let var = match channel {
+        Some((_, env)) => (*env).to_owned(),
+        None => match registry.spec(provider)?.key_env.clone() {
+            Some(var) => var,
+            None => {
+                return Err(usage(format!(
+                    "{provider} needs no API key (it is a keyless local server); nothing to store"
+                )))
+            }
+        },
     };
     let key = read_key(provider)?;
     let vault = vault_of(ctx)?;

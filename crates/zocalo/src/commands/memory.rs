@@ -46,6 +46,12 @@ pub enum MemoryCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Compute the vectors memories lack (stored while the embedding model was missing, or by
+    /// another model).
+    Reindex {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -66,6 +72,15 @@ pub struct SearchArgs {
 }
 
 pub async fn run(ctx: &Runtime, cmd: MemoryCmd) -> anyhow::Result<()> {
+    // Never silently keyword-only: say it once, with the fix.
+    if matches!(
+        cmd,
+        MemoryCmd::Add { .. } | MemoryCmd::Import { .. } | MemoryCmd::Search(_)
+    ) {
+        if let Some(why) = ctx.embedder_missing() {
+            eprintln!("{}", zocalo_runtime::memory::keyword_only_note(&why));
+        }
+    }
     match cmd {
         MemoryCmd::Add {
             text,
@@ -118,26 +133,44 @@ pub async fn run(ctx: &Runtime, cmd: MemoryCmd) -> anyhow::Result<()> {
                 Ok(())
             }
         }
-        MemoryCmd::Stats { json } => {
-            let memory = ctx.memory().await?;
-            let s = memory.stats().await?;
-            if json {
-                print_json(&serde_json::to_value(&s)?)
-            } else {
-                println!(
-                    "{} memories, {} chunks, {} vectors (embedder: {})",
-                    s.memories,
-                    s.chunks,
-                    s.vectors,
-                    s.embedder.as_deref().unwrap_or("none: keywords only")
+        MemoryCmd::Reindex { json } => {
+            if let Some(why) = ctx.embedder_missing() {
+                anyhow::bail!(
+                    "nothing to compute vectors with: the embedding model is not installed ({why}); run `zocalo models fetch` first"
                 );
-                for (scope, n) in &s.scopes {
-                    println!("  {scope}: {n}");
-                }
-                Ok(())
             }
+            let memory = ctx.memory().await?;
+            if memory.embedder_id().is_none() {
+                return Err(usage(
+                    "the embedder is off (ZOCALO_EMBEDDER=none): nothing to reindex",
+                ));
+            }
+            if std::io::stderr().is_terminal() {
+                eprintln!("computing the vectors memories lack...");
+            }
+            // Loading computes and stores every missing or other-model vector.
+            memory.ensure_loaded().await?;
+            print_stats(&memory.stats().await?, json)
         }
+        MemoryCmd::Stats { json } => print_stats(&ctx.memory().await?.stats().await?, json),
     }
+}
+
+fn print_stats(s: &zocalo_memory::Stats, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(&serde_json::to_value(s)?);
+    }
+    println!(
+        "{} memories, {} chunks, {} vectors (embedder: {})",
+        s.memories,
+        s.chunks,
+        s.vectors,
+        s.embedder.as_deref().unwrap_or("none: keywords only")
+    );
+    for (scope, n) in &s.scopes {
+        println!("  {scope}: {n}");
+    }
+    Ok(())
 }
 
 async fn search(ctx: &Runtime, args: SearchArgs) -> anyhow::Result<()> {

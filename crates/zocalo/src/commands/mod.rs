@@ -5,6 +5,7 @@ mod approve;
 mod ask;
 mod audit;
 pub mod browser;
+pub mod channels;
 mod chat;
 mod conversations;
 pub mod daemon;
@@ -13,6 +14,7 @@ pub mod keys;
 pub mod mcp;
 pub mod memory;
 pub mod models;
+mod ops;
 pub mod pool;
 pub mod schedule;
 pub mod serve;
@@ -43,11 +45,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Services(cmd) => services::run(&ctx, cmd).await,
         Command::Daemon(cmd) => daemon::run(&ctx, cmd).await,
         Command::Mcp(cmd) => mcp::run(&ctx, cmd).await,
+        Command::Channels(cmd) => channels::run(&ctx, cmd).await,
+        Command::Notify { target, message } => channels::notify(&ctx, &target, &message).await,
         Command::Audit {
             conversation,
             limit,
             json,
         } => audit::audit(&ctx, conversation, limit, json).await,
+        Command::Ops(cmd) => ops::run(&ctx, cmd).await,
         Command::Usage { by, since, json } => audit::usage_cmd(&ctx, &by, since, json).await,
     };
     // The store is the runtime's, opened once; its connections close when the command ends.

@@ -17,7 +17,7 @@ const MAX_PREVIEW: usize = 10_000;
 #[derive(Debug, Subcommand)]
 pub enum ScheduleCmd {
     /// Add an automation: a recurrence (RRULE, local start, IANA zone) and what it does.
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// Every automation with its next run.
     List {
         #[arg(long)]
@@ -100,6 +100,10 @@ pub struct AddArgs {
     /// unattended, so a tool runs only where it or `[permissions]` says `allow`.
     #[arg(long, value_name = "NAME", requires = "ask")]
     pub persona: Option<String>,
+    /// Send each run's answer to telegram:CHAT_ID, email:ADDRESS or webhook:NAME (once per
+    /// run, retried on failure; `schedule runs` shows how it went).
+    #[arg(long, value_name = "TARGET", requires = "ask")]
+    pub deliver: Option<String>,
     /// Run this skill (a pool `skill` job); arguments after `--`.
     #[arg(long, value_name = "NAME")]
     pub skill: Option<String>,
@@ -135,7 +139,7 @@ pub struct PreviewArgs {
 pub async fn run(ctx: &Runtime, cmd: ScheduleCmd) -> anyhow::Result<()> {
     match cmd {
         ScheduleCmd::Preview(args) => preview(args),
-        ScheduleCmd::Add(args) => add(ctx, args).await,
+        ScheduleCmd::Add(args) => add(ctx, *args).await,
         ScheduleCmd::List { json } => {
             let s = scheduler(ctx).await?;
             let list = s.list().await?;
@@ -275,32 +279,17 @@ fn preview(args: PreviewArgs) -> anyhow::Result<()> {
 
 async fn add(ctx: &Runtime, args: AddArgs) -> anyhow::Result<()> {
     let action = automations::action(
-        args.ask,
-        args.conversation,
-        args.skill,
-        args.args,
-        args.shell,
-    )
-    .map_err(|_| usage("give exactly one of --ask, --skill or --shell"))?;
-    let action = match (action, args.persona) {
-        (
-            zocalo_scheduler::Action::Ask {
-                message,
-                conversation_id,
-                ..
-            },
-            Some(p),
-        ) => {
-            // An unknown persona is refused now, not at 8 o'clock tomorrow.
-            zocalo_agent::Policy::from_config(&ctx.config, Some(&p))?;
-            zocalo_scheduler::Action::Ask {
-                message,
-                conversation_id,
-                persona: Some(p),
-            }
-        }
-        (action, _) => action,
-    };
+        ctx,
+        automations::ActionSpec {
+            ask: args.ask,
+            conversation: args.conversation,
+            skill: args.skill,
+            skill_args: args.args,
+            shell: args.shell,
+            persona: args.persona,
+            deliver: args.deliver,
+        },
+    )?;
     let mut new = NewAutomation::new(
         &args.name,
         &args.rule.rrule,

@@ -17,6 +17,9 @@ const SCRUB: &[&str] = &[
     "ZOCALO_MODEL",
     "ZOCALO_DATABASE_URL",
     "ZOCALO_LOG",
+    "TELEGRAM_BOT_TOKEN",
+    "TELEGRAM_API_BASE",
+    "ZOCALO_EMAIL_PASSWORD",
 ];
 
 pub struct Run {
@@ -99,6 +102,20 @@ pub async fn zocalo(home: &Path, env: &[(&str, &str)], args: &[&str]) -> Run {
         cmd.env(k, v);
     }
     output_within(cmd, 60).await
+}
+
+/// `zocalo --database-url <the test's database> ARGS` with `env`.
+pub async fn zdb(
+    db: &zocalo_testkit::db::TestDb,
+    home: &Path,
+    env: &[(&str, String)],
+    args: &[&str],
+) -> Run {
+    let url = db.url();
+    let mut all = vec!["--database-url", url.as_str()];
+    all.extend_from_slice(args);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    zocalo(home, &env, &all).await
 }
 
 /// `zocalo --database-url <the test's database> ARGS`.

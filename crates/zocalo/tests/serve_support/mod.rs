@@ -24,6 +24,8 @@ const SCRUB: &[&str] = &[
     "ZOCALO_DATABASE_URL",
     "ZOCALO_SERVER_TOKEN",
     "ZOCALO_LOG",
+    "TELEGRAM_BOT_TOKEN",
+    "TELEGRAM_API_BASE",
 ];
 
 pub struct Server {

@@ -1,0 +1,1 @@
+SELECT COUNT(*) FROM conversation_keys WHERE key = $1

@@ -1,0 +1,1 @@
+SELECT key, conversation_id, created_at FROM conversation_keys ORDER BY key
