@@ -108,11 +108,15 @@ impl Runtime {
             self.check_persona(p)?;
         }
         let store = self.store().await?;
-        let conversation = self
-            .conversation_for(ask.conversation.clone(), ask.conv_key.as_deref())
-            .await?;
         // What the conversation keeps: its persona, and a model chosen for it (`/model`).
-        let kept = match &conversation {
+        // Read without creating a keyed conversation: nothing is stored before every input
+        // (persona, provider, model) is checked.
+        let existing = match (&ask.conversation, &ask.conv_key) {
+            (Some(id), _) => Some(id.clone()),
+            (None, Some(key)) => store.conversation_of_key(key).await?,
+            (None, None) => None,
+        };
+        let kept = match &existing {
             Some(id) => store.conversation_settings(id).await?,
             None => Default::default(),
         };
@@ -140,6 +144,9 @@ impl Runtime {
         let (provider, model) = self.provider(&choice)?;
         let asker =
             self.persona_asker(&store, provider, !ask.model.no_tools, persona.as_deref())?;
+        let conversation = self
+            .conversation_for(ask.conversation.clone(), ask.conv_key.as_deref())
+            .await?;
         let request = AskRequest {
             conversation,
             message: ask.message,

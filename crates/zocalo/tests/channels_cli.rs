@@ -746,6 +746,16 @@ async fn a_persona_and_a_model_are_kept_by_the_conversation() {
     .await;
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("ghost"), "{}", r.stderr);
+    // Nor is a new key's conversation created by an ask whose provider does not exist.
+    let r = zdb(
+        &db,
+        home,
+        &env,
+        &["ask", "--conv-key", "y", "--provider", "nosuch", "hi"],
+    )
+    .await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(conversations(&db, home, &env).await.len(), 2);
 
     // Telegram: the channel's persona, then one chosen with /persona, then a model.
     let _daemon = Daemon(home.to_path_buf());
