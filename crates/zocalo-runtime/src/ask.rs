@@ -104,9 +104,6 @@ impl Runtime {
             }
         }
         let allow = ToolPatterns::parse(&ask.allow)?;
-        if let Some(p) = &ask.persona {
-            self.check_persona(p)?;
-        }
         let store = self.store().await?;
         // What the conversation keeps: its persona, and a model chosen for it (`/model`).
         // Read without creating a keyed conversation: nothing is stored before every input
