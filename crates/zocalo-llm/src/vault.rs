@@ -586,6 +586,21 @@ pub fn passphrase_from_env_or_terminal(confirm: bool) -> Result<Secret, VaultErr
     Ok(first)
 }
 
+/// A secret typed at a prompt without echo (on a terminal), else read from stdin whole.
+pub fn read_secret(prompt: &str) -> Result<Secret, VaultError> {
+    if let Some(s) = prompt_secret(prompt)? {
+        return Ok(s);
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(|source| {
+        VaultError::Io {
+            path: PathBuf::from("/dev/stdin"),
+            source,
+        }
+    })?;
+    Ok(Secret::new(text))
+}
+
 /// Ask for a secret on the terminal without echoing it (for `zocalo keys set`). `None`
 /// when stdin is not a terminal: the caller reads a pipe instead.
 pub fn prompt_secret(prompt: &str) -> Result<Option<Secret>, VaultError> {

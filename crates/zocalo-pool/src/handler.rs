@@ -115,16 +115,28 @@ impl JobError {
     }
 }
 
+/// What is wrong with a job's payload (a handler's [`Handler::validate`]); submitting
+/// reports it as [`PoolError::BadPayload`], a usage error.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PayloadError(pub String);
+
+impl From<String> for PayloadError {
+    fn from(s: String) -> Self {
+        PayloadError(s)
+    }
+}
+
 /// Runs the jobs of one kind.
 #[async_trait]
 pub trait Handler: Send + Sync {
     /// Checks a payload before it is enqueued; the error says what is wrong with it.
-    fn validate(&self, payload: &Value) -> Result<(), String>;
+    fn validate(&self, payload: &Value) -> Result<(), PayloadError>;
     /// Runs one attempt; the value is stored as the job's result.
     async fn run(&self, job: JobRun) -> Result<Value, JobError>;
 }
 
-type Validator = Arc<dyn Fn(&Value) -> Result<(), String> + Send + Sync>;
+type Validator = Arc<dyn Fn(&Value) -> Result<(), PayloadError> + Send + Sync>;
 
 /// Job kinds by name: those this process can run ([`Registry::register`]) and those it only
 /// knows how to validate for submission ([`Registry::declare`]), so that `pool submit` can
@@ -163,11 +175,12 @@ impl Registry {
     }
 
     /// A kind this process validates but does not run.
-    pub fn declare(
+    pub fn declare<E: Into<PayloadError>>(
         &mut self,
         kind: &str,
-        validate: impl Fn(&Value) -> Result<(), String> + Send + Sync + 'static,
+        validate: impl Fn(&Value) -> Result<(), E> + Send + Sync + 'static,
     ) -> &mut Self {
+        let validate = move |p: &Value| validate(p).map_err(Into::into);
         self.declared.insert(kind.to_owned(), Arc::new(validate));
         self
     }
@@ -206,9 +219,9 @@ impl Registry {
                 known: self.known().join(", "),
             });
         };
-        result.map_err(|reason| PoolError::BadPayload {
+        result.map_err(|e| PoolError::BadPayload {
             kind: kind.to_owned(),
-            reason,
+            reason: e.0,
         })
     }
 }
@@ -220,7 +233,7 @@ pub struct Noop;
 
 #[async_trait]
 impl Handler for Noop {
-    fn validate(&self, _payload: &Value) -> Result<(), String> {
+    fn validate(&self, _payload: &Value) -> Result<(), PayloadError> {
         Ok(())
     }
 
@@ -282,8 +295,8 @@ impl Default for Shell {
 
 #[async_trait]
 impl Handler for Shell {
-    fn validate(&self, payload: &Value) -> Result<(), String> {
-        ShellPayload::parse(payload).map(drop)
+    fn validate(&self, payload: &Value) -> Result<(), PayloadError> {
+        Ok(ShellPayload::parse(payload).map(drop)?)
     }
 
     async fn run(&self, mut job: JobRun) -> Result<Value, JobError> {

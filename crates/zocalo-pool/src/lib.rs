@@ -21,7 +21,8 @@ pub mod worker;
 
 pub use error::PoolError;
 pub use handler::{
-    Handler, JobError, JobRun, Noop, Registry, Shell, ShellPayload, StopReason, StopSignal,
+    Handler, JobError, JobRun, Noop, PayloadError, Registry, Shell, ShellPayload, StopReason,
+    StopSignal,
 };
 pub use job::{
     new_job_id, parse_labels, ClaimedJob, Enqueued, Job, JobState, Lease, NewJob, Node, Stats,

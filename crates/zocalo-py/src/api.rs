@@ -14,7 +14,7 @@ use zocalo_runtime::agents::{prepare, seconds, BatchOptions};
 use zocalo_runtime::ask_json::{event_json, outcome_json};
 use zocalo_runtime::jobs::Submit;
 use zocalo_runtime::{automations, parse_conversation, Ask, ModelChoice, Options};
-use zocalo_scheduler::{NewAutomation, Scheduler};
+use zocalo_scheduler::Scheduler;
 
 use crate::errors;
 use crate::stream::{AskStream, Item};
@@ -269,9 +269,12 @@ impl Runtime {
         deliver: Option<String>,
         cancel: Option<Cancel>,
     ) -> PyResult<(String, Option<String>)> {
-        let action = zocalo_runtime::automations::action(
-            &self.rt,
-            zocalo_runtime::automations::ActionSpec {
+        let spec = automations::AddSpec {
+            name,
+            rrule,
+            start,
+            tz,
+            action: automations::ActionSpec {
                 ask,
                 conversation: conversation_id,
                 skill,
@@ -280,22 +283,12 @@ impl Runtime {
                 persona,
                 deliver,
             },
-        )
-        .map_err(|e| errors::to_py(&e))?;
-        let mut new = NewAutomation::new(&name, &rrule, &start, &tz, action);
-        if let Some(m) = misfire {
-            new.misfire = m
-                .parse()
-                .map_err(|e: zocalo_scheduler::SchedulerError| errors::to_py(&e.into()))?;
-        }
-        // Everything is checked before the database is touched, as `schedule add` does.
-        automations::check(&new).map_err(|e| errors::to_py(&e))?;
+            misfire,
+            catch_up: None,
+        };
         let rt = self.rt.clone();
         run(py, cancel.as_ref(), async move {
-            let kind = new.action.kind();
-            let store = rt.store().await?;
-            let added = automations::create(&store, new).await?;
-            let warning = automations::worker_warning(&store, kind).await;
+            let (added, warning) = automations::add(&rt, spec).await?;
             Ok((to_json(&added)?, warning))
         })
     }
@@ -445,14 +438,8 @@ impl Runtime {
         run(py, cancel.as_ref(), async move {
             let prepared = prepare(&rt, &options, concurrency).await?;
             let _stop = CancelOnDrop(prepared.options.cancel.clone());
-            let report = prepared
-                .spawner
-                .spawn_all(tasks, prepared.options, |_| {})
-                .await;
-            if let Some(w) = prepared.pool_waiter {
-                w.stop();
-            }
-            to_json(&report?.results)
+            let (report, _) = prepared.run(tasks, std::future::pending(), |_| {}).await?;
+            to_json(&report.results)
         })
     }
 
@@ -482,12 +469,9 @@ impl Runtime {
             .unwrap_or(Duration::from_secs(60));
         let rt = self.rt.clone();
         run(py, cancel.as_ref(), async move {
-            let skill = rt.skills().get(&name)?;
-            let limits = zocalo_skills::RunLimits {
-                timeout,
-                ..rt.skill_limits()
-            };
-            let out = zocalo_skills::run_script(&skill, script.as_deref(), &args, &limits).await?;
+            let out = rt
+                .run_skill(&rt.skills(), &name, script.as_deref(), &args, timeout)
+                .await?;
             to_json(&json!({
                 "exit_code": out.exit_code,
                 "stdout": out.stdout,

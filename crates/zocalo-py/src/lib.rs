@@ -28,15 +28,5 @@ fn _zocalo(m: &Bound<'_, PyModule>) -> PyResult<()> {
 /// Logs as the CLI writes them: `ZOCALO_LOG` (default warnings only) to stderr, every known
 /// secret scrubbed. Once per process; a host that set up `tracing` itself keeps its own.
 pub(crate) fn init_logging() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let filter = tracing_subscriber::EnvFilter::try_from_env("ZOCALO_LOG")
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,chromiumoxide=error"));
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(zocalo_llm::redact::RedactingWriter::new(std::io::stderr))
-            .try_init();
-    });
-    // Keys set in the environment since the last call are scrubbed from messages too.
-    zocalo_llm::redact::register_env();
+    zocalo_runtime::logging::init(0);
 }

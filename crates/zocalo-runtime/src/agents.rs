@@ -35,6 +35,65 @@ pub struct Prepared {
     pub pool_waiter: Option<Arc<JobWaiter>>,
 }
 
+impl Prepared {
+    /// Runs the batch: `on_event` sees each agent start and finish. When `interrupt` completes
+    /// first, the batch is cancelled (running agents stop, the rest never start, all are
+    /// recorded) and the report says so with `true`.
+    pub async fn run(
+        self,
+        tasks: Vec<zocalo_agent::AgentTask>,
+        interrupt: impl std::future::Future<Output = ()> + Send + 'static,
+        on_event: impl FnMut(zocalo_agent::AgentEvent) + Send,
+    ) -> anyhow::Result<(zocalo_agent::BatchReport, bool)> {
+        let cancel = self.options.cancel.clone();
+        let token = cancel.clone();
+        let interrupted = tokio::spawn(async move {
+            tokio::select! {
+                () = interrupt => { token.cancel(); true }
+                () = token.cancelled() => false,
+            }
+        });
+        let report = self.spawner.spawn_all(tasks, self.options, on_event).await;
+        cancel.cancel();
+        let interrupted = interrupted.await.unwrap_or(false);
+        if let Some(w) = self.pool_waiter {
+            w.stop();
+        }
+        Ok((report?, interrupted))
+    }
+}
+
+/// `agents list`: the `limit` most recent batches, newest first.
+pub async fn list(ctx: &Runtime, limit: i64) -> anyhow::Result<Vec<zocalo_agent::BatchSummary>> {
+    if limit < 0 {
+        return Err(usage("--limit must be at least 0"));
+    }
+    Ok(Batches::new(ctx.store().await?).list(limit).await?)
+}
+
+/// `agents show ID`: one batch and its agents in input order; a malformed or unknown id is
+/// bad input.
+pub async fn show(ctx: &Runtime, id: &str) -> anyhow::Result<zocalo_agent::BatchDetail> {
+    let valid = id.strip_prefix("batch_").is_some_and(|rest| {
+        !rest.is_empty()
+            && rest.len() <= 64
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    });
+    if !valid {
+        return Err(usage(format!(
+            "invalid batch id {id:?}: ids look like batch_0192f… (see `zocalo agents list`)"
+        )));
+    }
+    let detail = Batches::new(ctx.store().await?).show(id).await?;
+    detail.ok_or_else(|| {
+        usage(format!(
+            "no batch {id}: list them with `zocalo agents list`"
+        ))
+    })
+}
+
 /// How to run a batch of agents.
 #[derive(Clone, Debug, Default)]
 pub struct BatchOptions {

@@ -62,6 +62,24 @@ impl Ask {
 }
 
 impl Runtime {
+    /// What an interactive front end (`chat`) checks before its first turn: the conversation
+    /// exists, the persona and the `allow` patterns are valid. Returns the provider's name and
+    /// the model that will answer.
+    pub async fn check_ask(&self, ask: &Ask) -> anyhow::Result<(String, String)> {
+        let (provider, model) = self.provider(&ask.model)?;
+        let store = self.store().await?;
+        if let Some(id) = &ask.conversation {
+            if store.get_conversation(id).await?.is_none() {
+                return Err(usage(format!("no conversation {id}")));
+            }
+        }
+        let tools = !ask.model.no_tools;
+        self.persona_asker(&store, provider.clone(), tools, ask.persona.as_deref())?;
+        ToolPatterns::parse(&ask.allow)?;
+        let model = model.unwrap_or_else(|| provider.default_model().to_owned());
+        Ok((provider.name().to_owned(), model))
+    }
+
     /// The conversation an ask continues: `conversation`, else the one of `conv_key` (created
     /// on first use), else none (a new one). Both at once is a usage error.
     pub async fn conversation_for(

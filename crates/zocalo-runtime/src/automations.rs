@@ -99,3 +99,64 @@ pub async fn worker_warning(store: &Store, kind: &str) -> Option<String> {
         )
     })
 }
+
+/// Everything `schedule add` takes (the CLI's flags, the Python package's arguments).
+#[derive(Clone, Debug, Default)]
+pub struct AddSpec {
+    pub name: String,
+    pub rrule: String,
+    /// The first occurrence, local wall time.
+    pub start: String,
+    pub tz: String,
+    pub action: ActionSpec,
+    /// `skip`, `run-once` or `run-all` (default: the scheduler's).
+    pub misfire: Option<String>,
+    /// With `run-all`: at most this many missed occurrences (default: the scheduler's).
+    pub catch_up: Option<u32>,
+}
+
+/// `schedule add`: everything is checked before the database is opened (or created), then
+/// the automation is stored; returned with a warning when no worker runs the jobs it fires.
+pub async fn add(ctx: &Runtime, spec: AddSpec) -> anyhow::Result<(Automation, Option<String>)> {
+    let action = action(ctx, spec.action)?;
+    let mut new = NewAutomation::new(&spec.name, &spec.rrule, &spec.start, &spec.tz, action);
+    if let Some(m) = spec.misfire {
+        new.misfire = m.parse()?;
+    }
+    if let Some(n) = spec.catch_up {
+        new.catchup_limit = n;
+    }
+    check(&new)?;
+    let kind = new.action.kind();
+    let store = ctx.store().await?;
+    let added = create(&store, new).await?;
+    let warning = worker_warning(&store, kind).await;
+    Ok((added, warning))
+}
+
+/// `schedule tick`: fires what is due at `now` (an RFC 3339 instant; default: the clock).
+pub async fn tick(
+    ctx: &Runtime,
+    now: Option<&str>,
+) -> anyhow::Result<zocalo_scheduler::TickReport> {
+    let now = match now {
+        None => Utc::now(),
+        Some(s) => chrono::DateTime::parse_from_rfc3339(s)
+            .map_err(|e| crate::usage(format!("--now {s:?} is not an RFC 3339 instant: {e}")))?
+            .with_timezone(&Utc),
+    };
+    Ok(Scheduler::new(ctx.store().await?).tick(now).await?)
+}
+
+/// `schedule tick --loop`: the daemon's scheduler loop on its own (waking at each due
+/// instant, at least every `interval`) until SIGTERM or Ctrl-C.
+pub async fn tick_loop(ctx: &Runtime, interval: std::time::Duration) -> anyhow::Result<()> {
+    if interval.is_zero() {
+        return Err(crate::usage("--interval-ms must be at least 1"));
+    }
+    let store = ctx.store().await?;
+    let r =
+        zocalo_scheduler::run_ticker(store.clone(), interval, crate::signals::terminated()).await;
+    store.close().await;
+    Ok(r?)
+}

@@ -727,8 +727,8 @@ pub fn validate_deliver(p: &Value) -> Result<(), String> {
 
 #[async_trait::async_trait]
 impl zocalo_pool::Handler for DeliverHandler {
-    fn validate(&self, payload: &Value) -> Result<(), String> {
-        validate_deliver(payload)
+    fn validate(&self, payload: &Value) -> Result<(), zocalo_pool::PayloadError> {
+        Ok(validate_deliver(payload)?)
     }
 
     async fn run(&self, job: zocalo_pool::JobRun) -> Result<Value, zocalo_pool::JobError> {

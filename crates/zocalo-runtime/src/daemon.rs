@@ -461,6 +461,11 @@ pub async fn ensure_daemon(ctx: &Runtime) -> anyhow::Result<Client> {
     Ok(client)
 }
 
+/// One request to the daemon of this data home, started if none runs (`services …`).
+pub async fn call(ctx: &Runtime, req: &Request) -> anyhow::Result<Value> {
+    ensure_daemon(ctx).await?.call(req).await
+}
+
 /// Starts `zocalo daemon run --detach` in the background (its output goes to
 /// logs/daemon.log) and waits until it answers on the socket. Returns its pid.
 pub async fn start_background(ctx: &Runtime) -> anyhow::Result<u32> {
@@ -512,6 +517,65 @@ pub async fn start_background(ctx: &Runtime) -> anyhow::Result<u32> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// `daemon start`: the running daemon's pid, or a new one's; and whether it ran already.
+pub async fn start(ctx: &Runtime) -> anyhow::Result<(u64, bool)> {
+    Ok(match Client::connect(ctx.home.root()).await {
+        Some(mut c) => {
+            let s = c.call(&Request::DaemonStatus).await?;
+            (s["pid"].as_u64().unwrap_or_default(), true)
+        }
+        None => (u64::from(start_background(ctx).await?), false),
+    })
+}
+
+/// `daemon stop`: asks the daemon to stop and waits until its process is gone (its services
+/// get their stop grace first). The pid it had, or None when no daemon ran.
+pub async fn stop(ctx: &Runtime) -> anyhow::Result<Option<i32>> {
+    let Some(mut c) = Client::connect(ctx.home.root()).await else {
+        return Ok(None);
+    };
+    let r = c.call(&Request::DaemonStop).await?;
+    let pid = r["pid"].as_i64().unwrap_or_default() as i32;
+    let grace = Duration::from_millis(ctx.config.daemon.stop_grace_ms);
+    let deadline = Instant::now() + grace + Duration::from_secs(40);
+    while pid > 0 && zocalo_services::procs::stat(pid).is_some_and(|s| s.state != 'Z') {
+        if Instant::now() >= deadline {
+            anyhow::bail!("the daemon (pid {pid}) is still stopping; see logs/daemon.log");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(Some(pid))
+}
+
+/// `daemon status`: the running daemon's status document, or `{"running": false, ...}`.
+pub async fn status(ctx: &Runtime) -> anyhow::Result<Value> {
+    Ok(match Client::connect(ctx.home.root()).await {
+        Some(mut c) => c.call(&Request::DaemonStatus).await?,
+        None => json!({
+            "running": false,
+            "pid": null,
+            "home": ctx.home.root().display().to_string(),
+            "socket": DaemonPaths::new(ctx.home.root()).socket.display().to_string(),
+        }),
+    })
+}
+
+/// `daemon run`: the daemon in this process until SIGTERM, Ctrl-C or `daemon stop`;
+/// `started` is told once it answers on its socket.
+pub async fn run(ctx: &Runtime, started: impl FnOnce(&Path)) -> anyhow::Result<()> {
+    let work = DaemonWork::start(ctx).await?;
+    started(&DaemonPaths::new(ctx.home.root()).socket);
+    let stop = work.cancel_token();
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = crate::signals::terminated() => {}
+    }
+    tracing::info!("daemon stopping");
+    let stopped = work.shutdown().await;
+    ctx.close().await;
+    stopped
 }
 
 /// A systemd unit that starts the daemon at boot (`zocalo daemon install`).

@@ -157,6 +157,33 @@ pub fn pool_worker_with(
     Ok(Worker::new(queue, registry, config)?)
 }
 
+/// `zocalo worker`: joins the pool as a node with every job kind this build runs, until
+/// SIGTERM / Ctrl-C (or, with `config.drain`, until nothing is left); `joined` is told the
+/// node id. The store is closed (at most 5 s) before the report is returned.
+pub async fn run_worker(
+    ctx: &Runtime,
+    config: WorkerConfig,
+    retry_base: Duration,
+    joined: impl FnOnce(&str),
+) -> anyhow::Result<zocalo_pool::WorkerReport> {
+    config.validate()?;
+    if retry_base.is_zero() {
+        return Err(usage("--retry-base-ms must be at least 1"));
+    }
+    let store = ctx.store().await?;
+    let worker = pool_worker_with(ctx, store.clone(), config, retry_base)?;
+    joined(worker.node_id());
+    let report = worker.run(crate::signals::terminated()).await;
+    // Bounded like the worker's own stop: a stalled database must not keep the process alive.
+    if tokio::time::timeout(Duration::from_secs(5), store.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("closing the database connections took over 5 s; exiting without");
+    }
+    Ok(report?)
+}
+
 /// The `ask` payload.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -247,8 +274,8 @@ impl AskHandler {
 
 #[async_trait]
 impl Handler for AskHandler {
-    fn validate(&self, payload: &Value) -> Result<(), String> {
-        AskPayload::parse(payload).map(drop)
+    fn validate(&self, payload: &Value) -> Result<(), zocalo_pool::PayloadError> {
+        Ok(AskPayload::parse(payload).map(drop)?)
     }
 
     async fn run(&self, mut job: JobRun) -> Result<Value, JobError> {
@@ -333,8 +360,8 @@ struct SkillPayload {
 
 #[async_trait]
 impl Handler for SkillHandler {
-    fn validate(&self, payload: &Value) -> Result<(), String> {
-        validate_skill(payload)
+    fn validate(&self, payload: &Value) -> Result<(), zocalo_pool::PayloadError> {
+        Ok(validate_skill(payload)?)
     }
 
     async fn run(&self, mut job: JobRun) -> Result<Value, JobError> {

@@ -11,7 +11,7 @@ use zocalo_llm::registry::KeySource;
 use zocalo_llm::vault::Vault;
 use zocalo_llm::{LlmError, Registry};
 
-use crate::Runtime;
+use crate::{usage, Runtime};
 
 /// One provider with a key: where it comes from, and its last four characters.
 #[derive(Clone, Debug, Serialize)]
@@ -91,4 +91,80 @@ pub async fn vendor_models(
     endpoint.connect_timeout = Duration::from_secs(10);
     let result = registry.list_models(&endpoint).await;
     Ok((result, source, endpoint.base_url.clone()))
+}
+
+/// The data home's vault (the home is created if needed).
+pub fn vault(ctx: &Runtime) -> anyhow::Result<Vault> {
+    ctx.home.ensure()?;
+    Ok(Vault::in_dir(ctx.home.root()))
+}
+
+/// `keys init`: creates the vault, sealed with a passphrase or a generated key file.
+pub fn init(ctx: &Runtime, mode: zocalo_llm::vault::InitMode) -> anyhow::Result<Vault> {
+    let vault = vault(ctx)?;
+    vault.init(mode).map_err(LlmError::from)?;
+    Ok(vault)
+}
+
+/// The environment variable of a provider's or a channel's key; an unknown name, or a
+/// provider that needs no key, is bad input.
+pub fn key_env(registry: &Registry, name: &str) -> anyhow::Result<String> {
+    // Channel secrets (`telegram`, `email`) live in the vault beside the providers' keys.
+    let channel = crate::channels::CHANNEL_SECRETS
+        .iter()
+        .find(|(n, _)| *n == name);
+    match channel {
+        Some((_, env)) => Ok((*env).to_owned()),
+        None => registry.spec(name)?.key_env.clone().ok_or_else(|| {
+            usage(format!(
+                "{name} needs no API key (it is a keyless local server); nothing to store"
+            ))
+        }),
+    }
+}
+
+/// `keys set NAME`: checks a typed or piped key (one line of printable ASCII, trimmed) and
+/// stores it for a provider or a channel (`telegram`, `email`). Returns the vault and the
+/// environment variable that, when set, takes precedence over it.
+pub fn set(
+    ctx: &Runtime,
+    registry: &Registry,
+    name: &str,
+    key: &Secret,
+) -> anyhow::Result<(Vault, String)> {
+    let var = key_env(registry, name)?;
+    let trimmed = key.expose().trim();
+    if trimmed.is_empty() {
+        return Err(usage(format!(
+            "the key is empty: pipe it in (`zocalo keys set {name} < key.txt`) or type it at the prompt"
+        )));
+    }
+    if !trimmed.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(usage(
+            "the key contains spaces, line breaks or non-ASCII characters; an API key is one line of printable ASCII",
+        ));
+    }
+    let vault = vault(ctx)?;
+    vault
+        .set(name, &Secret::new(trimmed))
+        .map_err(LlmError::from)?;
+    Ok((vault, var))
+}
+
+/// `keys rm NAME`: removes a key from the vault (an unknown provider or a key the vault does
+/// not hold is an error).
+pub fn rm(ctx: &Runtime, registry: &Registry, name: &str) -> anyhow::Result<Vault> {
+    let vault = Vault::in_dir(ctx.home.root());
+    let stored = vault.names().map_err(LlmError::from)?;
+    if !stored.iter().any(|n| n == name) {
+        registry.spec(name)?;
+        let why = if vault.exists() {
+            ""
+        } else {
+            " (there is no vault yet)"
+        };
+        anyhow::bail!("the vault holds no key for {name}{why}");
+    }
+    vault.remove(name).map_err(LlmError::from)?;
+    Ok(vault)
 }

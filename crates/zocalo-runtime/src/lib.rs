@@ -7,6 +7,7 @@
 //!   [`Runtime::store`] (conversations, automations and the pool live there), ...
 //! - [`ask`]: one ask, with caller-chosen conversation keys; [`ask_json`]: its JSON shapes.
 //! - [`automations`]: creating automations, and whether a worker will run their jobs.
+//! - [`browser`]: headless Chromium for one command (run a script, screenshot, snapshot).
 //! - [`channels`]: Telegram, email and webhooks answered by the ask loop; `notify`; the
 //!   automations' deliveries.
 //! - [`keys`]: where each provider's key comes from; a vendor's models with it.
@@ -15,10 +16,13 @@
 //!   the socket the CLI talks to.
 //! - [`doctor`]: what zocalo needs, checked, with how to fix it.
 //! - [`backend`]: the HTTP server on this runtime.
+//! - [`logging`]: logs to stderr with every known secret scrubbed.
 //! - [`mcp`]: zocalo's tools served over MCP.
 //! - [`agents`]: sub-agent batches, here or on the pool.
 //! - [`memory`]: memory settings and the parsers of the files users hand in.
+//! - [`models`]: the models each provider serves, and the local ones installed.
 //! - [`ops`]: backup, restore, export and import of the home and its database (zocalo-ops).
+//! - [`serve`]: `zocalo serve`, the HTTP server and the daemon in one process.
 //! - [`service_tools`]: `services_*`, the model's tools over the daemon's services.
 //! - [`signals`]: when a long-running front end should stop.
 //! - [`errors`]: one classification of errors (bad input or failure) for every front end.
@@ -55,16 +59,20 @@ pub mod ask;
 pub mod ask_json;
 pub mod automations;
 pub mod backend;
+pub mod browser;
 pub mod channels;
 pub mod daemon;
 pub mod doctor;
 pub mod errors;
 pub mod jobs;
 pub mod keys;
+pub mod logging;
 pub mod mcp;
 pub mod memory;
+pub mod models;
 pub mod ops;
 mod runtime;
+pub mod serve;
 pub mod service_tools;
 pub mod signals;
 

@@ -40,8 +40,98 @@ pub fn http_router(
     zocalo_mcp::http_router(tool_server(ctx, store), allowed_hosts, shutdown)
 }
 
+/// `mcp serve` on stdin/stdout until the client hangs up.
+pub async fn serve_stdio(ctx: &Runtime) -> anyhow::Result<()> {
+    let store = ctx.store().await?;
+    let r = zocalo_mcp::serve_stdio(tool_server(ctx, store.clone())).await;
+    store.close().await;
+    Ok(r?)
+}
+
 /// `mcp serve --http ADDR`: the streamable-HTTP endpoint at `/mcp`, loopback only (it has no
-/// token; `zocalo serve` mounts the same endpoint behind one).
+/// token; `zocalo serve` mounts the same endpoint behind one), until Ctrl-C. `listening` is
+/// told the address once it listens.
+pub async fn serve_http(
+    ctx: &Runtime,
+    addr: &str,
+    listening: impl FnOnce(std::net::SocketAddr),
+) -> anyhow::Result<()> {
+    let addr: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|e| crate::usage(format!("--http {addr:?}: expected IP:PORT ({e})")))?;
+    if !addr.ip().is_loopback() {
+        return Err(crate::usage(format!(
+            "--http {addr}: only loopback addresses (this endpoint has no token); use \
+             `zocalo serve` for a token-protected /mcp"
+        )));
+    }
+    let store = ctx.store().await?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let hosts = ["localhost", "127.0.0.1", "::1", "[::1]"]
+        .map(String::from)
+        .to_vec();
+    let app = axum::Router::new().nest_service(
+        "/mcp",
+        http_router(ctx, store.clone(), Some(hosts), shutdown.clone()),
+    );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    listening(listener.local_addr()?);
+    let stop = shutdown.clone();
+    let r = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            stop.cancel();
+        })
+        .await;
+    shutdown.cancel();
+    store.close().await;
+    Ok(r?)
+}
+
+/// One row of `mcp tools`: a configured server's tool, or the server's error.
+#[derive(Debug, serde::Serialize)]
+pub struct ToolRow {
+    pub server: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qualified_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The tools of every MCP server in config.toml (`[mcp.servers.NAME]`): a server that cannot
+/// be reached gives one row with its error, and the others are still listed. Also: how many
+/// servers are configured.
+pub async fn configured_tools(ctx: &Runtime) -> (usize, Vec<ToolRow>) {
+    let clients = ctx.mcp_clients();
+    let reports = clients.list().await;
+    clients.shutdown().await;
+    let servers = reports.len();
+    let mut rows = Vec::new();
+    for r in reports {
+        match r.tools {
+            Ok(tools) => rows.extend(tools.into_iter().map(|t| ToolRow {
+                server: t.server,
+                name: Some(t.name),
+                description: Some(t.description),
+                qualified_name: Some(t.qualified_name),
+                error: None,
+            })),
+            Err(e) => rows.push(ToolRow {
+                server: r.server,
+                name: None,
+                description: None,
+                qualified_name: None,
+                error: Some(e.to_string()),
+            }),
+        }
+    }
+    (servers, rows)
+}
+
 fn recoverable(e: impl std::fmt::Display) -> ToolError {
     ToolError::Recoverable(e.to_string())
 }

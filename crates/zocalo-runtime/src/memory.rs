@@ -181,6 +181,26 @@ fn read_lines(path: &Path) -> anyhow::Result<Vec<(usize, String)>> {
     Ok(out)
 }
 
+/// `memory search --batch FILE`: each query of [`read_batch`] in its own scope or
+/// `default_scopes`, `limit` hits each; one JSON array in input order.
+pub async fn search_batch(
+    memory: &zocalo_memory::Memory,
+    queries: Vec<(String, Option<String>)>,
+    default_scopes: &[String],
+    limit: usize,
+) -> anyhow::Result<Value> {
+    let mut out = Vec::with_capacity(queries.len());
+    for (query, scope) in queries {
+        let scopes: Vec<&str> = match &scope {
+            Some(s) => vec![s.as_str()],
+            None => default_scopes.iter().map(String::as_str).collect(),
+        };
+        let hits = memory.recall(&query, &scopes, limit).await?;
+        out.push(serde_json::json!({ "query": query, "results": hits_json(&hits) }));
+    }
+    Ok(Value::Array(out))
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;

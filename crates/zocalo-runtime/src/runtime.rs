@@ -510,6 +510,24 @@ impl Runtime {
         }
     }
 
+    /// Runs a skill's script (`skills run`) within `timeout`, confined like every skill run
+    /// of this runtime.
+    pub async fn run_skill(
+        &self,
+        skills: &zocalo_skills::Skills,
+        name: &str,
+        script: Option<&str>,
+        args: &[String],
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<zocalo_skills::RunOutput> {
+        let skill = skills.get(name)?;
+        let limits = zocalo_skills::RunLimits {
+            timeout,
+            ..self.skill_limits()
+        };
+        Ok(zocalo_skills::run_script(&skill, script, args, &limits).await?)
+    }
+
     /// The binary that confines scripts' writes (`zocalo __skill-sandbox`): `ZOCALO_LAUNCHER`,
     /// else this process's executable when it is the `zocalo` binary. An embedding program
     /// (the Python package) names one, or its scripts run unconfined (as on a kernel without

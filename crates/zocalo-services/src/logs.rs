@@ -170,6 +170,28 @@ pub fn read_from(path: &Path, offset: u64) -> Result<(Vec<u8>, u64), ServicesErr
     Ok((buf.clone(), start + keep as u64))
 }
 
+/// Hands `out` every whole line appended to `path` (following rotations) until `stop`
+/// completes, looking every 200 ms.
+pub async fn follow(
+    path: &Path,
+    stop: impl std::future::Future<Output = ()>,
+    mut out: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> Result<(), ServicesError> {
+    let mut offset = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return Ok(()),
+            () = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+        }
+        let (bytes, next) = read_from(path, offset)?;
+        offset = next;
+        if !bytes.is_empty() {
+            out(&bytes).map_err(|e| ServicesError::io("writing the log".to_owned(), e))?;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

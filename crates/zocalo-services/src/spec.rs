@@ -115,6 +115,37 @@ impl ServiceSpec {
         }
     }
 
+    /// A spec from what a person typed (`services add`): the restart policy by name, a
+    /// health check (`health_http` wins over `health_cmd`), `K=V` pairs, a working directory
+    /// relative to the caller's (the daemon runs elsewhere); validated.
+    pub fn from_flags(
+        name: &str,
+        command: &str,
+        restart: &str,
+        (health_http, health_cmd): (Option<String>, Option<String>),
+        env: &[String],
+        cwd: Option<&std::path::Path>,
+    ) -> Result<Self, ServicesError> {
+        let mut spec = ServiceSpec::new(name, command);
+        spec.restart = restart.parse()?;
+        spec.health = match (health_http, health_cmd) {
+            (Some(url), _) => Some(HealthCheck::Http(url)),
+            (None, Some(cmd)) => Some(HealthCheck::Cmd(cmd)),
+            (None, None) => None,
+        };
+        spec.env = env
+            .iter()
+            .map(|pair| parse_env_pair(pair))
+            .collect::<Result<_, _>>()?;
+        if let Some(dir) = cwd {
+            let abs = std::path::absolute(dir)
+                .map_err(|e| ServicesError::Invalid(format!("--cwd {}: {e}", dir.display())))?;
+            spec.cwd = Some(abs);
+        }
+        spec.validate()?;
+        Ok(spec)
+    }
+
     /// Every check the supervisor relies on: a usable name, a command that splits into at
     /// least one word, valid variable names, an absolute existing directory, an http(s) URL.
     pub fn validate(&self) -> Result<(), ServicesError> {

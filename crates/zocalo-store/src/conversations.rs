@@ -13,12 +13,14 @@ use zocalo_core::{ConversationId, Message, MessageId, Role, ToolCall, Usage};
 use crate::ts::{self, Ts};
 use crate::{with_pool, Store, StoreError};
 
-#[derive(Clone, Debug, PartialEq)]
+/// A conversation as listed (`conversations list --json` prints these).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Conversation {
     pub id: ConversationId,
     pub title: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    #[serde(rename = "messages")]
     pub message_count: i64,
 }
 
@@ -53,9 +55,11 @@ impl From<Message> for NewMessage {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+/// A stored message (`conversations show --json` prints these).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct StoredMessage {
     pub id: MessageId,
+    #[serde(skip)]
     pub conversation_id: ConversationId,
     /// Position in the conversation, from 1.
     pub seq: i64,

@@ -32,4 +32,4 @@ pub use error::{redact_url, StoreError};
 pub use settings::ConversationSettings;
 pub use store::{Backend, Pool, Store};
 pub use summaries::ConversationSummary;
-pub use usage::{UsageBy, UsageRow};
+pub use usage::{parse_since, UsageBy, UsageRow};

@@ -57,6 +57,24 @@ impl FromStr for UsageBy {
     }
 }
 
+/// The start of a usage window, as people write it: a UTC day (`2026-03-08`) or an RFC 3339
+/// instant.
+pub fn parse_since(s: &str) -> Result<DateTime<Utc>, StoreError> {
+    if let Some(t) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+    {
+        return Ok(t.and_utc());
+    }
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            StoreError::Invalid(format!(
+                "since {s:?}: expected a day (2026-03-08) or an RFC 3339 instant"
+            ))
+        })
+}
+
 /// One group of [`Store::usage`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct UsageRow {

@@ -19,6 +19,10 @@ pub struct Cli {
     )]
     pub database_url: Option<String>,
 
+    /// Print one JSON document on stdout instead of text (commands that print results).
+    #[arg(long, global = true)]
+    pub json: bool,
+
     /// More log output on stderr (-v info, -vv debug). ZOCALO_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -44,10 +48,7 @@ pub enum Command {
     /// Agent Skills: list, show, validate, run and install skills (SKILL.md folders).
     Skills(crate::commands::skills::SkillsArgs),
     /// Check the database, config, providers and tools; say how to fix what is missing.
-    Doctor {
-        #[arg(long)]
-        json: bool,
-    },
+    Doctor,
     /// API keys in the encrypted vault: init, set, list, rm, test.
     #[command(subcommand)]
     Keys(crate::commands::keys::KeysCmd),
@@ -93,8 +94,6 @@ pub enum Command {
         conversation: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: i64,
-        #[arg(long)]
-        json: bool,
     },
     /// Backup, restore, export and import (docs/operations.md).
     #[command(flatten)]
@@ -107,8 +106,6 @@ pub enum Command {
         /// From this day (YYYY-MM-DD, UTC) or instant (RFC 3339) on.
         #[arg(long, value_name = "DATE")]
         since: Option<String>,
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -149,9 +146,6 @@ pub struct AskArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub guard: GuardArgs,
-    /// Print one JSON document {"conversation_id","text",...} instead of streaming text.
-    #[arg(long)]
-    pub json: bool,
     /// The message.
     #[arg(required = true, num_args = 1.., value_name = "MESSAGE")]
     pub message: Vec<String>,
@@ -189,15 +183,9 @@ pub enum ConversationsCmd {
     List {
         #[arg(long, default_value_t = 20)]
         limit: i64,
-        #[arg(long)]
-        json: bool,
     },
     /// Every message of one conversation.
-    Show {
-        id: String,
-        #[arg(long)]
-        json: bool,
-    },
+    Show { id: String },
 }
 
 /// Operations on the whole home (docs/operations.md).
@@ -211,8 +199,6 @@ pub enum OpsCmd {
     Backup {
         /// The archive to write (replaced only once it is complete).
         file: std::path::PathBuf,
-        #[arg(long)]
-        json: bool,
     },
     /// Restore a backup archive into this home and database.
     ///
@@ -223,17 +209,12 @@ pub enum OpsCmd {
         /// Replace a home or database that already holds data.
         #[arg(long)]
         force: bool,
-        #[arg(long)]
-        json: bool,
     },
     /// Export conversations, memories, automations, services and skills as JSON.
     ///
-    /// One document, for `zocalo import` into another home or backend.
+    /// One document, for `zocalo import` into another home or backend. With --json, a JSON
+    /// summary is printed (with FILE `-` the document itself is the only output).
     Export {
-        /// Print a JSON summary (the document itself is always JSON; with FILE `-` it is the
-        /// only output).
-        #[arg(long)]
-        json: bool,
         /// Where to write the document; `-`: stdout.
         file: String,
     },
@@ -245,7 +226,5 @@ pub enum OpsCmd {
         /// default, any record already there stops the whole import).
         #[arg(long)]
         skip_existing: bool,
-        #[arg(long)]
-        json: bool,
     },
 }

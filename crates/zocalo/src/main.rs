@@ -18,7 +18,7 @@ fn main() -> std::process::ExitCode {
         return zocalo_skills::sandbox::main(argv);
     }
     let cli = cli::Cli::parse();
-    init_tracing(cli.verbose);
+    zocalo_runtime::logging::init(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -38,22 +38,4 @@ fn main() -> std::process::ExitCode {
     // the command's work is done, so give them a moment and exit regardless.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     code
-}
-
-fn init_tracing(verbose: u8) {
-    let default = match verbose {
-        // chromiumoxide warns about every CDP event it has no type for: not the user's concern.
-        0 => "warn,chromiumoxide=error",
-        1 => "info,sqlx=warn",
-        _ => "debug,sqlx=info,hyper=info,reqwest=info",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ZOCALO_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    // Every secret the process knows (keys in the environment now, vault keys as they are
-    // decrypted) is scrubbed from each log line before it is written.
-    zocalo_llm::redact::register_env();
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(zocalo_llm::redact::RedactingWriter::new(std::io::stderr))
-        .init();
 }

@@ -1220,3 +1220,47 @@ both!(
         assert_eq!(audit[0]["outcome"], "ok", "{audit:#}");
     }
 );
+
+/// `--json` is one flag of the whole command line: accepted before or after the subcommand
+/// with the same document, and refused (exit 2, nothing done) by the commands that print no
+/// JSON document, instead of being ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_is_one_flag_and_refused_where_there_is_no_document() {
+    let home = tempfile::tempdir().unwrap();
+    let rule = [
+        "--rrule",
+        "FREQ=DAILY",
+        "--start",
+        "2026-03-01T09:00:00",
+        "--tz",
+        "Europe/Berlin",
+        "--limit",
+        "2",
+    ];
+    let mut before = vec!["--json", "schedule", "preview"];
+    before.extend_from_slice(&rule);
+    let mut after = vec!["schedule", "preview"];
+    after.extend_from_slice(&rule);
+    after.push("--json");
+    let (b, a) = (
+        common::zocalo(home.path(), &[], &before).await,
+        common::zocalo(home.path(), &[], &after).await,
+    );
+    assert_eq!((b.code, a.code), (0, 0), "{}\n{}", b.stderr, a.stderr);
+    let expected = serde_json::json!(["2026-03-01T08:00:00Z", "2026-03-02T08:00:00Z"]);
+    assert_eq!(b.json(), expected);
+    assert_eq!(a.json(), expected);
+
+    for args in [
+        &["chat", "--json"][..],
+        &["serve", "--json", "--bind", "127.0.0.1:0"],
+        &["--json", "notify", "webhook:nowhere", "hello"],
+    ] {
+        let r = common::zocalo(home.path(), &[], args).await;
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains("--json"), "{args:?}: {}", r.stderr);
+        assert!(r.stdout.is_empty(), "{args:?}: {}", r.stdout);
+    }
+    // Nothing was started or stored for them.
+    assert!(!home.path().join("zocalo.db").exists());
+}

@@ -4,7 +4,6 @@
 use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
-use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::IntoParams;
@@ -83,7 +82,12 @@ pub async fn usage(
         .unwrap_or("provider")
         .parse()
         .map_err(|e: zocalo_store::StoreError| ApiError::bad_request(e.to_string()).param("by"))?;
-    let since = q.since.as_deref().map(since).transpose()?;
+    let since = q
+        .since
+        .as_deref()
+        .map(zocalo_store::parse_since)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(e.to_string()).param("since"))?;
     let rows = state
         .store()
         .usage(by, since)
@@ -92,21 +96,4 @@ pub async fn usage(
     Ok(Json(
         serde_json::to_value(rows).map_err(|e| ApiError::internal(e.to_string()))?,
     ))
-}
-
-fn since(s: &str) -> ApiResult<DateTime<Utc>> {
-    if let Some(t) = NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-    {
-        return Ok(t.and_utc());
-    }
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| {
-            ApiError::bad_request(format!(
-                "since {s:?}: expected a day (2026-03-08) or an RFC 3339 instant"
-            ))
-            .param("since")
-        })
 }

@@ -1,41 +1,35 @@
 //! `zocalo agents`: spawn one or thousands of sub-agents, here or on the pool, and look at
-//! past batches. A thin layer over `zocalo_agent::Spawner`.
+//! past batches (`zocalo_runtime::agents`).
 
-use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use serde_json::Value;
-use zocalo_agent::{
-    parse_tasks_jsonl, AgentEvent, AgentResult, AgentTask, BatchReport, Batches, CancellationToken,
-};
-use zocalo_runtime::agents::{prepare, seconds, BatchOptions, Prepared};
+use zocalo_agent::{parse_tasks_jsonl, AgentEvent, AgentTask, BatchReport};
+use zocalo_runtime::agents::{self, prepare, seconds, BatchOptions, Prepared};
 use zocalo_runtime::Runtime;
 
+use super::print_json;
 use crate::cli::ModelArgs;
 use crate::exit::usage;
 
 #[derive(Debug, Subcommand)]
 pub enum AgentsCmd {
-    /// Run one agent on PROMPT and print its answer.
+    /// Run one agent on PROMPT and print its answer (--json: one object).
     Spawn(SpawnArgs),
     /// Run one agent per line of FILE.jsonl ({"id","prompt"}), in parallel; results in input
-    /// order.
+    /// order (--json: one array).
     SpawnAll(SpawnAllArgs),
     /// Past batches, newest first.
     List {
         #[arg(long, default_value_t = 20)]
         limit: i64,
-        #[arg(long)]
-        json: bool,
     },
     /// One batch and its agents, in input order.
     Show {
         /// A batch id (batch_…), as spawn-all prints it.
         id: String,
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -53,9 +47,6 @@ pub struct RunFlags {
     /// Run each agent as an `ask` job on the compute pool (workers anywhere run them).
     #[arg(long)]
     pub on_pool: bool,
-    /// Print JSON: one object for spawn, one array in input order for spawn-all.
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -79,12 +70,12 @@ pub struct SpawnAllArgs {
     pub file: PathBuf,
 }
 
-pub async fn run(ctx: &Runtime, cmd: AgentsCmd) -> anyhow::Result<()> {
+pub async fn run(ctx: &Runtime, cmd: AgentsCmd, json: bool) -> anyhow::Result<()> {
     match cmd {
-        AgentsCmd::Spawn(args) => spawn_one(ctx, args).await,
-        AgentsCmd::SpawnAll(args) => spawn_all(ctx, args).await,
-        AgentsCmd::List { limit, json } => list(ctx, limit, json).await,
-        AgentsCmd::Show { id, json } => show(ctx, &id, json).await,
+        AgentsCmd::Spawn(args) => spawn_one(ctx, args, json).await,
+        AgentsCmd::SpawnAll(args) => spawn_all(ctx, args, json).await,
+        AgentsCmd::List { limit } => list(ctx, limit, json).await,
+        AgentsCmd::Show { id } => show(ctx, &id, json).await,
     }
 }
 
@@ -98,58 +89,33 @@ fn batch_options(flags: &RunFlags) -> anyhow::Result<BatchOptions> {
     })
 }
 
-/// Ctrl-C cancels the batch: running agents stop, the rest never start, all are recorded.
-fn cancel_on_ctrl_c(token: &CancellationToken) -> tokio::task::JoinHandle<bool> {
-    let token = token.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => {
-                if r.is_ok() {
-                    eprintln!("\ncancelling: stopping running agents (they are recorded as cancelled)");
-                    token.cancel();
-                    return true;
-                }
-                false
-            }
-            _ = token.cancelled() => false,
-        }
-    })
-}
-
+/// Runs the batch with a progress bar on a terminal; Ctrl-C cancels it (running agents
+/// stop, the rest never start, all are recorded).
 async fn execute(
     prepared: Prepared,
     tasks: Vec<AgentTask>,
     progress: bool,
 ) -> anyhow::Result<(BatchReport, bool)> {
-    let Prepared {
-        spawner,
-        options,
-        store,
-        pool_waiter,
-    } = prepared;
-    let cancel = options.cancel.clone();
-    let interrupted = cancel_on_ctrl_c(&cancel);
-    let bar = progress.then(|| {
-        let bar = indicatif::ProgressBar::new(tasks.len() as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} done ({msg})",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
+    let template = "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} done ({msg})";
+    let bar = super::progress_bar(if progress { tasks.len() } else { 0 }, template);
+    if let Some(bar) = &bar {
         bar.enable_steady_tick(Duration::from_millis(200));
-        bar
-    });
+    }
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\ncancelling: stopping running agents (they are recorded as cancelled)");
+        } else {
+            std::future::pending::<()>().await
+        }
+    };
     let (mut running, mut failed) = (0usize, 0usize);
-    let report = spawner
-        .spawn_all(tasks, options, |event| {
+    let r = prepared
+        .run(tasks, ctrl_c, |event| {
             match &event {
                 AgentEvent::Started { .. } => running += 1,
                 AgentEvent::Finished(r) => {
                     running = running.saturating_sub(1);
-                    if !r.is_ok() {
-                        failed += 1;
-                    }
+                    failed += usize::from(!r.is_ok());
                 }
             }
             if let Some(bar) = &bar {
@@ -163,20 +129,10 @@ async fn execute(
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    cancel.cancel();
-    let interrupted = interrupted.await.unwrap_or(false);
-    if let Some(w) = pool_waiter {
-        w.stop();
-    }
-    store.close().await;
-    Ok((report?, interrupted))
+    r
 }
 
-fn result_json(r: &AgentResult) -> Value {
-    serde_json::to_value(r).unwrap_or(Value::Null)
-}
-
-async fn spawn_one(ctx: &Runtime, args: SpawnArgs) -> anyhow::Result<()> {
+async fn spawn_one(ctx: &Runtime, args: SpawnArgs, json: bool) -> anyhow::Result<()> {
     let prompt = args.prompt.join(" ");
     if prompt.trim().is_empty() {
         return Err(usage("the prompt is empty: say what the agent should do"));
@@ -187,10 +143,10 @@ async fn spawn_one(ctx: &Runtime, args: SpawnArgs) -> anyhow::Result<()> {
     let Some(r) = report.results.first() else {
         anyhow::bail!("the agent left no result");
     };
-    if args.flags.json {
-        let mut v = result_json(r);
+    if json {
+        let mut v = serde_json::to_value(r)?;
         v["batch_id"] = Value::from(report.batch_id.clone());
-        super::print_json(&v)?;
+        print_json(&v)?;
     } else if let Some(out) = &r.output {
         println!("{out}");
     }
@@ -198,28 +154,15 @@ async fn spawn_one(ctx: &Runtime, args: SpawnArgs) -> anyhow::Result<()> {
         std::process::exit(130);
     }
     if !r.is_ok() {
-        anyhow::bail!(
-            "the agent failed: {}",
-            r.error.as_deref().unwrap_or("unknown error")
-        );
+        let error = r.error.as_deref().unwrap_or("unknown error");
+        anyhow::bail!("the agent failed: {error}");
     }
     Ok(())
 }
 
-fn read_input(path: &PathBuf) -> anyhow::Result<String> {
-    if path.as_os_str() == "-" {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .map_err(|e| usage(format!("cannot read the tasks from stdin: {e}")))?;
-        return Ok(s);
-    }
-    std::fs::read_to_string(path).map_err(|e| usage(format!("cannot read {}: {e}", path.display())))
-}
-
-async fn spawn_all(ctx: &Runtime, args: SpawnAllArgs) -> anyhow::Result<()> {
+async fn spawn_all(ctx: &Runtime, args: SpawnAllArgs, json: bool) -> anyhow::Result<()> {
     // Every line is checked before anything connects or runs.
-    let text = read_input(&args.file)?;
+    let text = super::read_input(&args.file)?;
     let tasks =
         parse_tasks_jsonl(&text).map_err(|e| usage(format!("{}: {e}", args.file.display())))?;
     let concurrency = args.concurrency.unwrap_or(ctx.config.agents.concurrency);
@@ -227,11 +170,9 @@ async fn spawn_all(ctx: &Runtime, args: SpawnAllArgs) -> anyhow::Result<()> {
     if tasks.is_empty() {
         eprintln!("{}: no tasks", args.file.display());
     }
-    let progress = std::io::stderr().is_terminal() && !tasks.is_empty();
-    let (report, interrupted) = execute(prepared, tasks, progress).await?;
-    if args.flags.json {
-        let all: Vec<Value> = report.results.iter().map(result_json).collect();
-        super::print_json(&Value::Array(all))?;
+    let (report, interrupted) = execute(prepared, tasks, true).await?;
+    if json {
+        print_json(&report.results)?;
     } else {
         for r in &report.results {
             match (&r.output, &r.error) {
@@ -246,13 +187,11 @@ async fn spawn_all(ctx: &Runtime, args: SpawnAllArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let ok = report.ok_count();
+    let (id, ok) = (&report.batch_id, report.ok_count());
     eprintln!(
-        "batch {}: {ok} ok, {} error, {:.3} s (details: zocalo agents show {})",
-        report.batch_id,
+        "batch {id}: {ok} ok, {} error, {:.3} s (details: zocalo agents show {id})",
         report.results.len() - ok,
         report.elapsed_ms as f64 / 1000.0,
-        report.batch_id
     );
     if interrupted {
         std::process::exit(130);
@@ -260,19 +199,16 @@ async fn spawn_all(ctx: &Runtime, args: SpawnAllArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn list(ctx: &Runtime, limit: i64, json_out: bool) -> anyhow::Result<()> {
-    if limit < 0 {
-        return Err(usage("--limit must be at least 0"));
-    }
-    let store = ctx.store().await?;
-    let batches = Batches::new(store.clone()).list(limit).await?;
-    if json_out {
-        return super::print_json(&serde_json::to_value(&batches)?);
+async fn list(ctx: &Runtime, limit: i64, json: bool) -> anyhow::Result<()> {
+    let batches = agents::list(ctx, limit).await?;
+    if json {
+        return print_json(&batches);
     }
     if batches.is_empty() {
         eprintln!("no batches yet: start one with `zocalo agents spawn-all FILE.jsonl`");
     }
     for b in &batches {
+        let provider = b.provider.as_deref().map(|p| format!(", {p}"));
         println!(
             "{}  {}  {:<9}  {}/{} ok  {} error  {} pending  ({}{})",
             b.id,
@@ -283,38 +219,16 @@ async fn list(ctx: &Runtime, limit: i64, json_out: bool) -> anyhow::Result<()> {
             b.error,
             b.pending,
             b.runner,
-            b.provider
-                .as_deref()
-                .map(|p| format!(", {p}"))
-                .unwrap_or_default()
+            provider.unwrap_or_default()
         );
     }
     Ok(())
 }
 
-async fn show(ctx: &Runtime, id: &str, json_out: bool) -> anyhow::Result<()> {
-    let valid = id.strip_prefix("batch_").is_some_and(|rest| {
-        !rest.is_empty()
-            && rest.len() <= 64
-            && rest
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    });
-    if !valid {
-        return Err(usage(format!(
-            "invalid batch id {id:?}: ids look like batch_0192f… (see `zocalo agents list`)"
-        )));
-    }
-    let store = ctx.store().await?;
-    let detail = Batches::new(store.clone()).show(id).await;
-    store.close().await;
-    let Some(detail) = detail? else {
-        return Err(usage(format!(
-            "no batch {id}: list them with `zocalo agents list`"
-        )));
-    };
-    if json_out {
-        return super::print_json(&serde_json::to_value(&detail)?);
+async fn show(ctx: &Runtime, id: &str, json: bool) -> anyhow::Result<()> {
+    let detail = agents::show(ctx, id).await?;
+    if json {
+        return print_json(&detail);
     }
     let b = &detail.batch;
     println!(
@@ -336,14 +250,12 @@ async fn show(ctx: &Runtime, id: &str, json_out: bool) -> anyhow::Result<()> {
             (None, Some(err)) => format!("{}: {err}", a.error_kind.as_deref().unwrap_or("error")),
             (None, None) => String::new(),
         };
+        let ms = a.elapsed_ms.map(|ms| format!(" {ms} ms"));
         println!(
-            "  [{}] {}{}  {}",
+            "  [{}] {}{}  {detail}",
             a.id,
             a.status,
-            a.elapsed_ms
-                .map(|ms| format!(" {ms} ms"))
-                .unwrap_or_default(),
-            detail
+            ms.unwrap_or_default()
         );
     }
     Ok(())

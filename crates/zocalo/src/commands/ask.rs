@@ -2,12 +2,12 @@
 
 use std::io::{IsTerminal, Write};
 
-use zocalo_agent::{AskEvent, AskOutcome};
+use zocalo_agent::AskEvent;
 use zocalo_runtime::{parse_conversation, Ask, Runtime};
 
 use crate::cli::AskArgs;
 
-pub async fn run(ctx: &Runtime, args: AskArgs) -> anyhow::Result<()> {
+pub async fn run(ctx: &Runtime, args: AskArgs, json_out: bool) -> anyhow::Result<()> {
     let ask = Ask {
         message: args.message.join(" "),
         conversation: parse_conversation(args.conversation.as_deref())?,
@@ -20,7 +20,6 @@ pub async fn run(ctx: &Runtime, args: AskArgs) -> anyhow::Result<()> {
         ..Ask::default()
     };
 
-    let json_out = args.json;
     let show_tools = std::io::stderr().is_terminal();
     let mut stdout = std::io::stdout();
     let mut ends_with_newline = true;
@@ -45,7 +44,8 @@ pub async fn run(ctx: &Runtime, args: AskArgs) -> anyhow::Result<()> {
     };
     let outcome = ctx.ask(ask, &mut on_event).await?;
     if json_out {
-        super::print_json(&outcome_json(&outcome))?;
+        // The runtime's one shape, shared with the Python package.
+        super::print_json(&zocalo_runtime::ask_json::outcome_json(&outcome))?;
     } else {
         if !ends_with_newline {
             println!();
@@ -58,9 +58,4 @@ pub async fn run(ctx: &Runtime, args: AskArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// The `--json` document (the runtime's one shape, shared with the Python package).
-pub fn outcome_json(o: &AskOutcome) -> serde_json::Value {
-    zocalo_runtime::ask_json::outcome_json(o)
 }

@@ -1,7 +1,6 @@
 //! `zocalo audit` (every tool call the ask loop handled) and `zocalo usage` (tokens from the
 //! stored answers).
 
-use chrono::{DateTime, NaiveDate, Utc};
 use zocalo_runtime::{parse_conversation, usage, Runtime};
 use zocalo_store::UsageBy;
 
@@ -20,7 +19,7 @@ pub async fn audit(
     let store = ctx.store().await?;
     let rows = zocalo_agent::audit(&store, conversation.as_ref(), limit).await?;
     if json {
-        return print_json(&serde_json::to_value(&rows)?);
+        return print_json(&rows);
     }
     if rows.is_empty() {
         println!("no tool calls recorded");
@@ -41,22 +40,6 @@ pub async fn audit(
     Ok(())
 }
 
-/// `--since` as a UTC day or an RFC 3339 instant.
-fn since(s: &str) -> anyhow::Result<DateTime<Utc>> {
-    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        if let Some(t) = d.and_hms_opt(0, 0, 0) {
-            return Ok(t.and_utc());
-        }
-    }
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| {
-            usage(format!(
-                "--since {s:?}: expected a day (2026-03-08) or an RFC 3339 instant"
-            ))
-        })
-}
-
 pub async fn usage_cmd(
     ctx: &Runtime,
     by: &str,
@@ -64,11 +47,15 @@ pub async fn usage_cmd(
     json: bool,
 ) -> anyhow::Result<()> {
     let by: UsageBy = by.parse()?;
-    let since = since_arg.as_deref().map(since).transpose()?;
+    let since = since_arg
+        .as_deref()
+        .map(zocalo_store::parse_since)
+        .transpose();
+    let since = since.map_err(|e| usage(format!("--{e}")))?;
     let store = ctx.store().await?;
     let rows = store.usage(by, since).await?;
     if json {
-        return print_json(&serde_json::to_value(&rows)?);
+        return print_json(&rows);
     }
     println!(
         "{:<24} {:>12} {:>12} {:>8}",

@@ -6,27 +6,21 @@ use zocalo_runtime::Runtime;
 #[derive(Debug, Subcommand)]
 pub enum ChannelsCmd {
     /// The configured channels and hooks, and whether each can run.
-    List {
-        #[arg(long)]
-        json: bool,
-    },
+    List,
     /// Each channel's messages by state, its last message and its poller's last error.
-    Status {
-        #[arg(long)]
-        json: bool,
-    },
+    Status,
     /// Check a channel's credentials and that its service answers (telegram, email,
     /// hook:NAME).
     Test { name: String },
 }
 
-pub async fn run(ctx: &Runtime, cmd: ChannelsCmd) -> anyhow::Result<()> {
+pub async fn run(ctx: &Runtime, cmd: ChannelsCmd, json: bool) -> anyhow::Result<()> {
     match cmd {
-        ChannelsCmd::List { json } | ChannelsCmd::Status { json } if json => {
+        ChannelsCmd::List | ChannelsCmd::Status if json => {
             let status = ctx.channels_status().await?;
-            super::print_json(&serde_json::to_value(status)?)
+            super::print_json(&status)
         }
-        ChannelsCmd::List { .. } => {
+        ChannelsCmd::List => {
             let status = ctx.channels_status().await?;
             if status.is_empty() {
                 println!("no channels: add [channels.telegram], [channels.email] or [hooks.NAME] to config.toml (docs/channels.md)");
@@ -39,7 +33,7 @@ pub async fn run(ctx: &Runtime, cmd: ChannelsCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        ChannelsCmd::Status { .. } => {
+        ChannelsCmd::Status => {
             for c in ctx.channels_status().await? {
                 let counts: Vec<String> =
                     c.messages.iter().map(|(s, n)| format!("{n} {s}")).collect();

@@ -12,31 +12,22 @@ const HELP: &str = "Type a message and press Enter. /new starts a new conversati
 (or Ctrl-D) quits, Ctrl-C cancels an answer in progress (nothing of it is saved).";
 
 pub async fn run(ctx: &Runtime, args: ChatArgs) -> anyhow::Result<()> {
-    let mut conversation = parse_conversation(args.conversation.as_deref())?;
-    let (provider, model) = ctx.provider(&args.model.choice())?;
-    let store = ctx.store().await?;
-    if let Some(id) = &conversation {
-        if store.get_conversation(id).await?.is_none() {
-            return Err(crate::exit::usage(format!("no conversation {id}")));
-        }
-    }
-    // Checked before the first turn: the persona and the --allow patterns.
-    ctx.persona_asker(
-        &store,
-        provider.clone(),
-        !args.model.no_tools,
-        args.guard.persona.as_deref(),
-    )?;
-    zocalo_agent::ToolPatterns::parse(&args.guard.allow)?;
-    let approver = super::approve::terminal();
+    let template = Ask {
+        conversation: parse_conversation(args.conversation.as_deref())?,
+        model: args.model.choice(),
+        persona: args.guard.persona,
+        allow: args.guard.allow,
+        yes: args.guard.yes,
+        approver: super::approve::terminal(),
+        ..Ask::default()
+    };
+    // Checked before the first turn: the conversation, the persona and the --allow patterns.
+    let (provider, model) = ctx.check_ask(&template).await?;
+    let mut conversation = template.conversation.clone();
     let mut editor = rustyline::DefaultEditor::new()?;
     let history = ctx.home.root().join("chat_history.txt");
     let _ = editor.load_history(&history);
-    eprintln!(
-        "zocalo chat — {} ({}). {HELP}",
-        provider.name(),
-        model.as_deref().unwrap_or(provider.default_model())
-    );
+    eprintln!("zocalo chat — {provider} ({model}). {HELP}");
     loop {
         let line = match editor.readline("you> ") {
             Ok(line) => line,
@@ -74,12 +65,7 @@ pub async fn run(ctx: &Runtime, args: ChatArgs) -> anyhow::Result<()> {
         let ask = Ask {
             message: text.to_owned(),
             conversation: conversation.clone(),
-            model: args.model.choice(),
-            persona: args.guard.persona.clone(),
-            allow: args.guard.allow.clone(),
-            yes: args.guard.yes,
-            approver: approver.clone(),
-            ..Ask::default()
+            ..template.clone()
         };
         tokio::select! {
             result = ctx.ask(ask, &mut on_event) => match result {

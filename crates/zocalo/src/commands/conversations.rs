@@ -6,9 +6,9 @@ use crate::cli::ConversationsCmd;
 use crate::exit::usage;
 use zocalo_runtime::{parse_conversation, Runtime};
 
-pub async fn run(ctx: &Runtime, cmd: ConversationsCmd) -> anyhow::Result<()> {
+pub async fn run(ctx: &Runtime, cmd: ConversationsCmd, json: bool) -> anyhow::Result<()> {
     match cmd {
-        ConversationsCmd::List { limit, json } => {
+        ConversationsCmd::List { limit } => {
             if limit < 1 {
                 return Err(usage("--limit must be at least 1"));
             }
@@ -16,14 +16,7 @@ pub async fn run(ctx: &Runtime, cmd: ConversationsCmd) -> anyhow::Result<()> {
             let list = store.list_conversations(limit).await?;
             store.close().await;
             if json {
-                let items: Vec<_> = list
-                    .iter()
-                    .map(|c| {
-                        json!({"id": c.id, "title": c.title, "created_at": c.created_at,
-                               "updated_at": c.updated_at, "messages": c.message_count})
-                    })
-                    .collect();
-                return super::print_json(&json!(items));
+                return super::print_json(&list);
             }
             for c in list {
                 println!(
@@ -36,7 +29,7 @@ pub async fn run(ctx: &Runtime, cmd: ConversationsCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        ConversationsCmd::Show { id, json } => {
+        ConversationsCmd::Show { id } => {
             let Some(id) = parse_conversation(Some(&id))? else {
                 return Ok(());
             };
@@ -48,14 +41,7 @@ pub async fn run(ctx: &Runtime, cmd: ConversationsCmd) -> anyhow::Result<()> {
             let messages = store.messages(&id).await?;
             store.close().await;
             if json {
-                let items: Vec<_> = messages
-                    .iter()
-                    .map(|m| {
-                        json!({"id": m.id, "seq": m.seq, "created_at": m.created_at,
-                               "model": m.model, "usage": m.usage, "message": m.message})
-                    })
-                    .collect();
-                return super::print_json(&json!({"id": id, "messages": items}));
+                return super::print_json(&json!({"id": id, "messages": messages}));
             }
             for m in messages {
                 let msg = &m.message;

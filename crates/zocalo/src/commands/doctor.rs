@@ -4,10 +4,10 @@
 use serde_json::json;
 use zocalo_runtime::Runtime;
 
-pub async fn run(ctx: &Runtime, json_out: bool) -> anyhow::Result<()> {
+pub async fn run(ctx: &Runtime, json: bool) -> anyhow::Result<()> {
     let checks = zocalo_runtime::doctor::checks(ctx).await;
     let ok = checks.iter().all(|c| c.ok || !c.required);
-    if json_out {
+    if json {
         super::print_json(&json!({"ok": ok, "checks": checks}))?;
     } else {
         for c in &checks {

@@ -1,19 +1,19 @@
-//! `zocalo keys init|set|list|rm|test`: API keys in the encrypted vault.
+//! `zocalo keys init|set|list|rm|test`: API keys in the encrypted vault
+//! (`zocalo_runtime::keys`).
 //!
 //! Keys never come from argv (shell history, `ps`): `set` reads a pipe or a prompt without
 //! echo. What is printed about a key is at most its last four characters.
-
-use std::io::Read;
 
 use clap::Subcommand;
 use serde_json::json;
 use zocalo_core::Secret;
 use zocalo_llm::registry::KeySource;
-use zocalo_llm::vault::{self, InitMode, Vault};
-use zocalo_llm::{LlmError, Registry};
+use zocalo_llm::vault::{self, InitMode};
+use zocalo_llm::LlmError;
+use zocalo_runtime::{keys, Runtime};
 
+use super::print_json;
 use crate::exit::usage;
-use zocalo_runtime::Runtime;
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCmd {
@@ -33,24 +33,32 @@ pub enum KeysCmd {
         rest: Vec<String>,
     },
     /// Providers that have a key: where it comes from (env or vault) and its last characters.
-    List {
-        #[arg(long)]
-        json: bool,
-    },
+    List,
     /// Remove PROVIDER's key from the vault.
     Rm { provider: String },
     /// Make one cheap authenticated request (the model list) and say whether the key works.
-    Test {
-        provider: String,
-        #[arg(long)]
-        json: bool,
-    },
+    Test { provider: String },
 }
 
-pub async fn run(ctx: &Runtime, cmd: KeysCmd) -> anyhow::Result<()> {
+pub async fn run(ctx: &Runtime, cmd: KeysCmd, json: bool) -> anyhow::Result<()> {
     let registry = ctx.registry()?;
     match cmd {
-        KeysCmd::Init { keyfile } => init(ctx, keyfile),
+        KeysCmd::Init { keyfile } => {
+            let mode = if keyfile {
+                InitMode::KeyFile
+            } else {
+                InitMode::Passphrase
+            };
+            let vault = keys::init(ctx, mode)?;
+            let path = vault.path().display();
+            match mode {
+                InitMode::KeyFile => println!(
+                    "created {path} sealed with the key file {} (keep it private; back it up apart from the vault)",
+                    vault.keyfile_path().display()
+                ),
+                InitMode::Passphrase => println!("created {path} sealed with your passphrase"),
+            }
+        }
         KeysCmd::Set { provider, rest } => {
             if !rest.is_empty() {
                 // Not echoed: it is probably the key.
@@ -60,169 +68,66 @@ pub async fn run(ctx: &Runtime, cmd: KeysCmd) -> anyhow::Result<()> {
                      or `zocalo keys set {provider} < key.txt`"
                 )));
             }
-            set(ctx, &registry, &provider)
-        }
-        KeysCmd::List { json } => list(ctx, &registry, json),
-        KeysCmd::Rm { provider } => rm(ctx, &registry, &provider),
-        KeysCmd::Test { provider, json } => test(ctx, &registry, &provider, json).await,
-    }
-}
-
-fn vault_of(ctx: &Runtime) -> anyhow::Result<Vault> {
-    ctx.home.ensure()?;
-    Ok(Vault::in_dir(ctx.home.root()))
-}
-
-fn init(ctx: &Runtime, keyfile: bool) -> anyhow::Result<()> {
-    let vault = vault_of(ctx)?;
-    let mode = if keyfile {
-        InitMode::KeyFile
-    } else {
-        InitMode::Passphrase
-    };
-    vault.init(mode).map_err(LlmError::from)?;
-    match mode {
-        InitMode::KeyFile => println!(
-            "created {} sealed with the key file {} (keep it private; back it up apart from the vault)",
-            vault.path().display(),
-            vault.keyfile_path().display()
-        ),
-        InitMode::Passphrase => println!(
-            "created {} sealed with your passphrase",
-            vault.path().display()
-        ),
-    }
-    Ok(())
-}
-
-/// The key from a prompt (terminal) or stdin (pipe), trimmed.
-fn read_key(provider: &str) -> anyhow::Result<Secret> {
-    let key =
-        match vault::prompt_secret(&format!("API key for {provider}: ")).map_err(LlmError::from)? {
-            Some(k) => k,
-            None => {
-                let mut text = String::new();
-                std::io::stdin()
-                    .read_to_string(&mut text)
-                    .map_err(|e| usage(format!("cannot read the key from stdin: {e}")))?;
-                Secret::new(text)
-            }
-        };
-    let trimmed = key.expose().trim();
-    if trimmed.is_empty() {
-        return Err(usage(format!(
-            "the key is empty: pipe it in (`zocalo keys set {provider} < key.txt`) or type it at the prompt"
-        )));
-    }
-    if !trimmed.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(usage(
-            "the key contains spaces, line breaks or non-ASCII characters; an API key is one line of printable ASCII",
-        ));
-    }
-    Ok(Secret::new(trimmed))
-}
-
-fn set(ctx: &Runtime, registry: &Registry, provider: &str) -> anyhow::Result<()> {
-    // Channel secrets (`telegram`, `email`) live in the vault beside the providers' keys.
-    let channel = zocalo_runtime::channels::CHANNEL_SECRETS
-        .iter()
-        .find(|(name, _)| *name == provider);
-    let var = match channel {
-        Some((_, env)) => (*env).to_owned(),
-        None => match registry.spec(provider)?.key_env.clone() {
-            Some(var) => var,
-            None => {
-                return Err(usage(format!(
-                    "{provider} needs no API key (it is a keyless local server); nothing to store"
-                )))
-            }
-        },
-    };
-    let key = read_key(provider)?;
-    let vault = vault_of(ctx)?;
-    vault.set(provider, &key).map_err(LlmError::from)?;
-    println!(
-        "stored the {provider} key ({}) in {}",
-        key.masked_tail(),
-        vault.path().display()
-    );
-    if std::env::var(&var).is_ok_and(|v| !v.trim().is_empty()) {
-        eprintln!("note: {var} is set in the environment and takes precedence over the vault");
-    }
-    Ok(())
-}
-
-fn list(ctx: &Runtime, registry: &Registry, json_out: bool) -> anyhow::Result<()> {
-    let rows = zocalo_runtime::keys::list(ctx, registry)?;
-    if json_out {
-        return super::print_json(&serde_json::to_value(&rows)?);
-    }
-    if rows.is_empty() {
-        println!(
-            "no keys: set one with `zocalo keys set PROVIDER` or its environment variable (known: {})",
-            registry.names().join(", ")
-        );
-    }
-    for r in rows {
-        println!(
-            "{:<12} {:<6} {:<8} {}",
-            r.provider,
-            r.source,
-            r.masked,
-            r.variable.unwrap_or_default()
-        );
-    }
-    Ok(())
-}
-
-fn rm(ctx: &Runtime, registry: &Registry, provider: &str) -> anyhow::Result<()> {
-    let vault = Vault::in_dir(ctx.home.root());
-    let stored = vault.names().map_err(LlmError::from)?;
-    if !stored.iter().any(|n| n == provider) {
-        registry.spec(provider)?;
-        anyhow::bail!(
-            "the vault holds no key for {provider}{}",
-            if vault.exists() {
-                ""
-            } else {
-                " (there is no vault yet)"
-            }
-        );
-    }
-    vault.remove(provider).map_err(LlmError::from)?;
-    println!("removed the {provider} key from {}", vault.path().display());
-    Ok(())
-}
-
-async fn test(
-    ctx: &Runtime,
-    registry: &Registry,
-    provider: &str,
-    json_out: bool,
-) -> anyhow::Result<()> {
-    let (result, source, base_url) =
-        zocalo_runtime::keys::vendor_models(ctx, registry, provider).await?;
-    let source_str = source.map(KeySource::as_str).unwrap_or("none");
-    match result {
-        Ok(models) => {
-            if json_out {
-                super::print_json(&json!({"provider": provider, "ok": true,
-                    "source": source_str, "models": models.len()}))?;
-            } else {
-                println!(
-                    "ok: {provider} accepted the key from {source_str} ({} models at {})",
-                    models.len(),
-                    base_url
+            keys::key_env(&registry, &provider)?;
+            let prompt = format!("API key for {provider}: ");
+            let key = vault::read_secret(&prompt).map_err(LlmError::from)?;
+            let (vault, var) = keys::set(ctx, &registry, &provider, &key)?;
+            let masked = Secret::new(key.expose().trim()).masked_tail();
+            println!(
+                "stored the {provider} key ({masked}) in {}",
+                vault.path().display()
+            );
+            if std::env::var(&var).is_ok_and(|v| !v.trim().is_empty()) {
+                eprintln!(
+                    "note: {var} is set in the environment and takes precedence over the vault"
                 );
             }
-            Ok(())
         }
-        Err(e) => {
-            if json_out {
-                super::print_json(&json!({"provider": provider, "ok": false,
-                    "source": source_str, "error": e.to_string()}))?;
+        KeysCmd::List => {
+            let rows = keys::list(ctx, &registry)?;
+            if json {
+                return print_json(&rows);
             }
-            Err(anyhow::Error::new(e).context(format!("the {provider} key test failed")))
+            if rows.is_empty() {
+                println!(
+                    "no keys: set one with `zocalo keys set PROVIDER` or its environment variable (known: {})",
+                    registry.names().join(", ")
+                );
+            }
+            for r in rows {
+                let var = r.variable.unwrap_or_default();
+                println!("{:<12} {:<6} {:<8} {var}", r.provider, r.source, r.masked);
+            }
+        }
+        KeysCmd::Rm { provider } => {
+            let vault = keys::rm(ctx, &registry, &provider)?;
+            println!("removed the {provider} key from {}", vault.path().display());
+        }
+        KeysCmd::Test { provider } => {
+            let (result, source, base_url) = keys::vendor_models(ctx, &registry, &provider).await?;
+            let source = source.map(KeySource::as_str).unwrap_or("none");
+            let models = result.map(|m| m.len());
+            if json {
+                print_json(&match &models {
+                    Ok(n) => {
+                        json!({"provider": provider, "ok": true, "source": source, "models": n})
+                    }
+                    Err(e) => {
+                        json!({"provider": provider, "ok": false, "source": source, "error": e.to_string()})
+                    }
+                })?;
+            }
+            match models {
+                Ok(n) if !json => println!(
+                    "ok: {provider} accepted the key from {source} ({n} models at {base_url})"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    let e = anyhow::Error::new(e);
+                    return Err(e.context(format!("the {provider} key test failed")));
+                }
+            }
         }
     }
+    Ok(())
 }

@@ -5,9 +5,9 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use serde_json::{json, Value};
+use serde_json::json;
 use zocalo_memory::{NewMemory, DEFAULT_USER_SCOPE};
-use zocalo_runtime::memory::{hits_json, parse_meta, read_batch, read_import};
+use zocalo_runtime::memory::{hits_json, parse_meta, read_batch, read_import, search_batch};
 use zocalo_runtime::Runtime;
 
 use crate::commands::print_json;
@@ -24,34 +24,18 @@ pub enum MemoryCmd {
         /// Metadata, repeatable: KEY=VALUE (a number if VALUE parses as one).
         #[arg(long = "meta", value_name = "K=V")]
         meta: Vec<String>,
-        #[arg(long)]
-        json: bool,
     },
     /// Import a JSONL file of {"text","scope","metadata"} lines in one transaction.
-    Import {
-        file: PathBuf,
-        #[arg(long)]
-        json: bool,
-    },
+    Import { file: PathBuf },
     /// Hybrid (keyword + meaning) search; or --batch FILE.jsonl of {"query","scope"} lines.
     Search(SearchArgs),
     /// Delete a memory for good (database and every index).
-    Forget {
-        id: String,
-        #[arg(long)]
-        json: bool,
-    },
+    Forget { id: String },
     /// Counts per scope, chunks, vectors and the embedder in use.
-    Stats {
-        #[arg(long)]
-        json: bool,
-    },
+    Stats,
     /// Compute the vectors memories lack (stored while the embedding model was missing, or by
     /// another model).
-    Reindex {
-        #[arg(long)]
-        json: bool,
-    },
+    Reindex,
 }
 
 #[derive(Debug, Args)]
@@ -67,11 +51,9 @@ pub struct SearchArgs {
     /// A JSONL file of {"query","scope"} lines; prints one array in input order.
     #[arg(long, value_name = "QUERIES.jsonl")]
     pub batch: Option<PathBuf>,
-    #[arg(long)]
-    pub json: bool,
 }
 
-pub async fn run(ctx: &Runtime, cmd: MemoryCmd) -> anyhow::Result<()> {
+pub async fn run(ctx: &Runtime, cmd: MemoryCmd, json: bool) -> anyhow::Result<()> {
     // Never silently keyword-only: say it once, with the fix.
     if matches!(
         cmd,
@@ -82,12 +64,7 @@ pub async fn run(ctx: &Runtime, cmd: MemoryCmd) -> anyhow::Result<()> {
         }
     }
     match cmd {
-        MemoryCmd::Add {
-            text,
-            scope,
-            meta,
-            json,
-        } => {
+        MemoryCmd::Add { text, scope, meta } => {
             let mut new = NewMemory::new(scope, text).with_source("cli");
             new.metadata = parse_meta(&meta)?;
             new.validate()?;
@@ -100,11 +77,14 @@ pub async fn run(ctx: &Runtime, cmd: MemoryCmd) -> anyhow::Result<()> {
                 Ok(())
             }
         }
-        MemoryCmd::Import { file, json } => {
+        MemoryCmd::Import { file } => {
             let items = read_import(&file)?;
             let memory = ctx.memory().await?;
             let n = items.len();
-            let bar = progress_bar(n);
+            let bar = super::progress_bar(
+                n,
+                "{bar:40} {pos}/{len} memories embedded ({per_sec}, eta {eta})",
+            );
             let stored = memory
                 .memorize_many(items, &|done| {
                     if let Some(b) = &bar {
@@ -122,8 +102,8 @@ pub async fn run(ctx: &Runtime, cmd: MemoryCmd) -> anyhow::Result<()> {
                 Ok(())
             }
         }
-        MemoryCmd::Search(args) => search(ctx, args).await,
-        MemoryCmd::Forget { id, json } => {
+        MemoryCmd::Search(args) => search(ctx, args, json).await,
+        MemoryCmd::Forget { id } => {
             let memory = ctx.memory().await?;
             memory.forget(&id).await?;
             if json {
@@ -133,7 +113,7 @@ pub async fn run(ctx: &Runtime, cmd: MemoryCmd) -> anyhow::Result<()> {
                 Ok(())
             }
         }
-        MemoryCmd::Reindex { json } => {
+        MemoryCmd::Reindex => {
             if let Some(why) = ctx.embedder_missing() {
                 anyhow::bail!(
                     "nothing to compute vectors with: the embedding model is not installed ({why}); run `zocalo models fetch` first"
@@ -152,13 +132,13 @@ pub async fn run(ctx: &Runtime, cmd: MemoryCmd) -> anyhow::Result<()> {
             memory.ensure_loaded().await?;
             print_stats(&memory.stats().await?, json)
         }
-        MemoryCmd::Stats { json } => print_stats(&ctx.memory().await?.stats().await?, json),
+        MemoryCmd::Stats => print_stats(&ctx.memory().await?.stats().await?, json),
     }
 }
 
 fn print_stats(s: &zocalo_memory::Stats, json: bool) -> anyhow::Result<()> {
     if json {
-        return print_json(&serde_json::to_value(s)?);
+        return print_json(&s);
     }
     println!(
         "{} memories, {} chunks, {} vectors (embedder: {})",
@@ -173,28 +153,20 @@ fn print_stats(s: &zocalo_memory::Stats, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn search(ctx: &Runtime, args: SearchArgs) -> anyhow::Result<()> {
+async fn search(ctx: &Runtime, args: SearchArgs, json: bool) -> anyhow::Result<()> {
     let default_scopes = if args.scope.is_empty() {
         vec![DEFAULT_USER_SCOPE.to_owned()]
     } else {
         args.scope.clone()
     };
     if let Some(file) = &args.batch {
-        if !args.json {
+        if !json {
             return Err(usage("--batch prints JSON: add --json"));
         }
         let queries = read_batch(file)?;
         let memory = ctx.memory().await?;
-        let mut out = Vec::with_capacity(queries.len());
-        for (query, scope) in queries {
-            let scopes: Vec<&str> = match &scope {
-                Some(s) => vec![s.as_str()],
-                None => default_scopes.iter().map(String::as_str).collect(),
-            };
-            let hits = memory.recall(&query, &scopes, args.limit).await?;
-            out.push(json!({ "query": query, "results": hits_json(&hits) }));
-        }
-        return print_json(&Value::Array(out));
+        let out = search_batch(&memory, queries, &default_scopes, args.limit).await?;
+        return print_json(&out);
     }
     let query = args.query.unwrap_or_default();
     if query.trim().is_empty() {
@@ -203,7 +175,7 @@ async fn search(ctx: &Runtime, args: SearchArgs) -> anyhow::Result<()> {
     let memory = ctx.memory().await?;
     let scopes: Vec<&str> = default_scopes.iter().map(String::as_str).collect();
     let hits = memory.recall(&query, &scopes, args.limit).await?;
-    if args.json {
+    if json {
         return print_json(&hits_json(&hits));
     }
     if hits.is_empty() {
@@ -213,17 +185,4 @@ async fn search(ctx: &Runtime, args: SearchArgs) -> anyhow::Result<()> {
         println!("{}  {:.4}  [{}]  {}", h.id, h.score, h.scope, h.text.trim());
     }
     Ok(())
-}
-
-fn progress_bar(n: usize) -> Option<indicatif::ProgressBar> {
-    if !std::io::stderr().is_terminal() || n == 0 {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::new(n as u64);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{bar:40} {pos}/{len} memories embedded ({per_sec}, eta {eta})",
-    ) {
-        bar.set_style(style);
-    }
-    Some(bar)
 }

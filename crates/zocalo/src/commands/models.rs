@@ -12,7 +12,6 @@
 //! no network calls.
 
 use clap::Subcommand;
-use serde_json::json;
 
 use zocalo_runtime::Runtime;
 
@@ -23,31 +22,19 @@ pub enum ModelsCmd {
         /// Ask this provider's /models (openai, anthropic, groq, ... or one from config.toml).
         #[arg(long)]
         provider: Option<String>,
-        #[arg(long)]
-        json: bool,
     },
     /// Download the local models' weights (pinned sha256) into the models dir.
-    Fetch {
-        #[arg(long)]
-        json: bool,
-    },
+    Fetch,
 }
 
-struct Listed {
-    provider: String,
-    models: Vec<String>,
-    default: String,
-    source: &'static str,
-}
-
-pub async fn run(ctx: &Runtime, cmd: ModelsCmd) -> anyhow::Result<()> {
+pub async fn run(ctx: &Runtime, cmd: ModelsCmd, json: bool) -> anyhow::Result<()> {
     match cmd {
-        ModelsCmd::List { provider, json } => list(ctx, provider, json).await,
-        ModelsCmd::Fetch { json } => fetch(ctx, json).await,
+        ModelsCmd::List { provider } => list(ctx, provider.as_deref(), json).await,
+        ModelsCmd::Fetch => fetch(ctx, json).await,
     }
 }
 
-async fn fetch(ctx: &Runtime, json_out: bool) -> anyhow::Result<()> {
+async fn fetch(ctx: &Runtime, json: bool) -> anyhow::Result<()> {
     use std::io::IsTerminal;
     use zocalo_local::FetchProgress;
     let dir = ctx.models_dir();
@@ -82,8 +69,8 @@ async fn fetch(ctx: &Runtime, json_out: bool) -> anyhow::Result<()> {
         FetchProgress::Installed { model } => eprintln!("{model}: installed and verified"),
     };
     let statuses = zocalo_local::fetch_all(&dir, &progress).await?;
-    if json_out {
-        return super::print_json(&json!(statuses));
+    if json {
+        return super::print_json(&statuses);
     }
     for s in &statuses {
         println!(
@@ -96,90 +83,30 @@ async fn fetch(ctx: &Runtime, json_out: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn list(ctx: &Runtime, provider: Option<String>, json_out: bool) -> anyhow::Result<()> {
-    let registry = ctx.registry()?;
-    let mut out = Vec::new();
-    // The local models, with what is installed (hashing the files: a truncated or altered
-    // file shows as not verified).
-    let only_local = provider.as_deref() == Some(zocalo_local::PROVIDER_NAME);
-    let local = if provider.is_none() || only_local {
-        zocalo_local::status(&ctx.models_dir())
-    } else {
-        Vec::new()
-    };
-    match provider.filter(|_| !only_local) {
-        Some(name) => {
-            let spec = registry.spec(&name)?.clone();
-            let live = match zocalo_runtime::keys::vendor_models(ctx, &registry, &name).await {
-                Ok((listed, _, _)) => listed.map_err(|e| e.to_string()),
-                Err(e) => Err(format!("{e:#}")),
-            };
-            match live {
-                Ok(models) => out.push(Listed {
-                    provider: name,
-                    models,
-                    default: spec.default_model.clone(),
-                    source: "api",
-                }),
-                Err(e) => {
-                    eprintln!(
-                        "note: cannot ask {name} for its models ({e}); showing the registry's list"
-                    );
-                    out.push(Listed {
-                        provider: name,
-                        models: spec.known_models(),
-                        default: spec.default_model.clone(),
-                        source: "registry",
-                    });
-                }
-            }
-        }
-        None if only_local => {}
-        None => {
-            for name in registry.names() {
-                let spec = registry.spec(&name)?;
-                out.push(Listed {
-                    provider: name.clone(),
-                    models: spec.known_models(),
-                    default: spec.default_model.clone(),
-                    source: "registry",
-                });
-            }
-        }
+async fn list(ctx: &Runtime, provider: Option<&str>, json: bool) -> anyhow::Result<()> {
+    let (rows, note) = zocalo_runtime::models::list(ctx, provider).await?;
+    if let Some(note) = note {
+        eprintln!("note: {note}");
     }
-    if json_out {
-        let mut items: Vec<_> = out
-            .iter()
-            .flat_map(|l| {
-                l.models.iter().map(move |m| {
-                    json!({"provider": l.provider, "model": m,
-                           "default": *m == l.default, "source": l.source})
-                })
-            })
-            .collect();
-        for s in &local {
-            items.push(json!({
-                "provider": zocalo_local::PROVIDER_NAME, "model": s.name, "kind": s.kind,
-                "default": s.name == zocalo_local::DEFAULT_MODEL, "source": "local",
-                "present": s.present, "verified": s.verified, "size_bytes": s.size_bytes,
-                "path": s.path,
-            }));
-        }
-        return super::print_json(&json!(items));
+    if json {
+        return super::print_json(&rows);
     }
-    for s in &local {
-        let state = match (s.present, s.verified) {
-            (true, true) => format!("installed, {} MB", s.size_bytes / 1_000_000),
-            (true, false) => "present but NOT verified: run `zocalo models fetch`".into(),
+    // The local models first, with what is installed.
+    for r in rows.iter().filter(|r| r.local.is_some()) {
+        let state = match r
+            .local
+            .as_ref()
+            .map(|l| (l.present, l.verified, l.size_bytes))
+        {
+            Some((true, true, size)) => format!("installed, {} MB", size / 1_000_000),
+            Some((true, false, _)) => "present but NOT verified: run `zocalo models fetch`".into(),
             _ => "not installed: run `zocalo models fetch`".into(),
         };
-        println!("{:<12} {} ({state})", zocalo_local::PROVIDER_NAME, s.name);
+        println!("{:<12} {} ({state})", r.provider, r.model);
     }
-    for l in &out {
-        for m in &l.models {
-            let mark = if *m == l.default { " (default)" } else { "" };
-            println!("{:<12} {m}{mark}", l.provider);
-        }
+    for r in rows.iter().filter(|r| r.local.is_none()) {
+        let mark = if r.default { " (default)" } else { "" };
+        println!("{:<12} {}{mark}", r.provider, r.model);
     }
     Ok(())
 }

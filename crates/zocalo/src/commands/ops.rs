@@ -1,6 +1,6 @@
 //! `zocalo backup | restore | export | import` (the work is `zocalo_runtime::ops`).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
@@ -9,9 +9,9 @@ use zocalo_runtime::Runtime;
 
 use crate::cli::OpsCmd;
 
-pub async fn run(ctx: &Runtime, cmd: OpsCmd) -> anyhow::Result<()> {
+pub async fn run(ctx: &Runtime, cmd: OpsCmd, json: bool) -> anyhow::Result<()> {
     match cmd {
-        OpsCmd::Backup { file, json } => {
+        OpsCmd::Backup { file } => {
             let r = zocalo_runtime::ops::backup(ctx, &file).await?;
             if json {
                 super::print_json(&json!({
@@ -31,10 +31,10 @@ pub async fn run(ctx: &Runtime, cmd: OpsCmd) -> anyhow::Result<()> {
                 );
             }
         }
-        OpsCmd::Restore { file, force, json } => {
+        OpsCmd::Restore { file, force } => {
             let r = zocalo_runtime::ops::restore(ctx, &file, force).await?;
             if json {
-                super::print_json(&serde_json::to_value(&r)?)?;
+                super::print_json(&r)?;
             } else {
                 println!(
                     "restored {} into {} (database {}, schema {}; {} files{})",
@@ -51,44 +51,35 @@ pub async fn run(ctx: &Runtime, cmd: OpsCmd) -> anyhow::Result<()> {
                 );
             }
         }
-        OpsCmd::Export { file, json } => {
+        OpsCmd::Export { file } => {
             let doc = zocalo_runtime::ops::export(ctx).await?;
-            let text = serde_json::to_vec_pretty(&doc)?;
+            let mut text = serde_json::to_vec_pretty(&doc)?;
+            text.push(b'\n');
             if file == "-" {
-                let mut out = std::io::stdout().lock();
-                out.write_all(&text)?;
-                out.write_all(b"\n")?;
+                std::io::stdout().lock().write_all(&text)?;
+                return Ok(());
+            }
+            // Never leaves half a document at FILE.
+            let part = format!("{file}.part");
+            std::fs::write(&part, &text).with_context(|| format!("writing {part}"))?;
+            std::fs::rename(&part, &file).with_context(|| format!("writing {file}"))?;
+            let c = doc.counts();
+            if json {
+                super::print_json(&json!({"file": file, "counts": c}))?;
             } else {
-                write_atomically(Path::new(&file), &text)?;
-                let counts = doc.counts();
-                if json {
-                    super::print_json(&json!({"file": file, "counts": counts}))?;
-                } else {
-                    println!(
-                        "exported {} conversations ({} messages), {} memories, {} automations, \
-                         {} services, {} skills to {file}",
-                        counts.conversations,
-                        counts.messages,
-                        counts.memories,
-                        counts.automations,
-                        counts.services,
-                        counts.skills
-                    );
-                }
+                println!(
+                    "exported {} conversations ({} messages), {} memories, {} automations, \
+                     {} services, {} skills to {file}",
+                    c.conversations, c.messages, c.memories, c.automations, c.services, c.skills
+                );
             }
         }
         OpsCmd::Import {
             file,
             skip_existing,
-            json,
         } => {
-            let mut text = Vec::new();
-            if file == "-" {
-                std::io::stdin().read_to_end(&mut text)?;
-            } else {
-                text = std::fs::read(&file).with_context(|| format!("reading {file}"))?;
-            }
-            let r = zocalo_runtime::ops::import(ctx, &text, skip_existing).await?;
+            let text = super::read_input(Path::new(&file))?;
+            let r = zocalo_runtime::ops::import(ctx, text.as_bytes(), skip_existing).await?;
             if json {
                 super::print_json(&json!({"imported": r.imported, "skipped": r.skipped}))?;
             } else {
@@ -111,13 +102,5 @@ pub async fn run(ctx: &Runtime, cmd: OpsCmd) -> anyhow::Result<()> {
             }
         }
     }
-    Ok(())
-}
-
-/// Never leaves half a document at `path`.
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let part = path.with_extension("part");
-    std::fs::write(&part, bytes).with_context(|| format!("writing {}", part.display()))?;
-    std::fs::rename(&part, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }

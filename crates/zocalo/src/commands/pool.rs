@@ -22,31 +22,15 @@ pub enum PoolCmd {
         state: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: i64,
-        #[arg(long)]
-        json: bool,
     },
     /// One job, with its payload, result and last error.
-    Show {
-        id: String,
-        #[arg(long)]
-        json: bool,
-    },
+    Show { id: String },
     /// Cancel a job: a queued one at once, a running one is stopped by its worker.
-    Cancel {
-        id: String,
-        #[arg(long)]
-        json: bool,
-    },
+    Cancel { id: String },
     /// The worker nodes that joined the pool.
-    Nodes {
-        #[arg(long)]
-        json: bool,
-    },
+    Nodes,
     /// Jobs per state.
-    Stats {
-        #[arg(long)]
-        json: bool,
-    },
+    Stats,
 }
 
 #[derive(Debug, Args)]
@@ -75,18 +59,15 @@ pub struct SubmitArgs {
     /// Seconds one attempt may run before it is stopped and retried.
     #[arg(long, value_name = "SECS", default_value_t = 600.0)]
     pub timeout: f64,
-    /// Print {"ids": [...]}.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// Largest `--count` in one submit.
 const MAX_COUNT: u64 = 1_000_000;
 
-pub async fn run(ctx: &Runtime, cmd: PoolCmd) -> anyhow::Result<()> {
+pub async fn run(ctx: &Runtime, cmd: PoolCmd, json: bool) -> anyhow::Result<()> {
     match cmd {
-        PoolCmd::Submit(args) => submit(ctx, args).await,
-        PoolCmd::Jobs { state, limit, json } => {
+        PoolCmd::Submit(args) => submit(ctx, args, json).await,
+        PoolCmd::Jobs { state, limit } => {
             let state = state.map(|s| s.parse::<JobState>()).transpose()?;
             if limit < 1 {
                 return Err(usage("--limit must be at least 1"));
@@ -94,7 +75,7 @@ pub async fn run(ctx: &Runtime, cmd: PoolCmd) -> anyhow::Result<()> {
             let q = queue(ctx).await?;
             let jobs = q.list(state, limit).await?;
             if json {
-                return super::print_json(&serde_json::to_value(&jobs)?);
+                return super::print_json(&jobs);
             }
             for j in jobs {
                 println!(
@@ -110,18 +91,14 @@ pub async fn run(ctx: &Runtime, cmd: PoolCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        PoolCmd::Show { id, json } => {
+        PoolCmd::Show { id } => {
             let q = queue(ctx).await?;
             let job = q.get(&id).await;
             q.store().close().await;
-            let job = job?.ok_or(PoolError::NoSuchJob(id))?;
-            if json {
-                return super::print_json(&serde_json::to_value(&job)?);
-            }
-            println!("{}", serde_json::to_string_pretty(&job)?);
-            Ok(())
+            // The whole job, as JSON either way.
+            super::print_json(&job?.ok_or(PoolError::NoSuchJob(id))?)
         }
-        PoolCmd::Cancel { id, json } => {
+        PoolCmd::Cancel { id } => {
             let q = queue(ctx).await?;
             let r = q.cancel(&id).await;
             q.store().close().await;
@@ -139,11 +116,11 @@ pub async fn run(ctx: &Runtime, cmd: PoolCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        PoolCmd::Nodes { json } => {
+        PoolCmd::Nodes => {
             let q = queue(ctx).await?;
             let nodes = q.nodes(1000).await?;
             if json {
-                return super::print_json(&serde_json::to_value(&nodes)?);
+                return super::print_json(&nodes);
             }
             for n in nodes {
                 println!(
@@ -160,13 +137,13 @@ pub async fn run(ctx: &Runtime, cmd: PoolCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        PoolCmd::Stats { json } => {
+        PoolCmd::Stats => {
             let q = queue(ctx).await?;
             let stats = q.stats().await;
             q.store().close().await;
             let s = stats?;
             if json {
-                return super::print_json(&serde_json::to_value(s)?);
+                return super::print_json(&s);
             }
             for (name, n) in [
                 ("queued", s.queued),
@@ -187,7 +164,7 @@ async fn queue(ctx: &Runtime) -> anyhow::Result<SqlQueue> {
     Ok(SqlQueue::new(ctx.store().await?))
 }
 
-async fn submit(ctx: &Runtime, args: SubmitArgs) -> anyhow::Result<()> {
+async fn submit(ctx: &Runtime, args: SubmitArgs, json: bool) -> anyhow::Result<()> {
     let payload: Value = match &args.payload {
         None => Value::Null,
         Some(text) => serde_json::from_str(text)
@@ -217,7 +194,7 @@ async fn submit(ctx: &Runtime, args: SubmitArgs) -> anyhow::Result<()> {
     let result = zocalo_runtime::jobs::submit(&store, &submit, MAX_COUNT).await;
     ctx.close().await;
     let ids = result?;
-    if args.json {
+    if json {
         let ids: Vec<&str> = ids.iter().map(|e| e.id.as_str()).collect();
         return super::print_json(&json!({ "ids": ids }));
     }

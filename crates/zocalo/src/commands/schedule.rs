@@ -2,11 +2,13 @@
 //! from the command line. Everything the user typed is checked before the database is opened,
 //! so bad input (exit 2) writes nothing.
 
-use chrono::{DateTime, Utc};
+use std::time::Duration;
+
+use chrono::Utc;
 use clap::{ArgGroup, Args, Subcommand};
 use serde_json::Value;
 use zocalo_runtime::automations;
-use zocalo_scheduler::{fmt_utc, Automation, NewAutomation, Schedule, Scheduler};
+use zocalo_scheduler::{fmt_utc, Automation, Schedule, Scheduler};
 
 use crate::exit::usage;
 use zocalo_runtime::Runtime;
@@ -19,36 +21,19 @@ pub enum ScheduleCmd {
     /// Add an automation: a recurrence (RRULE, local start, IANA zone) and what it does.
     Add(Box<AddArgs>),
     /// Every automation with its next run.
-    List {
-        #[arg(long)]
-        json: bool,
-    },
+    List,
     /// Remove an automation and its run history.
-    Rm {
-        name: String,
-        #[arg(long)]
-        json: bool,
-    },
+    Rm { name: String },
     /// Stop firing an automation until it is resumed.
-    Pause {
-        name: String,
-        #[arg(long)]
-        json: bool,
-    },
+    Pause { name: String },
     /// Fire again from now on (occurrences during the pause are skipped).
-    Resume {
-        name: String,
-        #[arg(long)]
-        json: bool,
-    },
+    Resume { name: String },
     /// The runs of an automation, newest first: scheduled_for, started_at, finished_at,
     /// status, output.
     Runs {
         name: String,
         #[arg(long, default_value_t = 50)]
         limit: i64,
-        #[arg(long)]
-        json: bool,
     },
     /// The next occurrences of a rule as UTC instants; touches no database.
     Preview(PreviewArgs),
@@ -64,8 +49,6 @@ pub enum ScheduleCmd {
         run: bool,
         #[arg(long, default_value_t = 1000, requires = "run")]
         interval_ms: u64,
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -120,8 +103,6 @@ pub struct AddArgs {
     /// Arguments for --skill.
     #[arg(last = true, requires = "skill")]
     pub args: Vec<String>,
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -131,20 +112,17 @@ pub struct PreviewArgs {
     /// How many occurrences.
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub limit: usize,
-    /// Print one JSON array of UTC instants.
-    #[arg(long)]
-    pub json: bool,
 }
 
-pub async fn run(ctx: &Runtime, cmd: ScheduleCmd) -> anyhow::Result<()> {
+pub async fn run(ctx: &Runtime, cmd: ScheduleCmd, json: bool) -> anyhow::Result<()> {
     match cmd {
-        ScheduleCmd::Preview(args) => preview(args),
-        ScheduleCmd::Add(args) => add(ctx, *args).await,
-        ScheduleCmd::List { json } => {
+        ScheduleCmd::Preview(args) => preview(args, json),
+        ScheduleCmd::Add(args) => add(ctx, *args, json).await,
+        ScheduleCmd::List => {
             let s = scheduler(ctx).await?;
             let list = s.list().await?;
             if json {
-                return super::print_json(&serde_json::to_value(&list)?);
+                return super::print_json(&list);
             }
             if list.is_empty() {
                 println!("no automations (add one with `zocalo schedule add`)");
@@ -163,7 +141,7 @@ pub async fn run(ctx: &Runtime, cmd: ScheduleCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        ScheduleCmd::Rm { name, json } => {
+        ScheduleCmd::Rm { name } => {
             let s = scheduler(ctx).await?;
             s.remove(&name).await?;
             if json {
@@ -172,24 +150,24 @@ pub async fn run(ctx: &Runtime, cmd: ScheduleCmd) -> anyhow::Result<()> {
             println!("removed {name}");
             Ok(())
         }
-        ScheduleCmd::Pause { name, json } => {
+        ScheduleCmd::Pause { name } => {
             let s = scheduler(ctx).await?;
             let r = s.pause(&name, Utc::now()).await?;
             show(&r, json, "paused")
         }
-        ScheduleCmd::Resume { name, json } => {
+        ScheduleCmd::Resume { name } => {
             let s = scheduler(ctx).await?;
             let r = s.resume(&name, Utc::now()).await?;
             show(&r, json, "resumed")
         }
-        ScheduleCmd::Runs { name, limit, json } => {
+        ScheduleCmd::Runs { name, limit } => {
             if limit < 1 {
                 return Err(usage("--limit must be at least 1"));
             }
             let s = scheduler(ctx).await?;
             let runs = s.runs(&name, limit).await?;
             if json {
-                return super::print_json(&serde_json::to_value(&runs)?);
+                return super::print_json(&runs);
             }
             if runs.is_empty() {
                 println!("{name} has not fired yet");
@@ -205,11 +183,7 @@ pub async fn run(ctx: &Runtime, cmd: ScheduleCmd) -> anyhow::Result<()> {
                     fmt_utc(r.scheduled_for),
                     r.status,
                     r.job_id.as_deref().unwrap_or("-"),
-                    output
-                        .chars()
-                        .take(120)
-                        .collect::<String>()
-                        .replace('\n', " ")
+                    super::one_line(&output, 120)
                 );
             }
             Ok(())
@@ -218,32 +192,11 @@ pub async fn run(ctx: &Runtime, cmd: ScheduleCmd) -> anyhow::Result<()> {
             run: true,
             interval_ms,
             ..
-        } => {
-            if interval_ms == 0 {
-                return Err(usage("--interval-ms must be at least 1"));
-            }
-            let store = ctx.store().await?;
-            let shutdown = zocalo_runtime::signals::terminated();
-            let r = zocalo_scheduler::run_ticker(
-                store.clone(),
-                std::time::Duration::from_millis(interval_ms),
-                shutdown,
-            )
-            .await;
-            store.close().await;
-            Ok(r?)
-        }
-        ScheduleCmd::Tick { now, json, .. } => {
-            let now = match now {
-                None => Utc::now(),
-                Some(s) => DateTime::parse_from_rfc3339(&s)
-                    .map_err(|e| usage(format!("--now {s:?} is not an RFC 3339 instant: {e}")))?
-                    .with_timezone(&Utc),
-            };
-            let s = scheduler(ctx).await?;
-            let r = s.tick(now).await?;
+        } => automations::tick_loop(ctx, Duration::from_millis(interval_ms)).await,
+        ScheduleCmd::Tick { now, .. } => {
+            let r = automations::tick(ctx, now.as_deref()).await?;
             if json {
-                return super::print_json(&serde_json::to_value(&r)?);
+                return super::print_json(&r);
             }
             for f in &r.fired {
                 println!(
@@ -262,14 +215,14 @@ async fn scheduler(ctx: &Runtime) -> anyhow::Result<Scheduler> {
     Ok(Scheduler::new(ctx.store().await?))
 }
 
-fn preview(args: PreviewArgs) -> anyhow::Result<()> {
+fn preview(args: PreviewArgs, json: bool) -> anyhow::Result<()> {
     if args.limit == 0 || args.limit > MAX_PREVIEW {
         return Err(usage(format!("--limit must be 1 to {MAX_PREVIEW}")));
     }
     let s = Schedule::parse(&args.rule.rrule, &args.rule.start, &args.rule.tz)?;
     let out: Vec<String> = s.preview(args.limit).into_iter().map(fmt_utc).collect();
-    if args.json {
-        return super::print_json(&serde_json::to_value(&out)?);
+    if json {
+        return super::print_json(&out);
     }
     for t in out {
         println!("{t}");
@@ -277,10 +230,13 @@ fn preview(args: PreviewArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn add(ctx: &Runtime, args: AddArgs) -> anyhow::Result<()> {
-    let action = automations::action(
-        ctx,
-        automations::ActionSpec {
+async fn add(ctx: &Runtime, args: AddArgs, json: bool) -> anyhow::Result<()> {
+    let spec = automations::AddSpec {
+        name: args.name,
+        rrule: args.rule.rrule,
+        start: args.rule.start,
+        tz: args.rule.tz,
+        action: automations::ActionSpec {
             ask: args.ask,
             conversation: args.conversation,
             skill: args.skill,
@@ -289,31 +245,19 @@ async fn add(ctx: &Runtime, args: AddArgs) -> anyhow::Result<()> {
             persona: args.persona,
             deliver: args.deliver,
         },
-    )?;
-    let mut new = NewAutomation::new(
-        &args.name,
-        &args.rule.rrule,
-        &args.rule.start,
-        &args.rule.tz,
-        action,
-    );
-    new.misfire = args.misfire.parse()?;
-    new.catchup_limit = args.catch_up;
-    // Check everything before the database is opened (or created).
-    automations::check(&new)?;
-    let kind = new.action.kind();
-    let store = ctx.store().await?;
-    let added = automations::create(&store, new).await?;
-    if let Some(warning) = automations::worker_warning(&store, kind).await {
+        misfire: Some(args.misfire),
+        catch_up: Some(args.catch_up),
+    };
+    let (added, warning) = automations::add(ctx, spec).await?;
+    if let Some(warning) = warning {
         eprintln!("warning: {warning}");
     }
-    ctx.close().await;
-    show(&added, args.json, "added")
+    show(&added, json, "added")
 }
 
 fn show(a: &Automation, json: bool, verb: &str) -> anyhow::Result<()> {
     if json {
-        return super::print_json(&serde_json::to_value(a)?);
+        return super::print_json(&a);
     }
     match a.next_run_at {
         Some(next) => {

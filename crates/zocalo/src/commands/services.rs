@@ -2,16 +2,14 @@
 //! daemon supervises. Every command but `logs` goes through the daemon, which is started on
 //! demand; input is checked here first, so bad input never starts one.
 
-use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use serde_json::Value;
-use zocalo_services::{parse_env_pair, HealthCheck, RestartPolicy, ServiceSpec};
+use zocalo_services::ServiceSpec;
 
-use crate::exit::usage;
-use zocalo_runtime::daemon::{ensure_daemon, Request};
+use zocalo_runtime::daemon::{self, ensure_daemon, Request};
 use zocalo_runtime::Runtime;
 
 #[derive(Debug, Subcommand)]
@@ -19,36 +17,17 @@ pub enum ServicesCmd {
     /// Define a service (stopped until `services start`, or with --start).
     Add(AddArgs),
     /// Start a service; it is started again whenever the daemon starts, until stopped.
-    Start {
-        name: String,
-        #[arg(long)]
-        json: bool,
-    },
+    Start { name: String },
     /// Stop a service: SIGTERM to its process group, SIGKILL after the grace period.
-    Stop {
-        name: String,
-        #[arg(long)]
-        json: bool,
-    },
+    Stop { name: String },
     /// Stop (if running), then start.
-    Restart {
-        name: String,
-        #[arg(long)]
-        json: bool,
-    },
+    Restart { name: String },
     /// Stop a service and delete its definition (its log files stay).
     Rm { name: String },
     /// One service: state, pid, restarts, health, last exit, error.
-    Status {
-        name: String,
-        #[arg(long)]
-        json: bool,
-    },
+    Status { name: String },
     /// Every service.
-    List {
-        #[arg(long)]
-        json: bool,
-    },
+    List,
     /// The service's output (logs/NAME.log), timestamped.
     Logs {
         name: String,
@@ -91,38 +70,15 @@ pub struct AddArgs {
     /// Start it right away.
     #[arg(long)]
     pub start: bool,
-    #[arg(long)]
-    pub json: bool,
 }
 
-fn spec_from(args: &AddArgs) -> anyhow::Result<ServiceSpec> {
-    let mut spec = ServiceSpec::new(args.name.clone(), args.command.clone());
-    spec.restart = args.restart.parse::<RestartPolicy>()?;
-    spec.health = match (&args.health_http, &args.health_cmd) {
-        (Some(url), _) => Some(HealthCheck::Http(url.clone())),
-        (None, Some(cmd)) => Some(HealthCheck::Cmd(cmd.clone())),
-        (None, None) => None,
-    };
-    let mut env = BTreeMap::new();
-    for pair in &args.env {
-        let (k, v) = parse_env_pair(pair)?;
-        env.insert(k, v);
-    }
-    spec.env = env;
-    if let Some(dir) = &args.cwd {
-        // The daemon runs elsewhere: a relative directory means relative to here.
-        let abs =
-            std::path::absolute(dir).map_err(|e| usage(format!("--cwd {}: {e}", dir.display())))?;
-        spec.cwd = Some(abs);
-    }
-    spec.validate()?;
-    Ok(spec)
-}
-
-pub async fn run(ctx: &Runtime, cmd: ServicesCmd) -> anyhow::Result<()> {
+pub async fn run(ctx: &Runtime, cmd: ServicesCmd, json: bool) -> anyhow::Result<()> {
     match cmd {
         ServicesCmd::Add(args) => {
-            let spec = spec_from(&args)?;
+            let health = (args.health_http.clone(), args.health_cmd.clone());
+            let (restart, env, cwd) = (&args.restart, &args.env, args.cwd.as_deref());
+            let spec =
+                ServiceSpec::from_flags(&args.name, &args.command, restart, health, env, cwd)?;
             let mut d = ensure_daemon(ctx).await?;
             let mut status = d.call(&Request::Add { spec }).await?;
             if args.start {
@@ -132,7 +88,7 @@ pub async fn run(ctx: &Runtime, cmd: ServicesCmd) -> anyhow::Result<()> {
                     })
                     .await?;
             }
-            if args.json {
+            if json {
                 super::print_json(&status)?;
                 return failed_start(args.start, &status);
             }
@@ -142,19 +98,17 @@ pub async fn run(ctx: &Runtime, cmd: ServicesCmd) -> anyhow::Result<()> {
             }
             failed_start(args.start, &status)
         }
-        ServicesCmd::Start { name, json } => one(ctx, Request::Start { name }, json).await,
-        ServicesCmd::Stop { name, json } => one(ctx, Request::Stop { name }, json).await,
-        ServicesCmd::Restart { name, json } => one(ctx, Request::Restart { name }, json).await,
-        ServicesCmd::Status { name, json } => one(ctx, Request::Status { name }, json).await,
+        ServicesCmd::Start { name } => one(ctx, Request::Start { name }, json).await,
+        ServicesCmd::Stop { name } => one(ctx, Request::Stop { name }, json).await,
+        ServicesCmd::Restart { name } => one(ctx, Request::Restart { name }, json).await,
+        ServicesCmd::Status { name } => one(ctx, Request::Status { name }, json).await,
         ServicesCmd::Rm { name } => {
-            let mut d = ensure_daemon(ctx).await?;
-            d.call(&Request::Rm { name: name.clone() }).await?;
+            daemon::call(ctx, &Request::Rm { name: name.clone() }).await?;
             println!("removed service {name}");
             Ok(())
         }
-        ServicesCmd::List { json } => {
-            let mut d = ensure_daemon(ctx).await?;
-            let list = d.call(&Request::List).await?;
+        ServicesCmd::List => {
+            let list = daemon::call(ctx, &Request::List).await?;
             if json {
                 return super::print_json(&list);
             }
@@ -186,14 +140,21 @@ pub async fn run(ctx: &Runtime, cmd: ServicesCmd) -> anyhow::Result<()> {
             follow,
         } => {
             zocalo_services::spec::validate_name(&name)?;
-            let mut d = ensure_daemon(ctx).await?;
-            let status = d.call(&Request::Status { name: name.clone() }).await?;
+            let status = daemon::call(ctx, &Request::Status { name: name.clone() }).await?;
             let path = PathBuf::from(status["log"].as_str().unwrap_or_default());
             for line in zocalo_services::logs::tail(&path, lines)? {
                 println!("{line}");
             }
             if follow {
-                follow_log(&path).await?;
+                let ctrl_c = async {
+                    let _ = tokio::signal::ctrl_c().await;
+                };
+                zocalo_services::logs::follow(&path, ctrl_c, |bytes| {
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(bytes)?;
+                    out.flush()
+                })
+                .await?;
             }
             Ok(())
         }
@@ -202,8 +163,7 @@ pub async fn run(ctx: &Runtime, cmd: ServicesCmd) -> anyhow::Result<()> {
 
 async fn one(ctx: &Runtime, req: Request, json: bool) -> anyhow::Result<()> {
     let starts = matches!(req, Request::Start { .. } | Request::Restart { .. });
-    let mut d = ensure_daemon(ctx).await?;
-    let status = d.call(&req).await?;
+    let status = daemon::call(ctx, &req).await?;
     if json {
         super::print_json(&status)?;
     } else {
@@ -267,24 +227,5 @@ fn fmt_uptime(secs: u64) -> String {
         s if s < 3600 => format!("{}m{}s", s / 60, s % 60),
         s if s < 86400 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
         s => format!("{}d{}h", s / 86400, (s % 86400) / 3600),
-    }
-}
-
-/// Prints lines as they are appended, following rotation, until Ctrl-C.
-async fn follow_log(path: &std::path::Path) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut offset = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => return Ok(()),
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-        }
-        let (bytes, next) = zocalo_services::logs::read_from(path, offset)?;
-        offset = next;
-        if !bytes.is_empty() {
-            let mut out = std::io::stdout().lock();
-            out.write_all(&bytes)?;
-            out.flush()?;
-        }
     }
 }

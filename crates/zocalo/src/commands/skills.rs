@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use serde_json::json;
-use zocalo_skills::{check_dir, default_roots, RunLimits, Skills};
+use zocalo_skills::{check_dir, default_roots, Skills};
 
 use super::print_json;
 use crate::exit::usage;
@@ -24,23 +24,12 @@ pub struct SkillsArgs {
 #[derive(Debug, Subcommand)]
 pub enum SkillsCmd {
     /// Every loadable skill, by name; problems go to stderr as warnings.
-    List {
-        #[arg(long)]
-        json: bool,
-    },
+    List,
     /// One skill: its fields, files and instructions.
-    Show {
-        name: String,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Check a skill directory against the Agent Skills spec (exit 2 if invalid).
-    Validate {
-        dir: PathBuf,
-        /// {"valid","name","errors":[{"field","message"}],"warnings":[...]}
-        #[arg(long)]
-        json: bool,
-    },
+    Show { name: String },
+    /// Check a skill directory against the Agent Skills spec (exit 2 if invalid); --json:
+    /// {"valid","name","errors":[{"field","message"}],"warnings":[...]}.
+    Validate { dir: PathBuf },
     /// Run a skill's script: `zocalo skills run NAME [--script PATH] [-- ARGS...]`.
     Run {
         name: String,
@@ -61,12 +50,10 @@ pub enum SkillsCmd {
         /// Replace an installed skill of the same name.
         #[arg(long)]
         force: bool,
-        #[arg(long)]
-        json: bool,
     },
 }
 
-pub async fn run(ctx: &Runtime, args: SkillsArgs) -> anyhow::Result<()> {
+pub async fn run(ctx: &Runtime, args: SkillsArgs, json: bool) -> anyhow::Result<()> {
     let load = || {
         let skills = Skills::load(default_roots(ctx.home.root(), &args.skills_dir));
         for w in skills.warnings() {
@@ -75,13 +62,11 @@ pub async fn run(ctx: &Runtime, args: SkillsArgs) -> anyhow::Result<()> {
         skills
     };
     match args.command {
-        SkillsCmd::List { json } => {
+        SkillsCmd::List => {
             let skills = load();
             let list = skills.list();
             if json {
-                return print_json(&serde_json::to_value(
-                    list.iter().map(|s| s.as_ref()).collect::<Vec<_>>(),
-                )?);
+                return print_json(&list.iter().map(|s| s.as_ref()).collect::<Vec<_>>());
             }
             if list.is_empty() {
                 println!(
@@ -96,21 +81,15 @@ pub async fn run(ctx: &Runtime, args: SkillsArgs) -> anyhow::Result<()> {
             }
             let width = list.iter().map(|s| s.name.len()).max().unwrap_or(0);
             for s in list {
-                let d: String = s
-                    .description
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                let d = if d.chars().count() > 100 {
-                    format!("{}…", d.chars().take(99).collect::<String>())
-                } else {
-                    d
-                };
-                println!("{:width$}  {d}", s.name);
+                println!(
+                    "{:width$}  {}",
+                    s.name,
+                    super::one_line(&s.description, 100)
+                );
             }
             Ok(())
         }
-        SkillsCmd::Show { name, json } => {
+        SkillsCmd::Show { name } => {
             let skill = load().get(&name)?;
             let (files, _) = zocalo_skills::paths::list_files(&skill.dir, 500);
             if json {
@@ -138,10 +117,10 @@ pub async fn run(ctx: &Runtime, args: SkillsArgs) -> anyhow::Result<()> {
             println!("\n{}", skill.body);
             Ok(())
         }
-        SkillsCmd::Validate { dir, json } => {
+        SkillsCmd::Validate { dir } => {
             let report = check_dir(&dir).report;
             if json {
-                print_json(&serde_json::to_value(&report)?)?;
+                print_json(&report)?;
             } else {
                 match (&report.name, report.valid) {
                     (Some(n), true) => println!("valid: {n}"),
@@ -174,14 +153,10 @@ pub async fn run(ctx: &Runtime, args: SkillsArgs) -> anyhow::Result<()> {
             if timeout == 0 {
                 return Err(usage("--timeout must be at least 1 second"));
             }
-            let skill = load().get(&name)?;
-            let limits = RunLimits {
-                timeout: Duration::from_secs(timeout),
-                launcher: ctx.launcher(),
-                ..RunLimits::default()
-            };
-            let out =
-                zocalo_skills::run_script(&skill, script.as_deref(), &script_args, &limits).await?;
+            let timeout_d = Duration::from_secs(timeout);
+            let out = ctx
+                .run_skill(&load(), &name, script.as_deref(), &script_args, timeout_d)
+                .await?;
             print!("{}", out.stdout);
             eprint!("{}", out.stderr);
             if out.timed_out {
@@ -193,7 +168,7 @@ pub async fn run(ctx: &Runtime, args: SkillsArgs) -> anyhow::Result<()> {
                 None => anyhow::bail!("the script was killed by a signal"),
             }
         }
-        SkillsCmd::Install { dir, force, json } => {
+        SkillsCmd::Install { dir, force } => {
             ctx.home.ensure()?;
             let installed = zocalo_skills::install(&dir, &ctx.home.root().join("skills"), force)?;
             if json {

@@ -1,15 +1,14 @@
 //! `zocalo worker`: join the compute pool as a node. Runs `noop`, `shell` and `ask` jobs
 //! (the ask loop with the configured providers) until SIGTERM / Ctrl-C, or with `--drain`
 //! until nothing is left. On SIGTERM it stops claiming, lets running jobs finish for the
-//! shutdown grace, and hands the rest back to the queue.
+//! shutdown grace, and hands the rest back to the queue. --json: a report {"node_id",
+//! "succeeded","failed",...} on exit.
 
 use std::time::Duration;
 
 use clap::Args;
 use zocalo_pool::{parse_labels, WorkerConfig};
 use zocalo_runtime::Runtime;
-
-use crate::exit::usage;
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
@@ -35,21 +34,14 @@ pub struct WorkerArgs {
     /// First retry delay in milliseconds; it doubles per attempt (with jitter), up to an hour.
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     pub retry_base_ms: u64,
-    /// Print a JSON report {"node_id","succeeded","failed",...} on exit.
-    #[arg(long)]
-    pub json: bool,
 }
 
+/// A positive number of seconds from `--FLAG`.
 fn seconds(flag: &str, v: f64) -> anyhow::Result<Duration> {
-    if !(v.is_finite() && v > 0.0 && v < 1e7) {
-        return Err(usage(format!(
-            "--{flag} must be a positive number of seconds"
-        )));
-    }
-    Ok(Duration::from_secs_f64(v))
+    Ok(zocalo_runtime::agents::seconds(flag, Some(v))?.unwrap_or_default())
 }
 
-pub async fn run(ctx: &Runtime, args: WorkerArgs) -> anyhow::Result<()> {
+pub async fn run(ctx: &Runtime, args: WorkerArgs, json: bool) -> anyhow::Result<()> {
     let config = WorkerConfig {
         concurrency: args.concurrency,
         labels: parse_labels(&args.labels)?,
@@ -59,37 +51,18 @@ pub async fn run(ctx: &Runtime, args: WorkerArgs) -> anyhow::Result<()> {
         shutdown_grace: seconds("shutdown-grace", args.shutdown_grace)?,
         stop_grace: Duration::from_secs(10),
     };
-    config.validate()?;
-    if args.retry_base_ms == 0 {
-        return Err(usage("--retry-base-ms must be at least 1"));
-    }
-    let store = ctx.store().await?;
-    let worker = zocalo_runtime::jobs::pool_worker_with(
-        ctx,
-        store.clone(),
-        config,
-        Duration::from_millis(args.retry_base_ms),
-    )?;
-    eprintln!(
-        "worker {} joined the pool (concurrency {})",
-        worker.node_id(),
-        args.concurrency
-    );
-    let report = worker.run(zocalo_runtime::signals::terminated()).await;
-    // Bounded like the worker's own stop: a stalled database must not keep the process alive.
-    if tokio::time::timeout(Duration::from_secs(5), store.close())
-        .await
-        .is_err()
-    {
-        tracing::warn!("closing the database connections took over 5 s; exiting without");
-    }
-    let report = report?;
+    let retry_base = Duration::from_millis(args.retry_base_ms);
+    let r = zocalo_runtime::jobs::run_worker(ctx, config, retry_base, |node| {
+        let n = args.concurrency;
+        eprintln!("worker {node} joined the pool (concurrency {n})")
+    })
+    .await?;
     eprintln!(
         "worker {} stopped: {} succeeded, {} failed, {} cancelled, {} handed back",
-        report.node_id, report.succeeded, report.failed, report.cancelled, report.released
+        r.node_id, r.succeeded, r.failed, r.cancelled, r.released
     );
-    if args.json {
-        return super::print_json(&serde_json::to_value(&report)?);
+    if json {
+        return super::print_json(&r);
     }
     Ok(())
 }
