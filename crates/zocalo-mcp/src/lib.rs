@@ -7,11 +7,13 @@
 //! - [`client`]: the servers configured under `[mcp.servers.NAME]`, started lazily, their tools
 //!   offered to the ask loop as zocalo `Tool`s named `NAME__TOOL`; calls time out, a crashed
 //!   server is restarted on the next call, its stderr goes to the logs.
+//! - [`config`]: what `[mcp.servers.NAME]` may say, checked when the runtime loads config.toml.
 //! - [`typed`]: a zocalo `Tool` from a typed argument struct, its JSON Schema from `schemars`.
 //!
 //! This crate knows no other subsystem: the CLI decides which tools to serve.
 
 pub mod client;
+pub mod config;
 pub mod error;
 pub mod server;
 pub mod typed;

@@ -57,7 +57,9 @@ proptest! {
     ) {
         let url = format!("{scheme}{rest}");
         let text = format!("[mcp.servers.s]\nurl = {}\n", toml_str(&url));
-        if Config::parse(&text, Path::new("config.toml")).is_ok() {
+        if Config::parse(&text, Path::new("config.toml"))
+            .is_ok_and(|c| zocalo_mcp::config::check(&c.mcp).is_ok())
+        {
             let uri = url.parse::<http::Uri>();
             prop_assert!(uri.is_ok(), "accepted {url:?}, but it is no URI: {uri:?}");
             let uri = uri.unwrap();
@@ -75,7 +77,9 @@ proptest! {
             toml_str(&name),
             toml_str(&value)
         );
-        if Config::parse(&text, Path::new("config.toml")).is_ok() {
+        if Config::parse(&text, Path::new("config.toml"))
+            .is_ok_and(|c| zocalo_mcp::config::check(&c.mcp).is_ok())
+        {
             prop_assert!(name.parse::<http::HeaderName>().is_ok(), "{name:?}");
             prop_assert!(value.parse::<http::HeaderValue>().is_ok(), "{value:?}");
         }

@@ -140,6 +140,13 @@ impl Runtime {
             Store::check_url(url)?;
         }
         let config = Config::load(&home.config_file())?;
+        // `[mcp.servers.NAME]` is the MCP client's to check.
+        zocalo_mcp::config::check(&config.mcp).map_err(|message| {
+            zocalo_core::CoreError::Config {
+                path: home.config_file(),
+                message,
+            }
+        })?;
         let database_url = match database_url {
             Some(url) => Some(url),
             None => {

@@ -9,8 +9,18 @@ use proptest::prelude::*;
 use toml::Value;
 use zocalo_core::Config;
 
+/// config.toml as the runtime loads it: parsed by zocalo-core, `[mcp]` checked here.
 fn parse(text: &str) -> Result<Config, String> {
-    Config::parse(text, Path::new("config.toml")).map_err(|e| e.to_string())
+    let path = Path::new("config.toml");
+    let cfg = Config::parse(text, path).map_err(|e| e.to_string())?;
+    zocalo_mcp::config::check(&cfg.mcp).map_err(|message| {
+        zocalo_core::CoreError::Config {
+            path: path.to_owned(),
+            message,
+        }
+        .to_string()
+    })?;
+    Ok(cfg)
 }
 
 /// One generated field: left out, a good value, a value of the right type that the checks
