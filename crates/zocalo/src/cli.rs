@@ -162,6 +162,26 @@ pub struct ChatArgs {
     pub guard: GuardArgs,
 }
 
+impl GuardArgs {
+    /// An ask in `conversation` with these guard rails, `model`, and the terminal as the
+    /// approver.
+    pub fn ask(
+        self,
+        conversation: Option<&str>,
+        model: &ModelArgs,
+    ) -> anyhow::Result<zocalo_runtime::Ask> {
+        Ok(zocalo_runtime::Ask {
+            conversation: zocalo_runtime::parse_conversation(conversation)?,
+            model: model.choice(),
+            persona: self.persona,
+            allow: self.allow,
+            yes: self.yes,
+            approver: crate::commands::approve::terminal(),
+            ..zocalo_runtime::Ask::default()
+        })
+    }
+}
+
 /// Who may use which tool (docs/permissions.md).
 #[derive(Debug, Args, Clone)]
 pub struct GuardArgs {

@@ -3,21 +3,15 @@
 use std::io::{IsTerminal, Write};
 
 use zocalo_agent::AskEvent;
-use zocalo_runtime::{parse_conversation, Ask, Runtime};
+use zocalo_runtime::{Ask, Runtime};
 
 use crate::cli::AskArgs;
 
 pub async fn run(ctx: &Runtime, args: AskArgs, json_out: bool) -> anyhow::Result<()> {
     let ask = Ask {
         message: args.message.join(" "),
-        conversation: parse_conversation(args.conversation.as_deref())?,
         conv_key: args.conv_key,
-        model: args.model.choice(),
-        persona: args.guard.persona,
-        allow: args.guard.allow,
-        yes: args.guard.yes,
-        approver: super::approve::terminal(),
-        ..Ask::default()
+        ..args.guard.ask(args.conversation.as_deref(), &args.model)?
     };
 
     let show_tools = std::io::stderr().is_terminal();

@@ -6,21 +6,13 @@ use rustyline::error::ReadlineError;
 use zocalo_agent::AskEvent;
 
 use crate::cli::ChatArgs;
-use zocalo_runtime::{parse_conversation, Ask, Runtime};
+use zocalo_runtime::{Ask, Runtime};
 
 const HELP: &str = "Type a message and press Enter. /new starts a new conversation, /exit \
 (or Ctrl-D) quits, Ctrl-C cancels an answer in progress (nothing of it is saved).";
 
 pub async fn run(ctx: &Runtime, args: ChatArgs) -> anyhow::Result<()> {
-    let template = Ask {
-        conversation: parse_conversation(args.conversation.as_deref())?,
-        model: args.model.choice(),
-        persona: args.guard.persona,
-        allow: args.guard.allow,
-        yes: args.guard.yes,
-        approver: super::approve::terminal(),
-        ..Ask::default()
-    };
+    let template = args.guard.ask(args.conversation.as_deref(), &args.model)?;
     // Checked before the first turn: the conversation, the persona and the --allow patterns.
     let (provider, model) = ctx.check_ask(&template).await?;
     let mut conversation = template.conversation.clone();

@@ -1,7 +1,7 @@
 //! One module per top-level command.
 
 pub mod agents;
-mod approve;
+pub mod approve;
 mod ask;
 mod audit;
 pub mod browser;
