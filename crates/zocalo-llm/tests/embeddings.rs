@@ -1,6 +1,8 @@
 //! The OpenAI-compatible embedder against a local server speaking the embeddings wire
 //! format: request shape, order by `index`, batching, retries, and the failures users see.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::Arc;
