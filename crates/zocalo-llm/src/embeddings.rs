@@ -68,10 +68,6 @@ impl OpenAiEmbedder {
         let id = format!("{}:{model}", endpoint.name);
         let dim = std::sync::Arc::new(AtomicUsize::new(dim.unwrap_or(0)));
         let (jobs, mut rx) = mpsc::unbounded_channel::<Job>();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| EmbedError::Unavailable(format!("cannot start the HTTP thread: {e}")))?;
         let worker = std::sync::Arc::new(Worker {
             client: http::client(&endpoint),
             endpoint,
@@ -82,6 +78,17 @@ impl OpenAiEmbedder {
         std::thread::Builder::new()
             .name("zocalo-embed".into())
             .spawn(move || {
+                // Built (and dropped) on this thread: never inside the caller's runtime.
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(error = %e, "embeddings: cannot start the HTTP runtime");
+                        return;
+                    }
+                };
                 runtime.block_on(async move {
                     // Jobs run concurrently (several memory handles may embed at once);
                     // the loop ends when the embedder is dropped.
@@ -106,6 +113,10 @@ impl Embedder for OpenAiEmbedder {
 
     fn dim(&self) -> usize {
         self.dim.load(Ordering::Relaxed)
+    }
+
+    fn remote(&self) -> bool {
+        true
     }
 
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {

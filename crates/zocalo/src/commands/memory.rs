@@ -46,8 +46,9 @@ pub enum MemoryCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Compute the vectors memories lack (stored while the embedding model was missing, or by
-    /// another model).
+    /// Compute the vectors memories lack (stored while the embedder was missing) or have from
+    /// another embedder (after `[memory] embedder` changed), in batches with a progress bar;
+    /// resumable after an interruption.
     Reindex {
         #[arg(long)]
         json: bool,
@@ -104,7 +105,7 @@ pub async fn run(ctx: &Runtime, cmd: MemoryCmd) -> anyhow::Result<()> {
             let items = read_import(&file)?;
             let memory = ctx.memory().await?;
             let n = items.len();
-            let bar = progress_bar(n);
+            let bar = progress_bar(n, "memories embedded");
             let stored = memory
                 .memorize_many(items, &|done| {
                     if let Some(b) = &bar {
@@ -134,23 +135,40 @@ pub async fn run(ctx: &Runtime, cmd: MemoryCmd) -> anyhow::Result<()> {
             }
         }
         MemoryCmd::Reindex { json } => {
-            if let Some(why) = ctx.embedder_missing() {
-                anyhow::bail!(
-                    "nothing to compute vectors with: the embedding model is not installed ({why}); run `zocalo models fetch` first"
-                );
+            let bar = std::io::stderr()
+                .is_terminal()
+                .then(|| progress_bar(0, "chunks embedded"))
+                .flatten();
+            let (report, stats) = zocalo_runtime::memory::reindex(ctx, &|done, total| {
+                if let Some(b) = &bar {
+                    b.set_length(total as u64);
+                    b.set_position(done as u64);
+                }
+            })
+            .await?;
+            if let Some(b) = bar {
+                b.finish_and_clear();
             }
-            let memory = ctx.memory().await?;
-            if memory.embedder_id().is_none() {
-                return Err(usage(
-                    "the embedder is off (ZOCALO_EMBEDDER=none): nothing to reindex",
-                ));
+            if json {
+                let mut v = serde_json::to_value(&stats)?;
+                v["reindex"] = serde_json::to_value(&report)?;
+                return print_json(&v);
             }
-            if std::io::stderr().is_terminal() {
-                eprintln!("computing the vectors memories lack...");
-            }
-            // Loading computes and stores every missing or other-model vector.
-            memory.ensure_loaded().await?;
-            print_stats(&memory.stats().await?, json)
+            let replaced: Vec<String> = report
+                .replaced
+                .iter()
+                .map(|(m, n)| format!("{n} from {m}"))
+                .collect();
+            println!(
+                "reindexed {} chunks of {} memories with {} ({} without a vector{}{})",
+                report.embedded,
+                report.memories,
+                report.embedder,
+                report.missing,
+                if replaced.is_empty() { "" } else { ", " },
+                replaced.join(", ")
+            );
+            print_stats(&stats, false)
         }
         MemoryCmd::Stats { json } => print_stats(&ctx.memory().await?.stats().await?, json),
     }
@@ -215,14 +233,15 @@ async fn search(ctx: &Runtime, args: SearchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn progress_bar(n: usize) -> Option<indicatif::ProgressBar> {
-    if !std::io::stderr().is_terminal() || n == 0 {
+/// A bar on a terminal; `n` 0 when the length comes later (`set_length`).
+fn progress_bar(n: usize, what: &str) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() || (n == 0 && what == "memories embedded") {
         return None;
     }
     let bar = indicatif::ProgressBar::new(n as u64);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{bar:40} {pos}/{len} memories embedded ({per_sec}, eta {eta})",
-    ) {
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&format!(
+        "{{bar:40}} {{pos}}/{{len}} {what} ({{per_sec}}, eta {{eta}})"
+    )) {
         bar.set_style(style);
     }
     Some(bar)
