@@ -32,6 +32,7 @@ const CHUNK_SET_VECTOR: &str = include_str!("sql/chunk_set_vector.sql");
 const STATS_SCOPES: &str = include_str!("sql/stats_scopes.sql");
 const STATS_CHUNKS: &str = include_str!("sql/stats_chunks.sql");
 const STATS_OTHER_EMBEDDERS: &str = include_str!("sql/stats_other_embedders.sql");
+const CHUNK_VECTOR_OF_MODEL: &str = include_str!("sql/chunk_vector_of_model.sql");
 const CHUNK_SELECT_STALE: &str = include_str!("sql/chunk_select_stale.sql");
 const CHANGE_LOCK: &str = include_str!("sql/change_lock.sql");
 const CHANGE_INSERT: &str = include_str!("sql/change_insert.sql");
@@ -799,6 +800,21 @@ impl Memory {
                 .fetch_one(p)
                 .await)?;
         let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        // A provider's embedder knows its dimension once it answered: before that, the
+        // length of a vector it stored says it.
+        let mut dim = self.embedder.as_ref().map(|e| e.dim());
+        if dim == Some(0) {
+            dim = Some(self.read_index().dim());
+        }
+        if let (Some(0), Some(m)) = (dim, self.embedder_id()) {
+            let blob: Option<Vec<u8>> = with_pool!(self.store.pool(), |p| sqlx::query_scalar(
+                CHUNK_VECTOR_OF_MODEL
+            )
+            .bind(m)
+            .fetch_optional(p)
+            .await)?;
+            dim = blob.map(|b| b.len() / 4).filter(|d| *d > 0);
+        }
         let others: Vec<(String, i64)> = match self.embedder_id() {
             Some(m) => with_pool!(self.store.pool(), |p| sqlx::query_as(STATS_OTHER_EMBEDDERS)
                 .bind(m)
@@ -813,12 +829,7 @@ impl Memory {
             vectors: count(vectors),
             scopes: scopes.into_iter().map(|(s, n)| (s, count(n))).collect(),
             embedder: self.embedder_id().map(str::to_owned),
-            dim: self
-                .embedder
-                .as_ref()
-                .map(|e| e.dim())
-                .or(Some(self.read_index().dim()))
-                .filter(|d| *d > 0),
+            dim,
         })
     }
 

@@ -180,6 +180,16 @@ async fn switching_embedders_refuses_search_until_reindex() {
             .await
             .unwrap();
         assert_eq!(hits[0].text, "the red bike is in the garage");
+        // The ask loop's recall falls back to keywords instead of answering without memory.
+        let mut ask = zocalo_runtime::memory::ask_memory_over(&new_rt.config, new.clone());
+        ask.user_scope = "user:me".into();
+        let block = ask.context_for("c1", "bike", 2000).await.unwrap().unwrap();
+        assert!(block.contains("the red bike is in the garage"), "{block}");
+        assert_eq!(
+            embedding_requests(&server),
+            before,
+            "keywords only: no query vector"
+        );
         let (ok, detail, fix) = zocalo_runtime::memory::embedder_check(&new_rt).await;
         assert!(!ok, "{detail}");
         assert!(detail.contains(&format!("{n} by emb:bow-1")), "{detail}");

@@ -483,3 +483,131 @@ async fn keyword_only_is_said_and_reindex_embeds_what_was_stored_without_vectors
         env.db.cleanup().await;
     }
 }
+
+/// `[memory] embedder = "openai:…"` with `OPENAI_BASE_URL` at a local server speaking the
+/// embeddings wire format: memories are embedded and searched through it; switching the
+/// embedder (here by `ZOCALO_EMBEDDER`) makes `memory search` refuse, naming both embedders
+/// and the fix, until `memory reindex`; settings the registry cannot serve are exit 2.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_embedder_and_switching_it_needs_reindex() {
+    for (backend, db) in backends().await {
+        let server = FakeServer::start().await;
+        server.respond_with(|r| zocalo_testkit::fake::embeddings_reply(r, 64));
+        let env = Env::new(db).await;
+        std::fs::write(
+            env.home.path().join("config.toml"),
+            "[memory]\nembedder = \"openai:text-embedding-3-small\"\n",
+        )
+        .unwrap();
+        let base = format!("{}/v1", server.url());
+        let small = [
+            ("OPENAI_BASE_URL", base.as_str()),
+            ("OPENAI_API_KEY", "sk-test-embed"),
+        ];
+        for text in [
+            "I keep my bike in the garage",
+            "The tax return is due in April",
+        ] {
+            let r = env.run_env(&small, &["memory", "add", text]).await;
+            assert_eq!(r.code, 0, "{backend}: {}", r.stderr);
+            assert!(!r.stderr.contains("keywords only"), "{}", r.stderr);
+        }
+        let s = env
+            .run_env(&small, &["memory", "search", "garage bike", "--json"])
+            .await;
+        assert_eq!(s.code, 0, "{backend}: {}", s.stderr);
+        assert_eq!(s.json()[0]["text"], "I keep my bike in the garage");
+        let stats = env
+            .run_env(&small, &["memory", "stats", "--json"])
+            .await
+            .json();
+        assert_eq!(
+            stats["embedder"], "openai:text-embedding-3-small",
+            "{stats}"
+        );
+        assert_eq!(
+            (stats["dim"].as_u64(), stats["vectors"].as_u64()),
+            (Some(64), Some(2))
+        );
+        let reqs = server.requests();
+        assert!(!reqs.is_empty());
+        for r in &reqs {
+            assert_eq!(r.path, "/v1/embeddings");
+            assert_eq!(r.body["model"], "text-embedding-3-small");
+            assert_eq!(r.headers["authorization"], "Bearer sk-test-embed");
+        }
+
+        let large = [
+            ("OPENAI_BASE_URL", base.as_str()),
+            ("OPENAI_API_KEY", "sk-test-embed"),
+            ("ZOCALO_EMBEDDER", "openai:text-embedding-3-large"),
+        ];
+        let s = env
+            .run_env(&large, &["memory", "search", "garage bike"])
+            .await;
+        assert_eq!(s.code, 1, "{backend}: {}", s.stderr);
+        for want in [
+            "2 by openai:text-embedding-3-small",
+            "openai:text-embedding-3-large",
+            "zocalo memory reindex",
+        ] {
+            assert!(s.stderr.contains(want), "{backend}: {want}: {}", s.stderr);
+        }
+        let d = env.run_env(&large, &["doctor", "--json"]).await.json();
+        let check = d["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "embedder")
+            .cloned()
+            .unwrap();
+        assert_eq!(check["ok"], false, "{check}");
+        assert!(
+            check["detail"]
+                .as_str()
+                .unwrap()
+                .contains("2 by openai:text-embedding-3-small"),
+            "{check}"
+        );
+        let r = env.run_env(&large, &["memory", "reindex", "--json"]).await;
+        assert_eq!(r.code, 0, "{backend}: {}", r.stderr);
+        let out = r.json();
+        assert_eq!(out["embedder"], "openai:text-embedding-3-large", "{out}");
+        assert_eq!(out["vectors"], out["chunks"], "{out}");
+        assert_eq!(
+            out["reindex"]["replaced"]["openai:text-embedding-3-small"], 2,
+            "{out}"
+        );
+        assert_eq!(out["reindex"]["embedded"], 2, "{out}");
+        let again = env.run_env(&large, &["memory", "reindex"]).await;
+        assert_eq!(again.code, 0, "{}", again.stderr);
+        assert!(
+            again
+                .stdout
+                .starts_with("reindexed 0 chunks of 0 memories with openai:text-embedding-3-large"),
+            "{}",
+            again.stdout
+        );
+        let s = env
+            .run_env(&large, &["memory", "search", "garage bike", "--json"])
+            .await;
+        assert_eq!(s.code, 0, "{backend}: {}", s.stderr);
+        assert_eq!(s.json()[0]["text"], "I keep my bike in the garage");
+
+        for (bad, want) in [
+            ("nosuch:m", "unknown provider"),
+            (
+                "anthropic:x",
+                "does not offer the OpenAI-compatible /embeddings",
+            ),
+            ("openai:", "names no model"),
+        ] {
+            let r = env
+                .run_env(&[("ZOCALO_EMBEDDER", bad)], &["memory", "stats"])
+                .await;
+            assert_eq!(r.code, 2, "{bad}: {}", r.stderr);
+            assert!(r.stderr.contains(want), "{bad}: {}", r.stderr);
+        }
+        env.db.cleanup().await;
+    }
+}
