@@ -187,6 +187,8 @@ impl Default for MemoryConfig {
 pub struct Memory {
     pub(crate) store: Store,
     pub(crate) embedder: Option<Arc<dyn Embedder>>,
+    /// The embedder's id, shared by every index entry that records it.
+    model: Option<Arc<str>>,
     config: MemoryConfig,
     index: RwLock<Index>,
     loaded: OnceCell<()>,
@@ -220,6 +222,7 @@ impl Memory {
         let dim = embedder.as_ref().map_or(0, |e| e.dim());
         Self {
             store,
+            model: embedder.as_ref().map(|e| Arc::from(e.model_id())),
             embedder,
             config,
             index: RwLock::new(Index::new(dim)),
@@ -358,7 +361,7 @@ impl Memory {
                         terms: self.chunk_terms(&c.text, &record.metadata),
                         vector: Some(v),
                         foreign: None,
-                        stored: model.as_deref().map(Arc::from),
+                        stored: self.model.clone(),
                     },
                     None => self.stored_entry(
                         &record.id,
@@ -885,7 +888,11 @@ impl Memory {
         vector: Option<&[u8]>,
     ) -> ChunkEntry {
         let terms = self.chunk_terms(text, metadata);
-        let stored: Option<Arc<str>> = vector.and(model).map(Arc::from);
+        let stored: Option<Arc<str>> = match (vector, model) {
+            (Some(_), Some(m)) if self.model.as_deref() == Some(m) => self.model.clone(),
+            (Some(_), Some(m)) => Some(Arc::from(m)),
+            _ => None,
+        };
         let Some(ours) = self.embedder_id() else {
             // Keywords only: no vector is compared, whoever made it.
             return ChunkEntry {
@@ -982,13 +989,12 @@ impl Memory {
         vectors: Vec<Option<Vec<f32>>>,
         metadata: &Metadata,
     ) -> Vec<ChunkEntry> {
-        let model: Option<Arc<str>> = self.embedder_id().map(Arc::from);
         texts
             .iter()
             .zip(vectors)
             .map(|(t, vector)| ChunkEntry {
                 terms: self.chunk_terms(t, metadata),
-                stored: vector.as_ref().and(model.clone()),
+                stored: vector.as_ref().and(self.model.clone()),
                 vector,
                 foreign: None,
             })
