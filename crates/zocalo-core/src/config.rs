@@ -365,6 +365,69 @@ pub struct MemorySettings {
     pub recall_limit: usize,
     /// Halve a memory's search score every this many days of age; none: age does not count.
     pub recency_half_life_days: Option<f64>,
+    /// What computes the vectors: `"local"` (the in-process MiniLM, the default), `"none"`
+    /// (keywords only) or `"PROVIDER:MODEL"`, any provider speaking the OpenAI
+    /// `/embeddings` API (`"openai:text-embedding-3-small"`, `"ollama:nomic-embed-text"`).
+    /// `ZOCALO_EMBEDDER` overrides it, with the same syntax.
+    pub embedder: String,
+}
+
+/// `[memory] embedder`, parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EmbedderSetting {
+    /// The in-process MiniLM.
+    Local,
+    /// No vectors: keywords only.
+    None,
+    /// A provider's OpenAI-compatible `/embeddings` endpoint.
+    Remote { provider: String, model: String },
+}
+
+impl EmbedderSetting {
+    /// Parses `"local"`, `"none"` or `"PROVIDER:MODEL"`; the error says what is accepted.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let v = value.trim();
+        match v {
+            "local" => return Ok(Self::Local),
+            "none" => return Ok(Self::None),
+            _ => {}
+        }
+        let accepted = "use \"local\", \"none\" or \"PROVIDER:MODEL\" (e.g. \"openai:text-embedding-3-small\", \"ollama:nomic-embed-text\")";
+        let Some((provider, model)) = v.split_once(':') else {
+            return Err(format!("{value:?} is not an embedder: {accepted}"));
+        };
+        let (provider, model) = (provider.trim(), model.trim());
+        if provider.is_empty() {
+            return Err(format!("{value:?} names no provider: {accepted}"));
+        }
+        if model.is_empty() {
+            return Err(format!("{value:?} names no model: {accepted}"));
+        }
+        if provider == "local" {
+            return Err(format!(
+                "{value:?}: the local embedder has one model; write \"local\""
+            ));
+        }
+        if !provider
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(format!(
+                "{value:?}: provider name {provider:?} may use only letters, digits, '-' and '_'"
+            ));
+        }
+        Ok(Self::Remote {
+            provider: provider.to_owned(),
+            model: model.to_owned(),
+        })
+    }
+}
+
+impl MemorySettings {
+    /// The embedder setting, parsed (validated when the config was loaded).
+    pub fn embedder_setting(&self) -> Result<EmbedderSetting, String> {
+        EmbedderSetting::parse(&self.embedder)
+    }
 }
 
 impl Default for MemorySettings {
@@ -374,6 +437,7 @@ impl Default for MemorySettings {
             episodic: true,
             recall_limit: 5,
             recency_half_life_days: None,
+            embedder: "local".to_owned(),
         }
     }
 }
@@ -505,6 +569,12 @@ impl Config {
             }
         };
         cfg.apply_env(|k| std::env::var(k).ok());
+        if let Err(e) = cfg.memory.embedder_setting() {
+            return Err(CoreError::Config {
+                path: path.to_owned(),
+                message: format!("ZOCALO_EMBEDDER / memory.embedder: {e}"),
+            });
+        }
         Ok(cfg)
     }
 
@@ -519,6 +589,9 @@ impl Config {
         }
         if let Some(u) = non_empty("ZOCALO_DATABASE_URL") {
             self.database_url = Some(u);
+        }
+        if let Some(e) = non_empty("ZOCALO_EMBEDDER") {
+            self.memory.embedder = e;
         }
     }
 
@@ -582,6 +655,9 @@ impl Config {
                     "memory.recency_half_life_days must be a positive number of days, got {d}"
                 )));
             }
+        }
+        if let Err(e) = self.memory.embedder_setting() {
+            return Err(err(format!("memory.embedder: {e}")));
         }
         if let Some((name, _)) = self.requests_per_minute.iter().find(|(_, n)| **n == 0) {
             return Err(err(format!(
@@ -794,6 +870,45 @@ mod tests {
     }
 
     #[test]
+    fn embedder_is_local_unless_set_and_the_environment_overrides_it() {
+        let cfg = parse("").unwrap();
+        assert_eq!(cfg.memory.embedder_setting(), Ok(EmbedderSetting::Local));
+        let cfg = parse("[memory]\nembedder = \"openai:text-embedding-3-small\"").unwrap();
+        assert_eq!(
+            cfg.memory.embedder_setting(),
+            Ok(EmbedderSetting::Remote {
+                provider: "openai".into(),
+                model: "text-embedding-3-small".into()
+            })
+        );
+        // A model name may itself hold a colon (ollama tags).
+        let cfg = parse("[memory]\nembedder = \"ollama:nomic-embed-text:v1.5\"").unwrap();
+        assert_eq!(
+            cfg.memory.embedder_setting(),
+            Ok(EmbedderSetting::Remote {
+                provider: "ollama".into(),
+                model: "nomic-embed-text:v1.5".into()
+            })
+        );
+        let mut cfg = parse("[memory]\nembedder = \"none\"").unwrap();
+        assert_eq!(cfg.memory.embedder_setting(), Ok(EmbedderSetting::None));
+        cfg.apply_env(|k| (k == "ZOCALO_EMBEDDER").then(|| "ollama:nomic-embed-text".into()));
+        assert_eq!(cfg.memory.embedder, "ollama:nomic-embed-text");
+        cfg.apply_env(|k| (k == "ZOCALO_EMBEDDER").then(|| "  ".into()));
+        assert_eq!(cfg.memory.embedder, "ollama:nomic-embed-text");
+    }
+
+    #[test]
+    fn a_bad_embedder_in_the_environment_is_a_config_error() {
+        // Config::load reads the process environment: check the same path through the
+        // parser the loader uses on the overridden value.
+        let mut cfg = parse("").unwrap();
+        cfg.apply_env(|k| (k == "ZOCALO_EMBEDDER").then(|| "openai:".into()));
+        let e = cfg.memory.embedder_setting().unwrap_err();
+        assert!(e.contains("names no model"), "{e}");
+    }
+
+    #[test]
     fn history_compression_is_on_unless_turned_off() {
         assert!(parse("").unwrap().ask.compress_history);
         assert!(parse("[ask]\nmax_steps = 2").unwrap().ask.compress_history);
@@ -848,6 +963,16 @@ mod tests {
             ),
             ("[memory]\nepisodic = \"off\"", "episodic"),
             ("[memory]\nhalf_life = 3", "half_life"),
+            ("[memory]\nembedder = \"\"", "memory.embedder"),
+            ("[memory]\nembedder = \"openai\"", "memory.embedder"),
+            ("[memory]\nembedder = \"openai:\"", "names no model"),
+            (
+                "[memory]\nembedder = \":text-embedding-3-small\"",
+                "names no provider",
+            ),
+            ("[memory]\nembedder = \"local:minilm\"", "write \"local\""),
+            ("[memory]\nembedder = \"open ai:m\"", "letters, digits"),
+            ("[memory]\nembedder = 3", "embedder"),
             ("memory = 1", "memory"),
             (
                 "[requests_per_minute]\nopenai = 0",

@@ -19,10 +19,18 @@ pub enum EmbedError {
 /// per input, in input order. Calls may be slow (a model runs on the CPU): async callers run
 /// them on a blocking thread.
 pub trait Embedder: Send + Sync {
-    /// A stable id of the model, stored beside every vector, so that a change of model is
-    /// noticed and the vectors are rebuilt instead of being compared across spaces.
+    /// A stable id of the model (`all-minilm-l6-v2`, `openai:text-embedding-3-small`), stored
+    /// beside every vector, so that a change of embedder is noticed: vectors of two embedders
+    /// are never compared.
     fn model_id(&self) -> &str;
-    /// Length of every vector.
+    /// Length of every vector; 0 while not known yet (a provider's model answers it with its
+    /// first vectors).
     fn dim(&self) -> usize;
+    /// Whether every call goes over the network to a provider (time, and often money): memory
+    /// then embeds only what it is asked to (new memories, queries, `zocalo memory reindex`),
+    /// never a whole store by itself.
+    fn remote(&self) -> bool {
+        false
+    }
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError>;
 }

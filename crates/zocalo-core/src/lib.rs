@@ -21,7 +21,7 @@ pub mod protocol;
 pub mod secret;
 pub mod tool;
 
-pub use config::{Config, DaemonConfig, Decision};
+pub use config::{Config, DaemonConfig, Decision, EmbedderSetting};
 pub use context::ContextSource;
 pub use error::CoreError;
 pub use ids::{ConversationId, MessageId};

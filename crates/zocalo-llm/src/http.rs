@@ -52,17 +52,60 @@ pub(crate) async fn post_for_stream(
     .await
 }
 
+/// POST `body` to `url` and read a JSON answer (embeddings), retrying per the endpoint's
+/// policy (429 after its Retry-After, 5xx, connection failures) until a 2xx; a 2xx whose
+/// body is not JSON is a [`LlmError::Protocol`], not retried.
+pub(crate) async fn post_json(
+    client: &reqwest::Client,
+    endpoint: &Endpoint,
+    url: &str,
+    headers: HeaderMap,
+    body: &serde_json::Value,
+) -> Result<serde_json::Value, LlmError> {
+    let body = Bytes::from(
+        serde_json::to_vec(body)
+            .map_err(|e| LlmError::Other(format!("cannot encode request: {e}")))?,
+    );
+    let response = with_retry(&endpoint.retry, &endpoint.name, || {
+        post_accepting(
+            client,
+            endpoint,
+            url,
+            headers.clone(),
+            body.clone(),
+            "application/json",
+        )
+    })
+    .await?;
+    let text = read_body_capped(response, endpoint.idle_timeout, MAX_JSON_BODY).await;
+    serde_json::from_str(&text).map_err(|e| LlmError::Protocol {
+        provider: endpoint.name.clone(),
+        message: format!("POST {url} did not answer JSON: {e}"),
+    })
+}
+
 async fn post_once(
+    client: &reqwest::Client,
+    endpoint: &Endpoint,
+    url: &str,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<reqwest::Response, LlmError> {
+    post_accepting(client, endpoint, url, headers, body, "text/event-stream").await
+}
+
+async fn post_accepting(
     client: &reqwest::Client,
     endpoint: &Endpoint,
     url: &str,
     mut headers: HeaderMap,
     body: Bytes,
+    accept: &'static str,
 ) -> Result<reqwest::Response, LlmError> {
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(
         HeaderName::from_static("accept"),
-        HeaderValue::from_static("text/event-stream"),
+        HeaderValue::from_static(accept),
     );
     let send = client.post(url).headers(headers).body(body).send();
     let response = match tokio::time::timeout(endpoint.idle_timeout, send).await {

@@ -16,6 +16,7 @@
 //! - [`redact`]: registered secret values scrubbed from every log line.
 
 pub mod anthropic;
+pub mod embeddings;
 pub mod error;
 pub mod fallback;
 mod http;
@@ -28,6 +29,7 @@ mod sse;
 pub mod throttle;
 pub mod vault;
 
+pub use embeddings::OpenAiEmbedder;
 pub use error::LlmError;
 pub use fallback::FallbackProvider;
 pub use provider::{collect_stream, EventStream, NamedStream, Provider};

@@ -9,7 +9,7 @@ use zocalo_core::protocol::estimate_tokens;
 use zocalo_core::{Tool, ToolError, ToolSpec};
 
 use crate::model::{conversation_scope, NewMemory, DEFAULT_USER_SCOPE};
-use crate::{Memory, MemoryError};
+use crate::{Memory, MemoryError, Retrieval};
 
 /// The heading of the recalled-memories block in the system prompt.
 pub const RECALL_HEADING: &str = "Memories that may be relevant (saved notes and things the \
@@ -38,7 +38,9 @@ impl AskMemory {
     }
 
     /// The recalled-memories block for `message` in conversation `conversation`, cut to
-    /// `budget_tokens` (estimated); None when nothing relevant fits.
+    /// `budget_tokens` (estimated); None when nothing relevant fits. While vectors of another
+    /// embedder are stored (before `zocalo memory reindex`), recall uses keywords only, with a
+    /// warning: the `memory_search` tool and `zocalo memory search` refuse instead.
     pub async fn context_for(
         &self,
         conversation: &str,
@@ -47,10 +49,21 @@ impl AskMemory {
     ) -> Result<Option<String>, MemoryError> {
         let conv_scope = conversation_scope(conversation);
         let scopes = [self.user_scope.as_str(), conv_scope.as_str()];
-        let hits = self
+        let hits = match self
             .memory
             .recall(message, &scopes, self.recall_limit)
-            .await?;
+            .await
+        {
+            // Mid-migration between embedders: recall by keywords (which compare no vectors)
+            // rather than answer without any memory; said on every turn until reindexed.
+            Err(e @ MemoryError::MixedEmbedders { .. }) => {
+                tracing::warn!("memory recall falls back to keywords only: {e}");
+                self.memory
+                    .recall_with(message, &scopes, self.recall_limit, Retrieval::Keyword)
+                    .await?
+            }
+            other => other?,
+        };
         let mut block = String::from(RECALL_HEADING);
         let mut used = estimate_tokens(&block);
         let mut any = false;

@@ -22,6 +22,14 @@ pub enum MemoryError {
         dim: usize,
         expected: usize,
     },
+    #[error("memory holds vectors made by another embedder ({}) and the configured embedder is {configured}: vectors of two embedders cannot be compared, so meaning search is refused. Run `zocalo memory reindex` to re-embed them with {configured}, or set `[memory] embedder` back", others.iter().map(|(m, n)| format!("{n} by {m}")).collect::<Vec<_>>().join(", "))]
+    MixedEmbedders {
+        configured: String,
+        /// Chunks per other embedder.
+        others: Vec<(String, usize)>,
+    },
+    #[error("no embedder is configured (`[memory] embedder = \"none\"` or ZOCALO_EMBEDDER=none): there is nothing to compute vectors with")]
+    NoEmbedder,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("memory database error: {0}")]
@@ -39,6 +47,7 @@ impl MemoryError {
                 | MemoryError::BadScope(_)
                 | MemoryError::BadMetadata(_)
                 | MemoryError::UnknownMemory(_)
+                | MemoryError::NoEmbedder
         )
     }
 }

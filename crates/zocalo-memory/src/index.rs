@@ -20,6 +20,12 @@ pub(crate) struct ChunkEntry {
     pub terms: Vec<String>,
     /// Unit vector of the index's dimension, if there is one.
     pub vector: Option<Vec<f32>>,
+    /// The embedder of a vector stored for this chunk that this process cannot use (made by
+    /// another embedder): counted, so that a search refuses to mix vector spaces.
+    pub foreign: Option<Arc<str>>,
+    /// The embedder the database row records for this chunk's stored vector (None: no
+    /// vector stored), so that a sync notices a row whose vector was replaced.
+    pub stored: Option<Arc<str>>,
 }
 
 #[derive(Default)]
@@ -31,6 +37,11 @@ pub(crate) struct Index {
     slot_len: Vec<u32>,
     slot_terms: Vec<Vec<u32>>,
     slot_has_vec: Vec<bool>,
+    slot_foreign: Vec<Option<Arc<str>>>,
+    slot_stored: Vec<Option<Arc<str>>>,
+    /// Chunks per other embedder whose vectors the indexes leave out (see
+    /// [`ChunkEntry::foreign`]).
+    foreign: std::collections::BTreeMap<Arc<str>, usize>,
     vectors: Vec<f32>,
     // The same vectors quantised to i8 (x * scale, scale = 127 / max |x|): a scan reads a
     // quarter of the bytes, and the best candidates are rescored with the f32 vectors.
@@ -72,6 +83,37 @@ impl Index {
         self.memories.keys().map(|id| id.to_string()).collect()
     }
 
+    /// Chunks whose stored vector was made by another embedder, per embedder id.
+    pub fn foreign(&self) -> &std::collections::BTreeMap<Arc<str>, usize> {
+        &self.foreign
+    }
+
+    /// Per chunk of memory `id`, the embedder its row records for the stored vector.
+    pub fn stored_models(&self, id: &str) -> Option<Vec<Option<Arc<str>>>> {
+        self.memories.get(id).map(|(_, slots)| {
+            slots
+                .iter()
+                .map(|s| self.slot_stored[*s as usize].clone())
+                .collect()
+        })
+    }
+
+    /// The vector length (0: not known yet, or keywords only).
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Vectors of an embedder whose dimension was not known when the index was made: the
+    /// first vector sets it.
+    fn adopt_dim(&mut self, dim: usize) {
+        if self.dim == 0 && dim > 0 {
+            self.dim = dim;
+            let slots = self.slot_scope.len();
+            self.vectors = vec![0.0; slots * dim];
+            self.qvectors = vec![0; slots * dim];
+        }
+    }
+
     pub fn scope_id(&self, scope: &str) -> Option<u32> {
         self.scopes.get(scope).copied()
     }
@@ -108,6 +150,14 @@ impl Index {
                 distinct.push(tid);
             }
             self.slot_terms[s] = distinct;
+            self.slot_stored[s] = chunk.stored;
+            if let Some(model) = chunk.foreign {
+                *self.foreign.entry(model.clone()).or_insert(0) += 1;
+                self.slot_foreign[s] = Some(model);
+            }
+            if let Some(v) = &chunk.vector {
+                self.adopt_dim(v.len());
+            }
             match chunk.vector {
                 Some(v) if self.dim > 0 && v.len() == self.dim => {
                     self.vectors[s * self.dim..(s + 1) * self.dim].copy_from_slice(&v);
@@ -137,6 +187,15 @@ impl Index {
             self.slot_len[s] = 0;
             self.slot_scope[s] = DEAD;
             self.slot_memory[s] = None;
+            self.slot_stored[s] = None;
+            if let Some(model) = self.slot_foreign[s].take() {
+                if let Some(n) = self.foreign.get_mut(&model) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.foreign.remove(&model);
+                    }
+                }
+            }
             if self.slot_has_vec[s] {
                 self.vectors[s * self.dim..(s + 1) * self.dim].fill(0.0);
                 self.qvectors[s * self.dim..(s + 1) * self.dim].fill(0);
@@ -159,6 +218,8 @@ impl Index {
         self.slot_len.push(0);
         self.slot_terms.push(Vec::new());
         self.slot_has_vec.push(false);
+        self.slot_foreign.push(None);
+        self.slot_stored.push(None);
         self.vectors.resize(self.vectors.len() + self.dim, 0.0);
         self.qvectors.resize(self.qvectors.len() + self.dim, 0);
         self.qscale.push(0.0);
@@ -358,6 +419,8 @@ mod tests {
         ChunkEntry {
             terms: terms(text),
             vector: v,
+            foreign: None,
+            stored: None,
         }
     }
 
@@ -384,6 +447,70 @@ mod tests {
         assert_eq!(ix.search_bm25(&terms("database"), &[a, b], 10).len(), 2);
         let dense = ix.search_dense(&[0.0, 1.0], &[a], 10);
         assert_eq!(ix.memory_of(dense[0].0).map(|m| &**m), Some("m2"));
+    }
+
+    #[test]
+    fn foreign_vectors_are_counted_per_embedder_until_their_memory_goes() {
+        let mut ix = Index::new(2);
+        let foreign = |text: &str, model: &str| ChunkEntry {
+            terms: terms(text),
+            vector: None,
+            foreign: Some(Arc::from(model)),
+            stored: Some(Arc::from(model)),
+        };
+        ix.insert(
+            record("m1", "a", "alpha"),
+            vec![foreign("alpha", "x:old"), foreign("alpha two", "x:old")],
+        );
+        ix.insert(
+            record("m2", "a", "beta"),
+            vec![
+                foreign("beta", "y:other"),
+                entry("beta", Some(vec![1.0, 0.0])),
+            ],
+        );
+        let counts = |ix: &Index| -> Vec<(String, usize)> {
+            ix.foreign()
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect()
+        };
+        assert_eq!(
+            counts(&ix),
+            [("x:old".to_owned(), 2), ("y:other".to_owned(), 1)]
+        );
+        // Re-embedded: replaced by an entry with its own vector.
+        ix.insert(
+            record("m1", "a", "alpha"),
+            vec![entry("alpha", Some(vec![0.0, 1.0]))],
+        );
+        assert_eq!(counts(&ix), [("y:other".to_owned(), 1)]);
+        ix.remove("m2");
+        assert!(ix.foreign().is_empty());
+    }
+
+    #[test]
+    fn an_index_of_unknown_dimension_takes_the_first_vectors() {
+        let mut ix = Index::new(0);
+        ix.insert(
+            record("m0", "a", "no vector"),
+            vec![entry("no vector", None)],
+        );
+        ix.insert(
+            record("m1", "a", "one"),
+            vec![entry("one", Some(vec![0.6, 0.8, 0.0]))],
+        );
+        assert_eq!(ix.dim(), 3);
+        let a = ix.scope_id("a").unwrap();
+        let hits = ix.search_dense(&[0.6, 0.8, 0.0], &[a], 5);
+        assert_eq!(hits.len(), 1);
+        assert_eq!(ix.memory_of(hits[0].0).unwrap().as_ref(), "m1");
+        // Vectors of another length than the adopted one are left out.
+        ix.insert(
+            record("m2", "a", "two"),
+            vec![entry("two", Some(vec![1.0, 0.0]))],
+        );
+        assert_eq!(ix.search_dense(&[0.6, 0.8, 0.0], &[a], 5).len(), 1);
     }
 
     #[test]
@@ -434,6 +561,8 @@ mod tests {
                 vec![ChunkEntry {
                     terms: vec![],
                     vector: Some(v.clone()),
+                    foreign: None,
+                    stored: None,
                 }],
             );
         }
@@ -486,6 +615,8 @@ mod tests {
                 vec![ChunkEntry {
                     terms: vec![],
                     vector,
+                    foreign: None,
+                    stored: None,
                 }],
             );
         }

@@ -15,7 +15,9 @@
 //! - [`seed`]: the hashed TF-IDF baseline the benchmark compares against.
 //!
 //! Dense vectors come from any [`zocalo_core::embed::Embedder`]; without one, memory works on
-//! keywords alone and fills in vectors when an embedder appears.
+//! keywords alone. Every stored vector records its embedder: an in-process embedder fills in
+//! missing vectors by itself, vectors of another embedder are never compared (meaning search
+//! is refused, naming both) until [`Memory::reindex`] re-embeds them.
 
 pub mod ask;
 pub mod chunk;
@@ -33,7 +35,9 @@ pub mod text;
 pub use ask::{AskMemory, MemorySave, MemorySearch};
 pub use error::MemoryError;
 pub use import::parse_import_line;
-pub use memory::{from_blob, to_blob, Fusion, Memory, MemoryConfig, Retrieval};
+pub use memory::{
+    from_blob, to_blob, Fusion, Memory, MemoryConfig, ReindexReport, Retrieval, REINDEX_BATCH,
+};
 pub use model::{
     conversation_scope, Hit, MemoryRecord, Metadata, NewMemory, Stats, DEFAULT_USER_SCOPE,
 };

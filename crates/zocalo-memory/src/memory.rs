@@ -31,6 +31,9 @@ const MEMORY_UPDATE: &str = include_str!("sql/memory_update.sql");
 const CHUNK_SET_VECTOR: &str = include_str!("sql/chunk_set_vector.sql");
 const STATS_SCOPES: &str = include_str!("sql/stats_scopes.sql");
 const STATS_CHUNKS: &str = include_str!("sql/stats_chunks.sql");
+const STATS_OTHER_EMBEDDERS: &str = include_str!("sql/stats_other_embedders.sql");
+const CHUNK_VECTOR_OF_MODEL: &str = include_str!("sql/chunk_vector_of_model.sql");
+const CHUNK_SELECT_STALE: &str = include_str!("sql/chunk_select_stale.sql");
 const CHANGE_LOCK: &str = include_str!("sql/change_lock.sql");
 const CHANGE_INSERT: &str = include_str!("sql/change_insert.sql");
 const CHANGE_NOTIFY: &str = include_str!("sql/change_notify.sql");
@@ -93,6 +96,39 @@ macro_rules! log_changes {
 
 /// Texts per embedder call (and per progress report).
 const EMBED_BATCH: usize = 64;
+/// Chunks per transaction of [`Memory::reindex`]: what an interrupted run can lose.
+pub const REINDEX_BATCH: usize = 256;
+
+/// What [`Memory::reindex`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReindexReport {
+    /// The embedder the vectors are now from.
+    pub embedder: String,
+    /// Chunks that had no vector.
+    pub missing: usize,
+    /// Chunks whose vector another embedder made, per embedder.
+    pub replaced: BTreeMap<String, usize>,
+    /// Chunks given a vector (fewer than found when memories changed meanwhile).
+    pub embedded: usize,
+    /// Memories those chunks belong to.
+    pub memories: usize,
+}
+
+/// One line for people: "reindexed 12 chunks of 5 memories with E (3 without a vector, 9
+/// from F)".
+impl std::fmt::Display for ReindexReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "reindexed {} chunks of {} memories with {} ({} without a vector",
+            self.embedded, self.memories, self.embedder, self.missing
+        )?;
+        for (other, n) in &self.replaced {
+            write!(f, ", {n} from {other}")?;
+        }
+        f.write_str(")")
+    }
+}
 
 /// Which retrievers a search uses. [`Retrieval::Hybrid`] is the product; the others exist so
 /// that benchmarks and tests can compare against each half alone.
@@ -167,6 +203,8 @@ impl Default for MemoryConfig {
 pub struct Memory {
     pub(crate) store: Store,
     pub(crate) embedder: Option<Arc<dyn Embedder>>,
+    /// The embedder's id, shared by every index entry that records it.
+    model: Option<Arc<str>>,
     config: MemoryConfig,
     index: RwLock<Index>,
     loaded: OnceCell<()>,
@@ -200,6 +238,7 @@ impl Memory {
         let dim = embedder.as_ref().map_or(0, |e| e.dim());
         Self {
             store,
+            model: embedder.as_ref().map(|e| Arc::from(e.model_id())),
             embedder,
             config,
             index: RwLock::new(Index::new(dim)),
@@ -265,16 +304,18 @@ impl Memory {
                 .fetch_all(p)
                 .await)?;
         let model = self.embedder_id().map(str::to_owned);
-        let dim = self.embedder.as_ref().map_or(0, |e| e.dim());
-        // Vectors to (re)compute: none yet, or from another model.
-        let stale: Vec<usize> = match &model {
-            Some(m) => chunk_rows
+        // Vectors computed here: only those missing, and only by an in-process embedder.
+        // Vectors of another embedder are left for `reindex` (the search refuses meanwhile),
+        // and a remote embedder never embeds a whole store by itself.
+        let stale: Vec<usize> = if self.fills_missing() {
+            chunk_rows
                 .iter()
                 .enumerate()
-                .filter(|(_, c)| c.model.as_deref() != Some(m.as_str()) || c.vector.is_none())
+                .filter(|(_, c)| c.vector.is_none())
                 .map(|(i, _)| i)
-                .collect(),
-            None => Vec::new(),
+                .collect()
+        } else {
+            Vec::new()
         };
         let records = rows
             .into_iter()
@@ -299,9 +340,9 @@ impl Memory {
             let vectors = self.embed_all(texts, &|_| {}).await?;
             let blobs: Vec<Vec<u8>> = vectors.iter().map(|v| to_blob(v)).collect();
             // Stored for the next load; no change rows: the memories are the same, and a
-            // process using this model computes the same vectors itself, one using another
-            // model would only recompute its own. The text must still match, so a vector
-            // never lands on a chunk that another process rewrote meanwhile.
+            // process using this model computes the same vectors itself (one using another
+            // embedder sees them as foreign at its next load). The text must still match, so a
+            // vector never lands on a chunk that another process rewrote meanwhile.
             with_pool!(self.store.pool(), |p| async {
                 let mut tx = p.begin().await?;
                 for (&i, blob) in stale.iter().zip(&blobs) {
@@ -326,22 +367,36 @@ impl Memory {
                 .or_default()
                 .push((i, c));
         }
-        let mut index = Index::new(dim);
+        let mut index = Index::new(self.embedder.as_ref().map_or(0, |e| e.dim()));
         for record in records {
             let chunk_list = by_memory.remove(record.id.as_str()).unwrap_or_default();
             let mut entries = Vec::with_capacity(chunk_list.len());
             for (i, c) in chunk_list {
-                let vector = match fresh.remove(&i) {
-                    Some(v) => Some(v),
-                    None if dim > 0 => c.vector.as_deref().map(from_blob).transpose()?,
-                    None => None,
+                let entry = match fresh.remove(&i) {
+                    Some(v) => ChunkEntry {
+                        terms: self.chunk_terms(&c.text, &record.metadata),
+                        vector: Some(v),
+                        foreign: None,
+                        stored: self.model.clone(),
+                    },
+                    None => self.stored_entry(
+                        &record.id,
+                        &c.text,
+                        &record.metadata,
+                        c.model.as_deref(),
+                        c.vector.as_deref(),
+                    ),
                 };
-                entries.push(ChunkEntry {
-                    terms: self.chunk_terms(&c.text, &record.metadata),
-                    vector,
-                });
+                entries.push(entry);
             }
             index.insert(record, entries);
+        }
+        if !index.foreign().is_empty() {
+            tracing::warn!(
+                embedder = ?model,
+                others = ?index.foreign(),
+                "memory: vectors of another embedder are stored; meaning search is refused until `zocalo memory reindex`"
+            );
         }
         Ok((index, last))
     }
@@ -553,6 +608,15 @@ impl Memory {
     ) -> Result<Vec<Hit>, MemoryError> {
         self.ensure_loaded().await?;
         self.catch_up().await;
+        if let (Some(e), Retrieval::Hybrid | Retrieval::Dense) = (&self.embedder, mode) {
+            let others = self.foreign_vectors();
+            if !others.is_empty() {
+                return Err(MemoryError::MixedEmbedders {
+                    configured: e.model_id().to_owned(),
+                    others,
+                });
+            }
+        }
         let vector = match (&self.embedder, mode) {
             (Some(_), Retrieval::Hybrid | Retrieval::Dense) if !query.trim().is_empty() => {
                 self.embed_all(vec![query.to_owned()], &|_| {}).await?.pop()
@@ -657,6 +721,92 @@ impl Memory {
             .collect()
     }
 
+    /// Gives every chunk whose vector is missing or was made by another embedder a vector of
+    /// this handle's embedder, in batches of [`REINDEX_BATCH`] chunks: each batch is stored in
+    /// one transaction with change rows for its memories (so other processes re-read them),
+    /// so an interrupted run leaves every chunk either done or still to do, and a rerun
+    /// continues where it stopped. `progress(done, total)` is called after each batch (and
+    /// once with 0 first).
+    pub async fn reindex(
+        &self,
+        progress: &(dyn Fn(usize, usize) + Send + Sync),
+    ) -> Result<ReindexReport, MemoryError> {
+        let Some(embedder) = self.embedder.clone() else {
+            return Err(MemoryError::NoEmbedder);
+        };
+        self.ensure_loaded().await?;
+        let model = embedder.model_id().to_owned();
+        let rows: Vec<StaleRow> =
+            with_pool!(self.store.pool(), |p| sqlx::query_as(CHUNK_SELECT_STALE)
+                .bind(&model)
+                .fetch_all(p)
+                .await)?;
+        let mut report = ReindexReport {
+            embedder: model.clone(),
+            ..ReindexReport::default()
+        };
+        for r in &rows {
+            match &r.model {
+                Some(m) => *report.replaced.entry(m.clone()).or_insert(0) += 1,
+                None => report.missing += 1,
+            }
+        }
+        let total = rows.len();
+        progress(0, total);
+        let backend = self.store.backend();
+        let mut memories: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
+        for batch in rows.chunks(REINDEX_BATCH) {
+            let texts: Vec<String> = batch
+                .iter()
+                .map(|r| {
+                    let meta = match serde_json::from_str(&r.metadata) {
+                        Ok(serde_json::Value::Object(m)) => m,
+                        _ => Metadata::new(),
+                    };
+                    self.embed_text(&r.text, &meta)
+                })
+                .collect();
+            let vectors = self.embed_all(texts, &|_| {}).await?;
+            let blobs: Vec<Vec<u8>> = vectors.iter().map(|v| to_blob(v)).collect();
+            let ids: std::collections::BTreeSet<&str> =
+                batch.iter().map(|r| r.memory_id.as_str()).collect();
+            let mut state = self.sync.lock().await;
+            let prune = self.prune_due();
+            let (set, seqs) = with_pool!(self.store.pool(), |p| async {
+                let mut tx = p.begin().await?;
+                let mut set = 0u64;
+                for (r, blob) in batch.iter().zip(&blobs) {
+                    // The text must still match: a memory rewritten meanwhile has new
+                    // chunks (with their own vectors) and keeps them.
+                    set += sqlx::query(CHUNK_SET_VECTOR)
+                        .bind(&r.memory_id)
+                        .bind(r.seq)
+                        .bind(model.as_str())
+                        .bind(blob)
+                        .bind(&r.text)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                }
+                let changes = ids.iter().map(|id| (*id, "upsert"));
+                let seqs = log_changes!(tx, backend, changes, prune);
+                tx.commit().await?;
+                Ok::<_, sqlx::Error>((set, seqs))
+            }
+            .await)?;
+            // This handle's indexes take the memories back from their rows, now with this
+            // embedder's vectors.
+            self.apply(&ids).await?;
+            state.applied_own(seqs);
+            drop(state);
+            report.embedded += usize::try_from(set).unwrap_or(usize::MAX);
+            memories.extend(ids);
+            progress(report.embedded.min(total), total);
+        }
+        report.memories = memories.len();
+        Ok(report)
+    }
+
     /// Counts from the database (the truth), plus the embedder in use.
     pub async fn stats(&self) -> Result<Stats, MemoryError> {
         let scopes: Vec<(String, i64)> =
@@ -669,13 +819,36 @@ impl Memory {
                 .fetch_one(p)
                 .await)?;
         let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        // A provider's embedder knows its dimension once it answered: before that, the
+        // length of a vector it stored says it.
+        let mut dim = self.embedder.as_ref().map(|e| e.dim());
+        if dim == Some(0) {
+            dim = Some(self.read_index().dim());
+        }
+        if let (Some(0), Some(m)) = (dim, self.embedder_id()) {
+            let blob: Option<Vec<u8>> = with_pool!(self.store.pool(), |p| sqlx::query_scalar(
+                CHUNK_VECTOR_OF_MODEL
+            )
+            .bind(m)
+            .fetch_optional(p)
+            .await)?;
+            dim = blob.map(|b| b.len() / 4).filter(|d| *d > 0);
+        }
+        let others: Vec<(String, i64)> = match self.embedder_id() {
+            Some(m) => with_pool!(self.store.pool(), |p| sqlx::query_as(STATS_OTHER_EMBEDDERS)
+                .bind(m)
+                .fetch_all(p)
+                .await)?,
+            None => Vec::new(),
+        };
         Ok(Stats {
+            other_embedders: others.into_iter().map(|(m, n)| (m, count(n))).collect(),
             memories: scopes.iter().map(|(_, n)| count(*n)).sum(),
             chunks: count(chunks),
             vectors: count(vectors),
             scopes: scopes.into_iter().map(|(s, n)| (s, count(n))).collect(),
             embedder: self.embedder_id().map(str::to_owned),
-            dim: self.embedder.as_ref().map(|e| e.dim()),
+            dim,
         })
     }
 
@@ -712,6 +885,88 @@ impl Memory {
     pub(crate) fn mark_checked(&self) {
         let mut c = self.catch_up.lock().unwrap_or_else(|e| e.into_inner());
         c.next = Some(Instant::now() + CATCH_UP_EVERY);
+    }
+
+    /// Whether this handle computes missing vectors of stored chunks by itself (at load and
+    /// sync): with an in-process embedder only.
+    pub(crate) fn fills_missing(&self) -> bool {
+        self.embedder.as_ref().is_some_and(|e| !e.remote())
+    }
+
+    /// A stored chunk as the indexes take it: with its vector if this handle's embedder made
+    /// it, flagged foreign if another embedder did, without a vector otherwise.
+    pub(crate) fn stored_entry(
+        &self,
+        memory: &str,
+        text: &str,
+        metadata: &Metadata,
+        model: Option<&str>,
+        vector: Option<&[u8]>,
+    ) -> ChunkEntry {
+        let terms = self.chunk_terms(text, metadata);
+        let stored: Option<Arc<str>> = match (vector, model) {
+            (Some(_), Some(m)) if self.model.as_deref() == Some(m) => self.model.clone(),
+            (Some(_), Some(m)) => Some(Arc::from(m)),
+            _ => None,
+        };
+        let Some(ours) = self.embedder_id() else {
+            // Keywords only: no vector is compared, whoever made it.
+            return ChunkEntry {
+                terms,
+                vector: None,
+                foreign: None,
+                stored,
+            };
+        };
+        match (&stored, vector) {
+            (Some(m), Some(blob)) if &**m == ours => {
+                let dim = self.embedder.as_ref().map_or(0, |e| e.dim());
+                let vector = match from_blob(blob) {
+                    Ok(v) if dim == 0 || v.len() == dim => Some(v),
+                    Ok(v) => {
+                        tracing::warn!(
+                            memory,
+                            len = v.len(),
+                            dim,
+                            "memory: stored vector of the wrong length left out"
+                        );
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!(memory, error = %e, "memory: unreadable stored vector left out");
+                        None
+                    }
+                };
+                ChunkEntry {
+                    terms,
+                    vector,
+                    foreign: None,
+                    stored,
+                }
+            }
+            (Some(m), _) => ChunkEntry {
+                terms,
+                vector: None,
+                foreign: Some(m.clone()),
+                stored,
+            },
+            (None, _) => ChunkEntry {
+                terms,
+                vector: None,
+                foreign: None,
+                stored,
+            },
+        }
+    }
+
+    /// Chunks in the indexes whose stored vectors another embedder made, per embedder id
+    /// (what makes `recall` refuse meaning search until `reindex`).
+    pub fn foreign_vectors(&self) -> Vec<(String, usize)> {
+        self.read_index()
+            .foreign()
+            .iter()
+            .map(|(m, n)| (m.to_string(), *n))
+            .collect()
     }
 
     /// What is embedded for a chunk: the chunk, plus the memory's `context` metadata when
@@ -755,7 +1010,9 @@ impl Memory {
             .zip(vectors)
             .map(|(t, vector)| ChunkEntry {
                 terms: self.chunk_terms(t, metadata),
+                stored: vector.as_ref().and(self.model.clone()),
                 vector,
+                foreign: None,
             })
             .collect()
     }
@@ -796,7 +1053,6 @@ impl Memory {
         let Some(embedder) = self.embedder.clone() else {
             return Ok(Vec::new());
         };
-        let dim = embedder.dim();
         let mut out = Vec::with_capacity(texts.len());
         for batch in texts.chunks(EMBED_BATCH) {
             let batch = batch.to_vec();
@@ -808,6 +1064,12 @@ impl Memory {
             .await
             .map_err(|e| MemoryError::Corrupt(format!("embedder thread: {e}")))?;
             let (want, vectors) = got?;
+            // Read after the call: a provider's embedder learns its dimension from its first
+            // answer.
+            let dim = match embedder.dim() {
+                0 => vectors.first().map_or(0, Vec::len),
+                d => d,
+            };
             let bad = vectors.len() != want || vectors.iter().any(|v| v.len() != dim);
             if bad {
                 return Err(MemoryError::EmbedShape {
@@ -898,6 +1160,15 @@ impl MemoryRow {
             source: self.source,
         })
     }
+}
+
+#[derive(sqlx::FromRow)]
+struct StaleRow {
+    memory_id: String,
+    seq: i32,
+    text: String,
+    model: Option<String>,
+    metadata: String,
 }
 
 #[derive(sqlx::FromRow)]

@@ -121,5 +121,9 @@ pub struct Stats {
     pub scopes: std::collections::BTreeMap<String, u64>,
     /// The embedder's model id; None when memory runs on keywords alone.
     pub embedder: Option<String>,
+    /// The vector length (None: keywords only, or a provider's model not asked yet).
     pub dim: Option<usize>,
+    /// Chunks whose stored vectors another embedder made, per embedder: meaning search is
+    /// refused until `zocalo memory reindex` re-embeds them.
+    pub other_embedders: std::collections::BTreeMap<String, u64>,
 }

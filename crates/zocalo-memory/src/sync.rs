@@ -23,7 +23,7 @@ use sqlx::postgres::PgListener;
 use zocalo_store::{with_pool, Pool};
 
 use crate::index::ChunkEntry;
-use crate::memory::{from_blob, now_ms, MemoryRow, CHANGE_BOUNDS, CHANGE_PRUNE};
+use crate::memory::{now_ms, MemoryRow, CHANGE_BOUNDS, CHANGE_PRUNE};
 use crate::model::MemoryRecord;
 use crate::{Memory, MemoryError};
 
@@ -366,7 +366,7 @@ impl Memory {
 
     /// Replaces the memories `ids` in the indexes by their current rows, or removes those
     /// that have none. Returns (re)indexed and removed counts.
-    async fn apply(&self, ids: &BTreeSet<&str>) -> Result<(usize, usize), MemoryError> {
+    pub(crate) async fn apply(&self, ids: &BTreeSet<&str>) -> Result<(usize, usize), MemoryError> {
         let ids: Vec<&str> = ids.iter().copied().collect();
         let mut found: BTreeMap<String, (MemoryRow, Vec<SyncChunk>)> = BTreeMap::new();
         for batch in ids.chunks(IDS_PER_QUERY) {
@@ -394,12 +394,12 @@ impl Memory {
             }
         }
 
-        let model = self.embedder_id().map(str::to_owned);
-        let dim = self.embedder.as_ref().map_or(0, |e| e.dim());
+        let fill = self.fills_missing();
         let mut gone: Vec<&str> = Vec::new();
         let mut fresh: Vec<(MemoryRecord, Vec<ChunkEntry>)> = Vec::new();
         // (memory, chunk) positions in `fresh` whose vector this process computes: none
-        // stored, or one from another model.
+        // stored, with an in-process embedder (another embedder's vectors are flagged
+        // foreign, for `reindex`).
         let mut to_embed: Vec<(usize, usize, String)> = Vec::new();
         for id in ids {
             let Some((row, chunks)) = found.remove(id) else {
@@ -414,31 +414,42 @@ impl Memory {
                     continue;
                 }
             };
-            // Already as in the database (this handle's own write, or indexed at load).
-            if self.read_index().get(id) == Some(&record) {
-                continue;
+            // Already as in the database (this handle's own write, or indexed at load): the
+            // same row, and the same embedders' vectors stored for its chunks.
+            let stored: Vec<Option<std::sync::Arc<str>>> = chunks
+                .iter()
+                .map(|c| {
+                    c.vector
+                        .as_ref()
+                        .and(c.model.as_deref())
+                        .map(std::sync::Arc::from)
+                })
+                .collect();
+            {
+                let index = self.read_index();
+                if index.get(id) == Some(&record) && index.stored_models(id) == Some(stored) {
+                    continue;
+                }
             }
             let mut entries = Vec::with_capacity(chunks.len());
             for (i, c) in chunks.into_iter().enumerate() {
-                let stored = match (&model, c.model, c.vector) {
-                    (Some(m), Some(cm), Some(v)) if *m == cm => {
-                        from_blob(&v).ok().filter(|v| v.len() == dim)
-                    }
-                    _ => None,
-                };
-                if stored.is_none() && dim > 0 {
+                let entry = self.stored_entry(
+                    id,
+                    &c.text,
+                    &record.metadata,
+                    c.model.as_deref(),
+                    c.vector.as_deref(),
+                );
+                if fill && entry.vector.is_none() && entry.foreign.is_none() {
                     to_embed.push((fresh.len(), i, self.embed_text(&c.text, &record.metadata)));
                 }
-                entries.push(ChunkEntry {
-                    terms: self.chunk_terms(&c.text, &record.metadata),
-                    vector: stored,
-                });
+                entries.push(entry);
             }
             fresh.push((record, entries));
         }
         if !to_embed.is_empty() {
-            // Computed for this process's indexes only, not stored: a process with another
-            // model would store its own in turn, and each would wake the other forever.
+            // Computed for this process's indexes only, not stored (as at load, the next load
+            // stores them).
             let texts = to_embed.iter().map(|(_, _, t)| t.clone()).collect();
             let vectors = self.embed_all(texts, &|_| {}).await?;
             for ((m, c, _), v) in to_embed.into_iter().zip(vectors) {

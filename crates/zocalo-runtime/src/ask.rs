@@ -80,6 +80,22 @@ impl Runtime {
         Ok((provider.name().to_owned(), model))
     }
 
+    /// `conversations show ID`: every message of a conversation, in order; a malformed or
+    /// unknown id is bad input.
+    pub async fn conversation_messages(
+        &self,
+        id: &str,
+    ) -> anyhow::Result<(ConversationId, Vec<zocalo_store::StoredMessage>)> {
+        let id: ConversationId = crate::parse_conversation(Some(id))?
+            .ok_or_else(|| usage("give a conversation id (conv_…)"))?;
+        let store = self.store().await?;
+        if store.get_conversation(&id).await?.is_none() {
+            return Err(usage(format!("no conversation {id}")));
+        }
+        let messages = store.messages(&id).await?;
+        Ok((id, messages))
+    }
+
     /// The conversation an ask continues: `conversation`, else the one of `conv_key` (created
     /// on first use), else none (a new one). Both at once is a usage error.
     pub async fn conversation_for(

@@ -100,6 +100,10 @@ pub async fn checks(ctx: &Runtime) -> Vec<Check> {
         Err(e) => add("providers", false, true, e.to_string(), None),
     }
 
+    // Memory's embedder, and whether the stored vectors are its own.
+    let (ok, detail, fix) = crate::memory::embedder_check(ctx).await;
+    add("embedder", ok, false, detail, fix);
+
     // The embedded default: weights present and matching their pinned sha256.
     for m in zocalo_local::status(&ctx.models_dir()) {
         let problem = m

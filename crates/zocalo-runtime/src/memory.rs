@@ -11,8 +11,8 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use zocalo_agent::ContextSource;
 use zocalo_core::embed::Embedder;
-use zocalo_core::{Config, ConversationId};
-use zocalo_memory::{AskMemory, Memory, MemoryConfig, Metadata, NewMemory};
+use zocalo_core::{Config, ConversationId, EmbedderSetting};
+use zocalo_memory::{AskMemory, Memory, MemoryConfig, Metadata, NewMemory, ReindexReport, Stats};
 
 use crate::errors::usage;
 
@@ -72,32 +72,160 @@ impl ContextSource for MemoryContext {
     }
 }
 
-/// The embedder: `ZOCALO_EMBEDDER=none` turns vectors off; otherwise the local MiniLM from
-/// `models_dir`, or keywords alone while it is not fetched (`memory stats` says which; `-v`
-/// logs why). Use [`crate::Runtime::embedder`], which loads it once per process.
-/// The local embedder, or why there is none: `Err(None)` when `ZOCALO_EMBEDDER=none` turned
-/// it off, `Err(Some(reason))` when its weights are not installed (memory then works on
-/// keywords alone, and the commands say so).
-pub(crate) fn load_embedder(models_dir: &Path) -> Result<Arc<dyn Embedder>, Option<String>> {
-    if std::env::var("ZOCALO_EMBEDDER").is_ok_and(|v| v == "none") {
-        return Err(None);
-    }
-    match zocalo_local::LocalEmbedder::load(models_dir) {
-        Ok(e) => Ok(Arc::new(e)),
-        Err(e) => {
-            tracing::info!("memory search uses keywords only: {e}");
-            Err(Some(e.to_string()))
+/// The embedder `[memory] embedder` (or `ZOCALO_EMBEDDER`) names: `none` turns vectors off;
+/// `local` is the MiniLM from the models directory, or keywords alone while it is not fetched
+/// (`memory stats` says which; `-v` logs why); `PROVIDER:MODEL` is that provider's
+/// OpenAI-compatible `/embeddings`, with the registry's base URL and key (environment, then
+/// vault). Use [`crate::Runtime::embedder`], which loads it once per process.
+/// `Err(None)`: turned off; `Err(Some(reason))`: wanted but unusable (memory then works on
+/// keywords alone, and the commands say so, with the fix).
+pub(crate) fn load_embedder(rt: &crate::Runtime) -> Result<Arc<dyn Embedder>, Option<String>> {
+    let setting = rt.config.memory.embedder_setting().map_err(Some)?;
+    let (provider, model) = match setting {
+        EmbedderSetting::None => return Err(None),
+        EmbedderSetting::Local => {
+            return match zocalo_local::LocalEmbedder::load(&rt.models_dir()) {
+                Ok(e) => Ok(Arc::new(e)),
+                Err(e) => {
+                    tracing::info!("memory search uses keywords only: {e}");
+                    Err(Some(format!(
+                        "the embedding model is not installed ({e}); run `zocalo models fetch`"
+                    )))
+                }
+            }
         }
-    }
+        EmbedderSetting::Remote { provider, model } => (provider, model),
+    };
+    let id = format!("{provider}:{model}");
+    let unusable = |why: String| {
+        tracing::info!("memory search uses keywords only: embedder {id}: {why}");
+        Some(format!("the embedder {id} cannot be used ({why})"))
+    };
+    let registry = rt.registry().map_err(|e| unusable(format!("{e:#}")))?;
+    let env = |k: &str| std::env::var(k).ok();
+    let vault = rt.vault_lookup();
+    let endpoint = registry
+        .endpoint_with_vault(&provider, None, &env, &vault)
+        .map_err(|e| unusable(e.to_string()))?;
+    zocalo_llm::OpenAiEmbedder::new(endpoint, &model, 0, None)
+        .map(|e| Arc::new(e) as Arc<dyn Embedder>)
+        .map_err(|e| unusable(e.to_string()))
 }
 
-/// What the memory commands print once when the embedding model is missing.
+/// Checks what config parsing cannot: that `[memory] embedder = "PROVIDER:MODEL"` names a
+/// provider of the registry that speaks the OpenAI API at an http(s) base URL. Run when the
+/// runtime loads, so a typo is a config error (exit 2) before anything runs.
+pub(crate) fn check_embedder_setting(config: &Config) -> anyhow::Result<()> {
+    let Ok(EmbedderSetting::Remote { provider, model }) = config.memory.embedder_setting() else {
+        return Ok(());
+    };
+    let bad = |why: String| {
+        usage(format!(
+            "invalid `[memory] embedder` / ZOCALO_EMBEDDER \"{provider}:{model}\": {why}"
+        ))
+    };
+    let registry = zocalo_llm::Registry::from_config(config).map_err(|e| bad(e.to_string()))?;
+    let spec = registry.spec(&provider).map_err(|e| bad(e.to_string()))?;
+    if spec.api != zocalo_llm::registry::Api::Openai {
+        return Err(bad(format!(
+            "{provider} does not offer the OpenAI-compatible /embeddings API; use e.g. \"openai:text-embedding-3-small\" or \"ollama:nomic-embed-text\""
+        )));
+    }
+    if !(spec.base_url.starts_with("http://") || spec.base_url.starts_with("https://")) {
+        return Err(bad(format!(
+            "provider {provider} has no base URL; set `base_url` under [providers.{provider}]"
+        )));
+    }
+    Ok(())
+}
+
+/// What the memory commands print once when the embedder is wanted but unusable.
 pub fn keyword_only_note(reason: &str) -> String {
     format!(
-        "note: the embedding model is not installed ({reason}), so memories are stored and \
-         searched by keywords only, without meaning search. Run `zocalo models fetch`; the \
-         memories stored meanwhile get their vectors on the next load or with `zocalo memory reindex`."
+        "note: {reason}. Until then memories are stored and searched by keywords only, \
+         without meaning search; `zocalo memory reindex` then gives the memories stored \
+         meanwhile their vectors."
     )
+}
+
+/// `zocalo memory reindex`: every memory whose vector is missing or from another embedder
+/// gets one from the configured embedder, in batches (each committed on its own, so a rerun
+/// after an interruption continues); `progress(done, total)` in chunks. Returns what was done
+/// and the counts afterwards.
+pub async fn reindex(
+    ctx: &crate::Runtime,
+    progress: &(dyn Fn(usize, usize) + Send + Sync),
+) -> anyhow::Result<(ReindexReport, Stats)> {
+    if let Some(why) = ctx.embedder_missing() {
+        anyhow::bail!("nothing to compute vectors with: {why}");
+    }
+    let memory = ctx.memory().await?;
+    let report = memory.reindex(progress).await?;
+    let stats = memory.stats().await?;
+    Ok((report, stats))
+}
+
+/// What `doctor` says of memory's embedder: which one is configured, and whether the stored
+/// vectors are its own. `(ok, detail, fix)`.
+pub async fn embedder_check(ctx: &crate::Runtime) -> (bool, String, Option<String>) {
+    let configured = ctx.config.memory.embedder.trim().to_owned();
+    if let Some(why) = ctx.embedder_missing() {
+        return (
+            false,
+            format!("{configured}: {why}"),
+            Some("fix the embedder, then `zocalo memory reindex`".into()),
+        );
+    }
+    let Some(embedder) = ctx.embedder() else {
+        return (true, "none: memory searches by keywords only".into(), None);
+    };
+    let kind = if embedder.remote() {
+        "remote"
+    } else {
+        "in-process"
+    };
+    let stats = match ctx.memory().await {
+        Ok(m) => m.stats().await.map_err(anyhow::Error::from),
+        Err(e) => Err(e),
+    };
+    let stats = match stats {
+        Ok(s) => s,
+        Err(e) => {
+            return (
+                false,
+                format!(
+                    "{} ({kind}); cannot read memory: {e:#}",
+                    embedder.model_id()
+                ),
+                None,
+            )
+        }
+    };
+    let others: u64 = stats.other_embedders.values().sum();
+    let mut detail = format!(
+        "{} ({kind}); {} of {} stored chunks have its vectors",
+        embedder.model_id(),
+        stats.vectors,
+        stats.chunks
+    );
+    if others > 0 {
+        let list: Vec<String> = stats
+            .other_embedders
+            .iter()
+            .map(|(m, n)| format!("{n} by {m}"))
+            .collect();
+        detail.push_str(&format!(
+            "; {} (meaning search is refused until reindexed)",
+            list.join(", ")
+        ));
+        return (false, detail, Some("zocalo memory reindex".into()));
+    }
+    let missing = stats.chunks.saturating_sub(stats.vectors);
+    if missing > 0 {
+        detail.push_str(&format!("; {missing} without a vector"));
+        return (true, detail, Some("zocalo memory reindex".into()));
+    }
+    (true, detail, None)
 }
 
 pub fn hits_json(hits: &[zocalo_memory::Hit]) -> Value {

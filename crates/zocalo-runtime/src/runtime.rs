@@ -147,6 +147,7 @@ impl Runtime {
                 message,
             }
         })?;
+        crate::memory::check_embedder_setting(&config)?;
         let database_url = match database_url {
             Some(url) => Some(url),
             None => {
@@ -410,21 +411,22 @@ impl Runtime {
         }
     }
 
-    /// The embedder (the local MiniLM), loaded once per process; `None` when its weights are
-    /// not fetched or `ZOCALO_EMBEDDER=none` (memory then works on keywords alone).
+    /// The embedder of `[memory] embedder` (default the local MiniLM), loaded once per
+    /// process; `None` when it is unusable (weights not fetched, no key) or turned off
+    /// (`none`): memory then works on keywords alone.
     pub fn embedder(&self) -> Option<Arc<dyn Embedder>> {
         self.embedder_loaded().as_ref().ok().cloned()
     }
 
-    /// Why there is no embedder when one was wanted (its weights are not installed); `None`
-    /// when there is one or `ZOCALO_EMBEDDER=none` turned it off.
+    /// Why there is no embedder when one was wanted (weights not installed, no key), with the
+    /// fix; `None` when there is one or `none` turned it off.
     pub fn embedder_missing(&self) -> Option<String> {
         self.embedder_loaded().as_ref().err().cloned().flatten()
     }
 
     fn embedder_loaded(&self) -> &Result<Arc<dyn Embedder>, Option<String>> {
         self.shared.embedder.get_or_init(|| {
-            let e = crate::memory::load_embedder(&self.models_dir());
+            let e = crate::memory::load_embedder(self);
             if e.is_ok() {
                 built(&self.shared.loads.embedder, "the embedder");
             }

@@ -622,6 +622,66 @@ pub fn anthropic_tool_use_sse(
     s
 }
 
+/// A deterministic stand-in for an embeddings model: a hashed bag of words (lower-cased
+/// alphanumeric words, FNV-1a into `dim` buckets), not normalised. Texts sharing words get
+/// close vectors, so a search over them has a checkable answer.
+pub fn bag_of_words(text: &str, dim: usize) -> Vec<f32> {
+    let dim = dim.max(1);
+    let mut v = vec![0.0f32; dim];
+    for word in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in word.to_lowercase().bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        v[(h % dim as u64) as usize] += 1.0;
+    }
+    if v.iter().all(|x| *x == 0.0) {
+        v[0] = 1.0;
+    }
+    v
+}
+
+/// The answer of an OpenAI-compatible `POST /v1/embeddings` to `request`, in the documented
+/// shape (`{"object":"list","data":[{"object":"embedding","embedding":[...],"index":i}],
+/// "model","usage"}`), with [`bag_of_words`] vectors of `dim`, listed in reverse input order
+/// (the `index` field is what ties a vector to its input). A request without a string list
+/// `input` gets OpenAI's 400 error body.
+pub fn embeddings_reply(request: &RecordedRequest, dim: usize) -> Reply {
+    let inputs: Option<Vec<&str>> = match request.body.get("input") {
+        Some(serde_json::Value::String(s)) => Some(vec![s.as_str()]),
+        Some(serde_json::Value::Array(a)) => a.iter().map(|v| v.as_str()).collect(),
+        _ => None,
+    };
+    let Some(inputs) = inputs else {
+        return Reply::json(
+            400,
+            serde_json::json!({"error": {"message": "'input' is a required property", "type": "invalid_request_error", "param": null, "code": null}}),
+        );
+    };
+    let data: Vec<serde_json::Value> = inputs
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(i, t)| {
+            serde_json::json!({"object": "embedding", "index": i, "embedding": bag_of_words(t, dim)})
+        })
+        .collect();
+    let tokens: usize = inputs.iter().map(|t| t.split_whitespace().count()).sum();
+    Reply::json(
+        200,
+        serde_json::json!({
+            "object": "list",
+            "data": data,
+            "model": request.body.get("model").cloned().unwrap_or(serde_json::Value::Null),
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

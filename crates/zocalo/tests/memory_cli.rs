@@ -483,3 +483,225 @@ async fn keyword_only_is_said_and_reindex_embeds_what_was_stored_without_vectors
         env.db.cleanup().await;
     }
 }
+
+/// `[memory] embedder = "openai:…"` with `OPENAI_BASE_URL` at a local server speaking the
+/// embeddings wire format: memories are embedded and searched through it; switching the
+/// embedder (here by `ZOCALO_EMBEDDER`) makes `memory search` refuse, naming both embedders
+/// and the fix, until `memory reindex`; settings the registry cannot serve are exit 2.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_embedder_and_switching_it_needs_reindex() {
+    for (backend, db) in backends().await {
+        let server = FakeServer::start().await;
+        server.respond_with(|r| zocalo_testkit::fake::embeddings_reply(r, 64));
+        let env = Env::new(db).await;
+        std::fs::write(
+            env.home.path().join("config.toml"),
+            "[memory]\nembedder = \"openai:text-embedding-3-small\"\n",
+        )
+        .unwrap();
+        let base = format!("{}/v1", server.url());
+        let small = [
+            ("OPENAI_BASE_URL", base.as_str()),
+            ("OPENAI_API_KEY", "sk-test-embed"),
+        ];
+        for text in [
+            "I keep my bike in the garage",
+            "The tax return is due in April",
+        ] {
+            let r = env.run_env(&small, &["memory", "add", text]).await;
+            assert_eq!(r.code, 0, "{backend}: {}", r.stderr);
+            assert!(!r.stderr.contains("keywords only"), "{}", r.stderr);
+        }
+        let s = env
+            .run_env(&small, &["memory", "search", "garage bike", "--json"])
+            .await;
+        assert_eq!(s.code, 0, "{backend}: {}", s.stderr);
+        assert_eq!(s.json()[0]["text"], "I keep my bike in the garage");
+        let stats = env
+            .run_env(&small, &["memory", "stats", "--json"])
+            .await
+            .json();
+        assert_eq!(
+            stats["embedder"], "openai:text-embedding-3-small",
+            "{stats}"
+        );
+        assert_eq!(
+            (stats["dim"].as_u64(), stats["vectors"].as_u64()),
+            (Some(64), Some(2))
+        );
+        let reqs = server.requests();
+        assert!(!reqs.is_empty());
+        for r in &reqs {
+            assert_eq!(r.path, "/v1/embeddings");
+            assert_eq!(r.body["model"], "text-embedding-3-small");
+            assert_eq!(r.headers["authorization"], "Bearer sk-test-embed");
+        }
+
+        let large = [
+            ("OPENAI_BASE_URL", base.as_str()),
+            ("OPENAI_API_KEY", "sk-test-embed"),
+            ("ZOCALO_EMBEDDER", "openai:text-embedding-3-large"),
+        ];
+        let s = env
+            .run_env(&large, &["memory", "search", "garage bike"])
+            .await;
+        assert_eq!(s.code, 1, "{backend}: {}", s.stderr);
+        for want in [
+            "2 by openai:text-embedding-3-small",
+            "openai:text-embedding-3-large",
+            "zocalo memory reindex",
+        ] {
+            assert!(s.stderr.contains(want), "{backend}: {want}: {}", s.stderr);
+        }
+        let d = env.run_env(&large, &["doctor", "--json"]).await.json();
+        let check = d["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "embedder")
+            .cloned()
+            .unwrap();
+        assert_eq!(check["ok"], false, "{check}");
+        assert!(
+            check["detail"]
+                .as_str()
+                .unwrap()
+                .contains("2 by openai:text-embedding-3-small"),
+            "{check}"
+        );
+        let r = env.run_env(&large, &["memory", "reindex", "--json"]).await;
+        assert_eq!(r.code, 0, "{backend}: {}", r.stderr);
+        let out = r.json();
+        assert_eq!(out["embedder"], "openai:text-embedding-3-large", "{out}");
+        assert_eq!(out["vectors"], out["chunks"], "{out}");
+        assert_eq!(
+            out["reindex"]["replaced"]["openai:text-embedding-3-small"], 2,
+            "{out}"
+        );
+        assert_eq!(out["reindex"]["embedded"], 2, "{out}");
+        let again = env.run_env(&large, &["memory", "reindex"]).await;
+        assert_eq!(again.code, 0, "{}", again.stderr);
+        assert!(
+            again
+                .stdout
+                .starts_with("reindexed 0 chunks of 0 memories with openai:text-embedding-3-large"),
+            "{}",
+            again.stdout
+        );
+        let s = env
+            .run_env(&large, &["memory", "search", "garage bike", "--json"])
+            .await;
+        assert_eq!(s.code, 0, "{backend}: {}", s.stderr);
+        assert_eq!(s.json()[0]["text"], "I keep my bike in the garage");
+
+        for (bad, want) in [
+            ("nosuch:m", "unknown provider"),
+            (
+                "anthropic:x",
+                "does not offer the OpenAI-compatible /embeddings",
+            ),
+            ("openai:", "names no model"),
+        ] {
+            let r = env
+                .run_env(&[("ZOCALO_EMBEDDER", bad)], &["memory", "stats"])
+                .await;
+            assert_eq!(r.code, 2, "{bad}: {}", r.stderr);
+            assert!(r.stderr.contains(want), "{bad}: {}", r.stderr);
+        }
+        env.db.cleanup().await;
+    }
+}
+
+/// `memory reindex` killed with SIGKILL between two batches leaves every chunk either
+/// re-embedded or still to do, and a rerun does only the rest.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_reindex_continues_on_the_next_run() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    for (backend, db) in backends().await {
+        let server = FakeServer::start().await;
+        server.respond_with(|r| zocalo_testkit::fake::embeddings_reply(r, 32));
+        let env = Env::new(db).await;
+        let base = format!("{}/v1", server.url());
+        let n = zocalo_memory::REINDEX_BATCH + 20;
+        let lines: Vec<String> = (0..n)
+            .map(|i| serde_json::json!({"text": format!("note {i}")}).to_string())
+            .collect();
+        let file = env.home.path().join("notes.jsonl");
+        std::fs::write(&file, lines.join("\n")).unwrap();
+        let v1 = [
+            ("OLLAMA_HOST", server.url()),
+            ("ZOCALO_EMBEDDER", "ollama:embed-v1".to_owned()),
+        ];
+        let v1: Vec<(&str, &str)> = v1.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = env
+            .run_env(&v1, &["memory", "import", file.to_str().unwrap()])
+            .await;
+        assert_eq!(r.code, 0, "{backend}: {}", r.stderr);
+
+        // The first batch (64 chunks per request) is answered; then the server hangs.
+        let answered = Arc::new(AtomicUsize::new(0));
+        let hang = Arc::new(AtomicBool::new(true));
+        let (a2, h2) = (answered.clone(), hang.clone());
+        let per_batch = zocalo_memory::REINDEX_BATCH.div_ceil(64);
+        server.respond_with(move |r| {
+            let reply = zocalo_testkit::fake::embeddings_reply(r, 32);
+            if a2.fetch_add(1, Ordering::SeqCst) >= per_batch && h2.load(Ordering::SeqCst) {
+                reply.delay(std::time::Duration::from_secs(600))
+            } else {
+                reply
+            }
+        });
+        let url = env.db.url();
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_zocalo"))
+            .env_remove("OPENAI_API_KEY")
+            .env("ZOCALO_HOME", env.home.path())
+            .env("ZOCALO_DATABASE_URL", &url)
+            .env("ZOCALO_MODELS_DIR", &env.models)
+            .env("OLLAMA_HOST", server.url())
+            .env("ZOCALO_EMBEDDER", "ollama:embed-v2")
+            .args(["memory", "reindex"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let v2 = [
+            ("OLLAMA_HOST", base.trim_end_matches("/v1")),
+            ("ZOCALO_EMBEDDER", "ollama:embed-v2"),
+        ];
+        // Wait until the first batch is committed and the next one is in flight.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let s = env
+                .run_env(&v2, &["memory", "stats", "--json"])
+                .await
+                .json();
+            if s["vectors"].as_u64() == Some(zocalo_memory::REINDEX_BATCH as u64)
+                && answered.load(Ordering::SeqCst) > per_batch
+            {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{backend}: {s}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        child.start_kill().unwrap();
+        let status = child.wait().await.unwrap();
+        assert!(!status.success());
+        hang.store(false, Ordering::SeqCst);
+
+        let s = env
+            .run_env(&v2, &["memory", "stats", "--json"])
+            .await
+            .json();
+        assert_eq!(s["vectors"], zocalo_memory::REINDEX_BATCH, "{backend}: {s}");
+        assert_eq!(s["other_embedders"]["ollama:embed-v1"], 20, "{s}");
+        let r = env.run_env(&v2, &["memory", "reindex", "--json"]).await;
+        assert_eq!(r.code, 0, "{backend}: {}", r.stderr);
+        let out = r.json();
+        assert_eq!(out["reindex"]["embedded"], 20, "{out}");
+        assert_eq!(out["vectors"], n, "{out}");
+        env.db.cleanup().await;
+    }
+}

@@ -36,6 +36,11 @@ fn memory(state: &AppState) -> ApiResult<std::sync::Arc<Memory>> {
 pub(crate) fn memory_error(e: MemoryError) -> ApiError {
     match e {
         MemoryError::UnknownMemory(_) => ApiError::not_found(e.to_string()),
+        // The stored vectors are another embedder's: the state, not the request, is at fault
+        // until `zocalo memory reindex`.
+        MemoryError::MixedEmbedders { .. } => {
+            ApiError::new(axum::http::StatusCode::CONFLICT, e.to_string()).code("mixed_embedders")
+        }
         e if e.is_usage() => ApiError::bad_request(e.to_string()),
         e => ApiError::internal(e.to_string()),
     }

@@ -4,7 +4,7 @@ use serde_json::json;
 
 use crate::cli::ConversationsCmd;
 use crate::exit::usage;
-use zocalo_runtime::{parse_conversation, Runtime};
+use zocalo_runtime::Runtime;
 
 pub async fn run(ctx: &Runtime, cmd: ConversationsCmd, json: bool) -> anyhow::Result<()> {
     match cmd {
@@ -30,16 +30,7 @@ pub async fn run(ctx: &Runtime, cmd: ConversationsCmd, json: bool) -> anyhow::Re
             Ok(())
         }
         ConversationsCmd::Show { id } => {
-            let Some(id) = parse_conversation(Some(&id))? else {
-                return Ok(());
-            };
-            let store = ctx.store().await?;
-            if store.get_conversation(&id).await?.is_none() {
-                store.close().await;
-                return Err(usage(format!("no conversation {id}")));
-            }
-            let messages = store.messages(&id).await?;
-            store.close().await;
+            let (id, messages) = ctx.conversation_messages(&id).await?;
             if json {
                 return super::print_json(&json!({"id": id, "messages": messages}));
             }

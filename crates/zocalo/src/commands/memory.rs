@@ -1,7 +1,6 @@
 //! `zocalo memory add|import|search|forget|stats`: printing over the runtime's one memory.
 //! The files users hand in are parsed (all lines checked first) by `zocalo_runtime::memory`.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
@@ -33,8 +32,9 @@ pub enum MemoryCmd {
     Forget { id: String },
     /// Counts per scope, chunks, vectors and the embedder in use.
     Stats,
-    /// Compute the vectors memories lack (stored while the embedding model was missing, or by
-    /// another model).
+    /// Compute the vectors memories lack (stored while the embedder was missing) or have from
+    /// another embedder (after `[memory] embedder` changed), in batches with a progress bar;
+    /// resumable after an interruption.
     Reindex,
 }
 
@@ -114,23 +114,26 @@ pub async fn run(ctx: &Runtime, cmd: MemoryCmd, json: bool) -> anyhow::Result<()
             }
         }
         MemoryCmd::Reindex => {
-            if let Some(why) = ctx.embedder_missing() {
-                anyhow::bail!(
-                    "nothing to compute vectors with: the embedding model is not installed ({why}); run `zocalo models fetch` first"
-                );
+            // The length comes with the first batch.
+            let template = "{bar:40} {pos}/{len} chunks embedded ({per_sec}, eta {eta})";
+            let bar = super::progress_bar(1, template);
+            let (report, stats) = zocalo_runtime::memory::reindex(ctx, &|done, total| {
+                if let Some(b) = &bar {
+                    b.set_length(total as u64);
+                    b.set_position(done as u64);
+                }
+            })
+            .await?;
+            if let Some(b) = bar {
+                b.finish_and_clear();
             }
-            let memory = ctx.memory().await?;
-            if memory.embedder_id().is_none() {
-                return Err(usage(
-                    "the embedder is off (ZOCALO_EMBEDDER=none): nothing to reindex",
-                ));
+            if json {
+                let mut v = serde_json::to_value(&stats)?;
+                v["reindex"] = serde_json::to_value(&report)?;
+                return print_json(&v);
             }
-            if std::io::stderr().is_terminal() {
-                eprintln!("computing the vectors memories lack...");
-            }
-            // Loading computes and stores every missing or other-model vector.
-            memory.ensure_loaded().await?;
-            print_stats(&memory.stats().await?, json)
+            println!("{report}");
+            print_stats(&stats, false)
         }
         MemoryCmd::Stats => print_stats(&ctx.memory().await?.stats().await?, json),
     }
