@@ -88,6 +88,14 @@ pub struct ServeOptions {
     /// RSS growth after the warm-up that fails the run (`None`: not judged, for runs too
     /// short to tell a leak from a cache filling up).
     pub max_rss_growth_pct: Option<f64>,
+    /// Each client forgets (`DELETE /api/memory/{id}`) its oldest memory once it has added
+    /// more than this many, so the memory index stays the same size and RSS growth shows
+    /// leaks rather than data (0: never forget, the data grows with the run).
+    pub memory_window: usize,
+    /// Only these kinds of request ([`OP_NAMES`]); `None`: the whole mix.
+    pub only: Option<Vec<String>>,
+    /// The server's `config.toml` (e.g. `[memory] episodic = false`); none by default.
+    pub config_toml: Option<String>,
 }
 
 impl ServeOptions {
@@ -102,6 +110,9 @@ impl ServeOptions {
             embedder: "none".to_owned(),
             progress: None,
             max_rss_growth_pct: Some(10.0),
+            memory_window: 0,
+            only: None,
+            config_toml: None,
         }
     }
 }
@@ -454,7 +465,21 @@ enum Op {
     ChatStreamDropped,
     /// `GET /api/events`, dropped after its first event.
     EventsDropped,
+    /// `DELETE /api/memory/{id}` of the client's oldest memory (see `memory_window`).
+    MemoryForget,
 }
+
+/// The names of the kinds of request, for [`ServeOptions::only`].
+pub const OP_NAMES: &[&str] = &[
+    "chat",
+    "chat-stream",
+    "chat-pass",
+    "memory-add",
+    "memory-search",
+    "job-submit",
+    "chat-drop",
+    "events-drop",
+];
 
 impl Op {
     fn route(self) -> &'static str {
@@ -467,6 +492,29 @@ impl Op {
             Op::JobSubmit => "POST /api/jobs",
             Op::ChatStreamDropped => "POST /v1/chat/completions (stream, dropped)",
             Op::EventsDropped => "GET /api/events (dropped)",
+            Op::MemoryForget => "DELETE /api/memory/{id}",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Op::ChatJson => "chat",
+            Op::ChatStream => "chat-stream",
+            Op::ChatPassThrough => "chat-pass",
+            Op::MemoryAdd => "memory-add",
+            Op::MemorySearch => "memory-search",
+            Op::JobSubmit => "job-submit",
+            Op::ChatStreamDropped => "chat-drop",
+            Op::EventsDropped => "events-drop",
+            Op::MemoryForget => "memory-forget",
+        }
+    }
+
+    fn expected_status(self) -> u16 {
+        match self {
+            Op::MemoryAdd | Op::JobSubmit => 201,
+            Op::MemoryForget => 204,
+            _ => 200,
         }
     }
 }
@@ -497,6 +545,8 @@ struct Outcome {
     /// The answer was the expected status but not the expected body.
     bad_body: Option<String>,
     latency: Duration,
+    /// The id a memory add returned.
+    id: Option<String>,
 }
 
 /// Per route: statuses, failures, latency.
@@ -666,7 +716,9 @@ fn chat_body(model: &str, text: &str, stream: bool) -> Value {
 }
 
 /// Sends one request of kind `op`; `n` makes texts differ.
-async fn one(client: &reqwest::Client, base: &str, op: Op, n: u64) -> Outcome {
+/// Sends one request of kind `op`; `n` makes texts differ; `target` is the memory a forget
+/// deletes.
+async fn one(client: &reqwest::Client, base: &str, op: Op, n: u64, target: &str) -> Outcome {
     let t = Instant::now();
     let url = |p: &str| format!("{base}{p}");
     let req = match op {
@@ -701,11 +753,9 @@ async fn one(client: &reqwest::Client, base: &str, op: Op, n: u64) -> Outcome {
             .post(url("/api/jobs"))
             .json(&json!({"kind": "noop", "payload": {"soak": n}})),
         Op::EventsDropped => client.get(url("/api/events")),
+        Op::MemoryForget => client.delete(url(&format!("/api/memory/{target}"))),
     };
-    let expected = match op {
-        Op::MemoryAdd | Op::JobSubmit => 201,
-        _ => 200,
-    };
+    let expected = op.expected_status();
     let resp = match req.bearer_auth(TOKEN).send().await {
         Ok(r) => r,
         Err(e) => {
@@ -714,6 +764,7 @@ async fn one(client: &reqwest::Client, base: &str, op: Op, n: u64) -> Outcome {
                 status: None,
                 bad_body: Some(e.to_string()),
                 latency: t.elapsed(),
+                id: None,
             }
         }
     };
@@ -723,6 +774,7 @@ async fn one(client: &reqwest::Client, base: &str, op: Op, n: u64) -> Outcome {
         status: Some(status),
         bad_body: None,
         latency: Duration::ZERO,
+        id: None,
     };
     if status != expected {
         let text = resp.text().await.unwrap_or_default();
@@ -740,6 +792,7 @@ async fn one(client: &reqwest::Client, base: &str, op: Op, n: u64) -> Outcome {
                 Err(e) => Err(format!("reading the stream: {e}")),
             }
         }
+        Op::MemoryForget => Ok(()),
         Op::ChatStream => match resp.text().await {
             Ok(body) if body.trim_end().ends_with("data: [DONE]") && body.contains("soak ") => {
                 Ok(())
@@ -763,7 +816,13 @@ async fn one(client: &reqwest::Client, base: &str, op: Op, n: u64) -> Outcome {
                         ))
                     }
                 }
-                Op::MemoryAdd => v["id"].as_str().map(|_| ()).ok_or(format!("no id: {v}")),
+                Op::MemoryAdd => match v["id"].as_str() {
+                    Some(id) => {
+                        outcome.id = Some(id.to_owned());
+                        Ok(())
+                    }
+                    None => Err(format!("no id: {v}")),
+                },
                 Op::MemorySearch => v.as_array().map(|_| ()).ok_or(format!("not a list: {v}")),
                 Op::JobSubmit => match v["ids"].as_array() {
                     Some(ids) if ids.len() == 1 => Ok(()),
@@ -790,7 +849,29 @@ pub async fn run_serve(opts: &ServeOptions) -> anyhow::Result<ServeReport> {
     if opts.clients == 0 {
         bail!("clients must be at least 1");
     }
+    let mix: Vec<Op> = match &opts.only {
+        None => MIX.to_vec(),
+        Some(names) => {
+            for n in names {
+                if !OP_NAMES.contains(&n.as_str()) {
+                    bail!("unknown kind of request {n:?}: {}", OP_NAMES.join(", "));
+                }
+            }
+            MIX.iter()
+                .copied()
+                .filter(|op| names.iter().any(|n| n == op.name()))
+                .collect()
+        }
+    };
+    if mix.is_empty() {
+        bail!("no kind of request left to send");
+    }
+    let mix = Arc::new(mix);
+    let window = opts.memory_window;
     let home = tempfile::tempdir().context("temp home")?;
+    if let Some(toml) = &opts.config_toml {
+        std::fs::write(home.path().join("config.toml"), toml).context("config.toml")?;
+    }
     let (fake, upstream) = fake_provider().await;
     let mut cmd = base_command(&opts.binary, home.path(), opts.database_url.as_deref());
     upstream_env(&mut cmd, &fake);
@@ -817,15 +898,28 @@ pub async fn run_serve(opts: &ServeOptions) -> anyhow::Result<ServeReport> {
     let sent = Arc::new(AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..opts.clients {
-        let (client, base, outcomes, sent) =
-            (client.clone(), base.clone(), outcomes.clone(), sent.clone());
+        let (client, base, outcomes, sent, mix) = (
+            client.clone(),
+            base.clone(),
+            outcomes.clone(),
+            sent.clone(),
+            mix.clone(),
+        );
         tasks.spawn(async move {
             // Each client starts elsewhere in the mix (5 is prime to its length).
             let mut i = c * 5;
             let mut n = (c as u64) << 32;
+            let mut mine = std::collections::VecDeque::new();
             while Instant::now() < deadline {
-                let op = MIX[i % MIX.len()];
-                let o = one(&client, &base, op, n).await;
+                let over = window > 0 && mine.len() > window;
+                let (op, target) = match over {
+                    true => (Op::MemoryForget, mine.pop_front().unwrap_or_default()),
+                    false => (mix[i % mix.len()], String::new()),
+                };
+                let mut o = one(&client, &base, op, n, &target).await;
+                if let Some(id) = o.id.take() {
+                    mine.push_back(id);
+                }
                 sent.fetch_add(1, Ordering::Relaxed);
                 if let Ok(mut all) = outcomes.lock() {
                     all.push(o);
@@ -926,10 +1020,7 @@ fn serve_report(
     let mut routes = Vec::new();
     let mut failure_sample = Vec::new();
     for (op, list) in by_op {
-        let expected = match op {
-            Op::MemoryAdd | Op::JobSubmit => 201,
-            _ => 200,
-        };
+        let expected = op.expected_status();
         let mut statuses = BTreeMap::new();
         let (mut server_errors, mut unanswered, mut bad, mut unexpected) = (0, 0, 0, 0);
         let mut lat: Vec<f64> = Vec::with_capacity(list.len());
@@ -1392,6 +1483,8 @@ fn daemon_report(
 /// Usage of the `soak` example.
 pub const USAGE: &str = "\
 usage: soak serve  [--minutes M | --seconds S] [--clients N] [--warmup-secs S] [--embedder E]
+                   [--config config.toml] [--memory-window N] [--only chat,chat-stream,chat-pass,memory-add,
+                    memory-search,job-submit,chat-drop,events-drop]
        soak daemon [--minutes M | --occurrences K] [--automations N] [--period-secs P]
                    [--actions shell|ask|mixed] [--settle-secs S]
 common: [--binary PATH] [--database-url URL] [--json] [--out FILE] [--quiet]
@@ -1453,7 +1546,16 @@ pub fn parse_args(args: &[String]) -> Result<(SoakCommand, Output), String> {
         }
     }
     let allowed: &[&str] = match mode.as_str() {
-        "serve" => &["minutes", "seconds", "clients", "warmup-secs", "embedder"],
+        "serve" => &[
+            "minutes",
+            "seconds",
+            "clients",
+            "warmup-secs",
+            "embedder",
+            "memory-window",
+            "only",
+            "config",
+        ],
         "daemon" => &[
             "minutes",
             "occurrences",
@@ -1538,6 +1640,29 @@ pub fn parse_args(args: &[String]) -> Result<(SoakCommand, Output), String> {
         }
         if let Some(e) = text("embedder") {
             o.embedder = e;
+        }
+        if let Some(path) = text("config") {
+            o.config_toml = Some(
+                std::fs::read_to_string(&path)
+                    .map_err(|e| format!("--config {path}: cannot read it: {e}"))?,
+            );
+        }
+        if let Some(w) = text("memory-window") {
+            o.memory_window = w
+                .parse()
+                .map_err(|_| format!("--memory-window must be a whole number, not {w:?}"))?;
+        }
+        if let Some(list) = text("only") {
+            let names: Vec<String> = list.split(',').map(str::to_owned).collect();
+            for n in &names {
+                if !OP_NAMES.contains(&n.as_str()) {
+                    return Err(format!(
+                        "--only: unknown kind of request {n:?}: {}",
+                        OP_NAMES.join(", ")
+                    ));
+                }
+            }
+            o.only = Some(names);
         }
         SoakCommand::Serve(o)
     } else {
@@ -1703,6 +1828,15 @@ mod tests {
             panic!("not serve")
         };
         assert_eq!(o.max_rss_growth_pct, None);
+        let (c, _) = parse_args(&args("serve --only chat,memory-add --memory-window 0")).unwrap();
+        let SoakCommand::Serve(o) = c else {
+            panic!("not serve")
+        };
+        assert_eq!(
+            o.only,
+            Some(vec!["chat".to_owned(), "memory-add".to_owned()])
+        );
+        assert_eq!(o.memory_window, 0);
         let (c, _) = parse_args(&args("daemon")).unwrap();
         let SoakCommand::Daemon(o) = c else {
             panic!("not daemon")
@@ -1731,6 +1865,10 @@ mod tests {
             ("daemon --actions all", "shell, ask or mixed"),
             ("daemon --minutes 2 --period-secs 5", "60 s period"),
             ("serve --max-rss-growth-pct -3", "positive number or none"),
+            ("serve --only chat,nap", "unknown kind of request \"nap\""),
+            ("serve --memory-window many", "whole number"),
+            ("serve --config /nonexistent/zocalo.toml", "cannot read it"),
+            ("daemon --only chat", "unknown flag --only"),
             ("daemon --max-rss-growth-pct NaN", "positive number or none"),
         ] {
             let err = parse_args(&args(line)).unwrap_err();

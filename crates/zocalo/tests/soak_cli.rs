@@ -14,6 +14,8 @@ use zocalo_testkit::load::{run_daemon, run_serve, Actions, DaemonOptions, ServeO
 async fn serve_answers_every_request_of_mixed_traffic_without_a_5xx() {
     let mut o = ServeOptions::new(env!("CARGO_BIN_EXE_zocalo"), Duration::from_secs(20));
     o.clients = 4;
+    // Each client forgets its oldest memory past 5: the forget path is in the mix too.
+    o.memory_window = 5;
     o.sample_every = Duration::from_secs(1);
     o.max_rss_growth_pct = None;
     let r = run_serve(&o).await.unwrap();
@@ -25,8 +27,9 @@ async fn serve_answers_every_request_of_mixed_traffic_without_a_5xx() {
         r.failure_sample,
         r.error_log_sample
     );
-    // Every kind of request was sent, more than once, and answered as expected.
-    assert_eq!(r.routes.len(), 8, "{}", r.table());
+    // Every kind of request was sent (forgets included), more than once, and answered as
+    // expected.
+    assert_eq!(r.routes.len(), 9, "{}", r.table());
     for route in &r.routes {
         assert!(route.requests >= 2, "{}", r.table());
         assert_eq!(route.server_errors + route.unanswered, 0, "{}", r.table());
