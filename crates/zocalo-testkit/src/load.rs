@@ -924,7 +924,10 @@ pub async fn run_serve(opts: &ServeOptions) -> anyhow::Result<ServeReport> {
                 if let Ok(mut all) = outcomes.lock() {
                     all.push(o);
                 }
-                i += 1;
+                // A forget is extra: the mix goes on where it was.
+                if !over {
+                    i += 1;
+                }
                 n += 1;
             }
         });
