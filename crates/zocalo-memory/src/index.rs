@@ -53,8 +53,12 @@ pub(crate) struct Index {
     // Memories and their slots.
     memories: HashMap<Arc<str>, (MemoryRecord, Vec<u32>)>,
     scopes: HashMap<String, u32>,
-    // Terms.
-    term_ids: HashMap<String, u32>,
+    // Terms. A term whose last posting goes is forgotten and its id reused: without that,
+    // adding and forgetting texts with ever new words (numbers, ids) grew the vocabulary,
+    // and the process, without bound (the soak of issue 25 found it).
+    term_ids: HashMap<Arc<str>, u32>,
+    term_names: Vec<Option<Arc<str>>>,
+    free_terms: Vec<u32>,
     postings: Vec<Vec<(u32, u32)>>,
 }
 
@@ -137,11 +141,7 @@ impl Index {
             self.total_len += chunk.terms.len() as u64;
             let mut tf: HashMap<u32, u32> = HashMap::new();
             for t in chunk.terms {
-                let next = self.term_ids.len() as u32;
-                let tid = *self.term_ids.entry(t).or_insert(next);
-                if tid as usize == self.postings.len() {
-                    self.postings.push(Vec::new());
-                }
+                let tid = self.term_id(t);
                 *tf.entry(tid).or_insert(0) += 1;
             }
             let mut distinct = Vec::with_capacity(tf.len());
@@ -173,6 +173,33 @@ impl Index {
         self.memories.insert(id, (record, slots));
     }
 
+    /// The id of a term, given a free or new one if it has none.
+    fn term_id(&mut self, term: String) -> u32 {
+        if let Some(&tid) = self.term_ids.get(term.as_str()) {
+            return tid;
+        }
+        let name: Arc<str> = term.into();
+        let tid = match self.free_terms.pop() {
+            Some(tid) => {
+                self.term_names[tid as usize] = Some(name.clone());
+                tid
+            }
+            None => {
+                self.postings.push(Vec::new());
+                self.term_names.push(Some(name.clone()));
+                (self.postings.len() - 1) as u32
+            }
+        };
+        self.term_ids.insert(name, tid);
+        tid
+    }
+
+    /// Terms known (with at least one posting).
+    #[cfg(test)]
+    fn term_count(&self) -> usize {
+        self.term_ids.len()
+    }
+
     /// Removes a memory from every structure. Returns whether it was there.
     pub fn remove(&mut self, id: &str) -> bool {
         let Some((_, slots)) = self.memories.remove(id) else {
@@ -181,7 +208,16 @@ impl Index {
         for slot in slots {
             let s = slot as usize;
             for tid in std::mem::take(&mut self.slot_terms[s]) {
-                self.postings[tid as usize].retain(|(sl, _)| *sl != slot);
+                let postings = &mut self.postings[tid as usize];
+                postings.retain(|(sl, _)| *sl != slot);
+                // Freed once, even when several chunks of the memory had the term.
+                if postings.is_empty() {
+                    *postings = Vec::new();
+                    if let Some(name) = self.term_names[tid as usize].take() {
+                        self.term_ids.remove(&name);
+                        self.free_terms.push(tid);
+                    }
+                }
             }
             self.total_len -= u64::from(self.slot_len[s]);
             self.slot_len[s] = 0;
@@ -252,7 +288,7 @@ impl Index {
         }
         let mut distinct: Vec<u32> = query_terms
             .iter()
-            .filter_map(|t| self.term_ids.get(t).copied())
+            .filter_map(|t| self.term_ids.get(t.as_str()).copied())
             .collect();
         distinct.sort_unstable();
         distinct.dedup();
@@ -511,6 +547,50 @@ mod tests {
             vec![entry("two", Some(vec![1.0, 0.0]))],
         );
         assert_eq!(ix.search_dense(&[0.6, 0.8, 0.0], &[a], 5).len(), 1);
+    }
+
+    #[test]
+    fn forgotten_terms_are_dropped_and_their_ids_reused() {
+        let mut ix = Index::new(0);
+        ix.insert(
+            record("keep", "a", "shared"),
+            vec![entry("shared words", None)],
+        );
+        let a = ix.scope_id("a").unwrap();
+        let base = ix.term_count();
+        // Add and forget texts with ever new words, as a long-running server does: the
+        // vocabulary must not keep the words of forgotten memories.
+        for i in 0..1000 {
+            let id = format!("m{i}");
+            let text = format!("shared note{i} word{i}");
+            // Two chunks with the same new word: freed once, not twice.
+            ix.insert(
+                record(&id, "a", &text),
+                vec![entry(&text, None), entry(&format!("note{i}"), None)],
+            );
+            assert_eq!(
+                ix.search_bm25(&terms(&format!("note{i}")), &[a], 10).len(),
+                2
+            );
+            assert!(ix.remove(&id));
+        }
+        assert_eq!(ix.term_count(), base);
+        assert!(
+            ix.postings.len() <= base + 2,
+            "{} term slots",
+            ix.postings.len()
+        );
+        assert_eq!(ix.free_terms.len(), ix.postings.len() - base);
+        // A reused id finds only its new word's memory, and the old words find nothing.
+        ix.insert(
+            record("new", "a", "fresh"),
+            vec![entry("fresh shared", None)],
+        );
+        assert!(ix.search_bm25(&terms("note999 word5"), &[a], 10).is_empty());
+        let hits = ix.search_bm25(&terms("fresh"), &[a], 10);
+        assert_eq!(hits.len(), 1);
+        assert_eq!(ix.memory_of(hits[0].0).map(|m| &**m), Some("new"));
+        assert_eq!(ix.search_bm25(&terms("shared"), &[a], 10).len(), 2);
     }
 
     #[test]

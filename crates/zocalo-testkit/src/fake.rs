@@ -21,7 +21,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -263,6 +263,8 @@ struct Shared {
     in_flight: AtomicUsize,
     /// The most `in_flight` ever was.
     peak_in_flight: AtomicUsize,
+    /// Requests are not kept (see [`FakeServer::stop_recording`]).
+    forget: AtomicBool,
 }
 
 /// Counts one request as in flight until dropped (with the response body, or with the
@@ -346,6 +348,12 @@ impl FakeServer {
         *lock(&self.shared.responder) = Some(Arc::new(f));
     }
 
+    /// Stop keeping the requests received (from now on [`FakeServer::requests`] stays as it
+    /// is): a load test sending requests for minutes must not grow its own memory with them.
+    pub fn stop_recording(&self) {
+        self.shared.forget.store(true, Ordering::SeqCst);
+    }
+
     /// Requests being answered right now: received, and their response body not yet ended
     /// (a reply's `delay` counts; a client that hangs up ends it).
     pub fn in_flight(&self) -> usize {
@@ -402,7 +410,9 @@ async fn answer(State(shared): State<Arc<Shared>>, request: Request) -> Response
     let reply = lock(&shared.replies).pop_front();
     let responder = lock(&shared.responder).clone();
     let reply = reply.or_else(|| responder.map(|f| f(&recorded)));
-    lock(&shared.requests).push(recorded);
+    if !shared.forget.load(Ordering::SeqCst) {
+        lock(&shared.requests).push(recorded);
+    }
     let reply = reply.unwrap_or_else(|| {
         Reply::json(
             500,
@@ -741,5 +751,34 @@ mod tests {
         assert_eq!(reqs[0].path, "/x");
         assert_eq!(reqs[0].headers["x-thing"], "1");
         assert_eq!(reqs[0].body, serde_json::json!({"a": 1}));
+    }
+
+    #[tokio::test]
+    async fn stop_recording_keeps_answering_but_forgets_requests() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let server = FakeServer::start().await;
+        server.respond_with(|r| Reply::json(200, serde_json::json!({"path": r.path})));
+        let get = |path: &'static str| {
+            let addr = server.addr();
+            async move {
+                let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+                s.write_all(
+                    format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+                        .as_bytes(),
+                )
+                .await
+                .unwrap();
+                let mut out = String::new();
+                s.read_to_string(&mut out).await.unwrap();
+                out
+            }
+        };
+        assert!(get("/one").await.contains(r#"{"path":"/one"}"#));
+        server.stop_recording();
+        let out = get("/two").await;
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        assert!(out.contains(r#"{"path":"/two"}"#), "{out}");
+        let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
+        assert_eq!(paths, vec!["/one".to_owned()]);
     }
 }

@@ -7,9 +7,13 @@
 //! - [`telegram`]: a local Telegram Bot API server (documented JSON, long polling, 429/409).
 //! - [`mail`]: real IMAP (Dovecot) and SMTP (aiosmtpd) servers on loopback for the email channel.
 //! - [`pages`]: a tiny web server for browser tests, plus process-table and skip helpers.
+//! - [`load`] (feature `load`): soak and load runs against the real `zocalo serve` and
+//!   `zocalo daemon run`; the `soak` example runs them from the command line.
 
 pub mod db;
 pub mod fake;
+#[cfg(feature = "load")]
+pub mod load;
 pub mod mail;
 pub mod pages;
 pub mod telegram;
