@@ -480,6 +480,12 @@ impl Runtime {
         ))
     }
 
+    /// The skills as they are now, without a watcher, for a one-shot command (`skills list`,
+    /// `show`, `run`): the usual roots, then `extra_dirs` (earlier roots win name conflicts).
+    pub fn skills_now(&self, extra_dirs: &[PathBuf]) -> zocalo_skills::Skills {
+        zocalo_skills::Skills::load(zocalo_skills::default_roots(self.home.root(), extra_dirs))
+    }
+
     /// The skills of the data home (and `~/.agents/skills`, `./.agents/skills`), loaded and
     /// watched once per process.
     pub fn skills(&self) -> zocalo_skills::Skills {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use serde_json::json;
-use zocalo_skills::{check_dir, default_roots, Skills};
+use zocalo_skills::check_dir;
 
 use super::print_json;
 use crate::exit::usage;
@@ -55,7 +55,7 @@ pub enum SkillsCmd {
 
 pub async fn run(ctx: &Runtime, args: SkillsArgs, json: bool) -> anyhow::Result<()> {
     let load = || {
-        let skills = Skills::load(default_roots(ctx.home.root(), &args.skills_dir));
+        let skills = ctx.skills_now(&args.skills_dir);
         for w in skills.warnings() {
             eprintln!("warning: {w}");
         }
