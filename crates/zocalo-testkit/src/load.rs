@@ -43,25 +43,7 @@ pub const FAKE_ANSWER: &str = "soak reply";
 /// 100 ms apart): the client drops it after the first bytes.
 const SLOW_MARKER: &str = "[soak:slow]";
 
-/// Variables of the caller's shell that would change what the binary does.
-const SCRUB: &[&str] = &[
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_BASE_URL",
-    "GROQ_API_KEY",
-    "OPENROUTER_API_KEY",
-    "OLLAMA_HOST",
-    "ZOCALO_PROVIDER",
-    "ZOCALO_MODEL",
-    "ZOCALO_DATABASE_URL",
-    "ZOCALO_SERVER_TOKEN",
-    "ZOCALO_LOG",
-    "ZOCALO_HOME",
-    "TELEGRAM_BOT_TOKEN",
-    "TELEGRAM_API_BASE",
-    "ZOCALO_EMAIL_PASSWORD",
-];
+use crate::SCRUB_ENV as SCRUB;
 
 // ---------------------------------------------------------------------------------------------
 // Options

@@ -17,26 +17,7 @@ const GROQ_KEY: &str = "gsk-test-vaulted-groq-55aa66bb1234";
 const ANTHROPIC_KEY: &str = "sk-ant-test-vaulted-9876543210ab";
 const PASS: &str = "correct horse battery staple";
 
-/// Variables a developer's shell may have set that would change what the binary does.
-const SCRUB: &[&str] = &[
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_BASE_URL",
-    "GROQ_API_KEY",
-    "OPENROUTER_API_KEY",
-    "TOGETHER_API_KEY",
-    "MISTRAL_API_KEY",
-    "DEEPSEEK_API_KEY",
-    "FIREWORKS_API_KEY",
-    "OLLAMA_HOST",
-    "LMSTUDIO_BASE_URL",
-    "ZOCALO_PROVIDER",
-    "ZOCALO_MODEL",
-    "ZOCALO_DATABASE_URL",
-    "ZOCALO_LOG",
-    "ZOCALO_VAULT_PASSPHRASE",
-];
+use zocalo_testkit::SCRUB_ENV as SCRUB;
 
 struct Run {
     code: i32,

@@ -4,23 +4,7 @@
 use std::path::Path;
 use std::process::Output;
 
-/// The variables a developer's shell might have set that would change what the binary does.
-const SCRUB: &[&str] = &[
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_BASE_URL",
-    "GROQ_API_KEY",
-    "OPENROUTER_API_KEY",
-    "OLLAMA_HOST",
-    "ZOCALO_PROVIDER",
-    "ZOCALO_MODEL",
-    "ZOCALO_DATABASE_URL",
-    "ZOCALO_LOG",
-    "TELEGRAM_BOT_TOKEN",
-    "TELEGRAM_API_BASE",
-    "ZOCALO_EMAIL_PASSWORD",
-];
+use zocalo_testkit::SCRUB_ENV as SCRUB;
 
 pub struct Run {
     pub code: i32,

@@ -10,23 +10,7 @@ use tokio::process::{Child, Command};
 
 pub const TOKEN: &str = "test-token-0123456789abcdef";
 
-/// Variables a developer's shell might set that would change what the server does.
-const SCRUB: &[&str] = &[
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_BASE_URL",
-    "GROQ_API_KEY",
-    "OPENROUTER_API_KEY",
-    "OLLAMA_HOST",
-    "ZOCALO_PROVIDER",
-    "ZOCALO_MODEL",
-    "ZOCALO_DATABASE_URL",
-    "ZOCALO_SERVER_TOKEN",
-    "ZOCALO_LOG",
-    "TELEGRAM_BOT_TOKEN",
-    "TELEGRAM_API_BASE",
-];
+use zocalo_testkit::SCRUB_ENV as SCRUB;
 
 pub struct Server {
     pub child: Child,
