@@ -69,15 +69,8 @@ impl Provider for AnthropicProvider {
             HeaderName::from_static("anthropic-version"),
             HeaderValue::from_static(ANTHROPIC_VERSION),
         );
-        if let Some(key) = &self.endpoint.api_key {
-            let mut value = HeaderValue::from_str(key.expose()).map_err(|_| {
-                LlmError::Other(format!(
-                    "the API key for {} contains characters that cannot go in an HTTP header",
-                    self.endpoint.name
-                ))
-            })?;
-            value.set_sensitive(true);
-            headers.insert(HeaderName::from_static("x-api-key"), value);
+        if let Some(v) = http::key_header(&self.endpoint, "").map_err(LlmError::Other)? {
+            headers.insert(HeaderName::from_static("x-api-key"), v);
         }
         let response =
             http::post_for_stream(&self.client, &self.endpoint, &url, headers, &body).await?;

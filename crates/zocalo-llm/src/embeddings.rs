@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
 
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+use reqwest::header::{HeaderMap, AUTHORIZATION};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use zocalo_core::embed::{EmbedError, Embedder};
@@ -164,15 +164,8 @@ impl Worker {
     async fn embed_batch(&self, texts: &[String]) -> Answer {
         let url = format!("{}/embeddings", self.endpoint.base_url);
         let mut headers = HeaderMap::new();
-        if let Some(key) = &self.endpoint.api_key {
-            let mut v =
-                HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
-                    EmbedError::Unavailable(format!(
-                        "the API key for {} contains characters that cannot go in an HTTP header",
-                        self.endpoint.name
-                    ))
-                })?;
-            v.set_sensitive(true);
+        let key = http::key_header(&self.endpoint, "Bearer ").map_err(EmbedError::Unavailable)?;
+        if let Some(v) = key {
             headers.insert(AUTHORIZATION, v);
         }
         let body = json!({ "model": self.model, "input": texts });

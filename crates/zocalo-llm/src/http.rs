@@ -1,8 +1,8 @@
 //! The HTTP part both providers share: one POST that should answer with an event stream,
 //! timeouts, and the mapping of failures (transport errors, HTTP statuses and the vendors'
-//! JSON error bodies) to [`LlmError`]. Nothing here ever formats a header value, so the key
-//! cannot leak through an error; provider messages are scrubbed of it too, in case a server
-//! echoes it back.
+//! JSON error bodies) to [`LlmError`], and the key header every caller sends
+//! ([`key_header`]: marked sensitive, and its error names the endpoint, never the key).
+//! Provider messages are scrubbed of the key too, in case a server echoes it back.
 
 use std::error::Error as _;
 use std::time::{Duration, SystemTime};
@@ -22,6 +22,22 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 const MAX_JSON_BODY: usize = 16 * 1024 * 1024;
 /// How much of a non-JSON error body we show.
 const MAX_SHOWN: usize = 300;
+
+/// The endpoint's key as a header value (`prefix` + key, marked sensitive so it is never
+/// logged), or None without a key. The error names the endpoint, never the key.
+pub(crate) fn key_header(endpoint: &Endpoint, prefix: &str) -> Result<Option<HeaderValue>, String> {
+    let Some(key) = &endpoint.api_key else {
+        return Ok(None);
+    };
+    let mut v = HeaderValue::from_str(&format!("{prefix}{}", key.expose())).map_err(|_| {
+        format!(
+            "the API key for {} contains characters that cannot go in an HTTP header",
+            endpoint.name
+        )
+    })?;
+    v.set_sensitive(true);
+    Ok(Some(v))
+}
 
 /// A client configured for `endpoint`: connect timeout, no overall timeout (streams are long;
 /// silence is bounded per read by the idle timeout instead).

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+use reqwest::header::{HeaderMap, AUTHORIZATION};
 use serde_json::{json, Map, Value};
 use zocalo_core::{CompletionRequest, Message, Role, StopReason, StreamEvent, ToolCall, Usage};
 
@@ -61,16 +61,8 @@ impl Provider for OpenAiProvider {
         let model = body["model"].as_str().unwrap_or_default().to_owned();
         let url = format!("{}/chat/completions", self.endpoint.base_url);
         let mut headers = HeaderMap::new();
-        if let Some(key) = &self.endpoint.api_key {
-            let mut value =
-                HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
-                    LlmError::Other(format!(
-                        "the API key for {} contains characters that cannot go in an HTTP header",
-                        self.endpoint.name
-                    ))
-                })?;
-            value.set_sensitive(true);
-            headers.insert(AUTHORIZATION, value);
+        if let Some(v) = http::key_header(&self.endpoint, "Bearer ").map_err(LlmError::Other)? {
+            headers.insert(AUTHORIZATION, v);
         }
         let response =
             http::post_for_stream(&self.client, &self.endpoint, &url, headers, &body).await?;

@@ -410,19 +410,8 @@ impl Registry {
 /// The URL and headers of the model-list request.
 fn models_request(api: Api, endpoint: &Endpoint) -> Result<(String, HeaderMap), LlmError> {
     let mut headers = HeaderMap::new();
-    let key_value = |prefix: &str| -> Result<Option<HeaderValue>, LlmError> {
-        let Some(key) = &endpoint.api_key else {
-            return Ok(None);
-        };
-        let mut v = HeaderValue::from_str(&format!("{prefix}{}", key.expose())).map_err(|_| {
-            LlmError::Other(format!(
-                "the API key for {} contains characters that cannot go in an HTTP header",
-                endpoint.name
-            ))
-        })?;
-        v.set_sensitive(true);
-        Ok(Some(v))
-    };
+    let key_value =
+        |prefix: &str| crate::http::key_header(endpoint, prefix).map_err(LlmError::Other);
     match api {
         Api::Openai => {
             if let Some(v) = key_value("Bearer ")? {
