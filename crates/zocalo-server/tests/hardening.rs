@@ -4,97 +4,25 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use futures::stream::{self, StreamExt};
+use futures::stream;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use zocalo_agent::{AskSettings, Asker, ToolRegistry};
-use zocalo_core::embed::Embedder;
-use zocalo_core::{CompletionRequest, StopReason, StreamEvent, Usage};
-use zocalo_llm::{EventStream, LlmError, Provider};
-use zocalo_memory::Memory;
-use zocalo_server::{AuthLimits, Backend, BackendError, ServeOptions, ServerBuilder, Token};
-use zocalo_store::Store;
+use zocalo_server::{AuthLimits, ServeOptions, ServerBuilder, Token};
 
 const TOKEN: &str = "hardening-token-0123456789abcdef";
-
-/// Answers "ok" to everything.
-struct Stub;
-
-#[async_trait]
-impl Provider for Stub {
-    fn name(&self) -> &str {
-        "stub"
-    }
-
-    fn default_model(&self) -> &str {
-        "stub-1"
-    }
-
-    async fn stream(&self, request: CompletionRequest) -> Result<EventStream, LlmError> {
-        let events = vec![
-            Ok(StreamEvent::TextDelta("ok".into())),
-            Ok(StreamEvent::Usage(Usage {
-                input_tokens: 3,
-                output_tokens: 1,
-            })),
-            Ok(StreamEvent::Done {
-                stop_reason: StopReason::EndTurn,
-                model: request.model.clone(),
-            }),
-        ];
-        Ok(stream::iter(events).boxed())
-    }
-}
-
-struct StubBackend {
-    asker: Arc<Asker>,
-}
-
-#[async_trait]
-impl Backend for StubBackend {
-    async fn asker(&self) -> Result<Arc<Asker>, BackendError> {
-        Ok(self.asker.clone())
-    }
-
-    async fn provider(&self, name: &str) -> Result<Arc<dyn Provider>, BackendError> {
-        if name == "stub" {
-            Ok(Arc::new(Stub))
-        } else {
-            Err(BackendError::NotFound(format!("no provider {name:?}")))
-        }
-    }
-
-    fn embedder(&self) -> Option<Arc<dyn Embedder>> {
-        None
-    }
-
-    fn memory(&self) -> Option<Arc<Memory>> {
-        None
-    }
-}
 
 /// A server on a loopback port, built by `configure` and served with `options`.
 async fn start(
     configure: impl FnOnce(ServerBuilder) -> ServerBuilder,
     options: ServeOptions,
 ) -> SocketAddr {
-    let store = Store::open_sqlite_memory().await.unwrap();
-    let asker = Asker::new(
-        store.clone(),
-        Arc::new(Stub),
-        ToolRegistry::new(),
-        AskSettings::default(),
-    );
-    let backend = Arc::new(StubBackend {
-        asker: Arc::new(asker),
-    });
-    let router = configure(ServerBuilder::new(store, backend, Token::new(TOKEN))).build();
+    let router = configure(support::stub_builder(Token::new(TOKEN)).await).build();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(zocalo_server::serve_with(

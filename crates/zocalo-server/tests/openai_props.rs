@@ -6,79 +6,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::{Arc, OnceLock};
+mod support;
 
-use async_trait::async_trait;
-use futures::stream::{self, StreamExt};
+use std::sync::OnceLock;
+
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use zocalo_agent::{AskSettings, Asker, ToolRegistry};
-use zocalo_core::embed::Embedder;
-use zocalo_core::{CompletionRequest, StopReason, StreamEvent, Usage};
-use zocalo_llm::{EventStream, LlmError, Provider};
-use zocalo_memory::Memory;
-use zocalo_server::{Backend, BackendError, ServerBuilder, Token};
-use zocalo_store::Store;
+use zocalo_server::Token;
 
 const TOKEN: &str = "props-token-0123456789abcdef";
-
-/// Answers "ok" to everything, streamed as two pieces.
-struct Stub;
-
-#[async_trait]
-impl Provider for Stub {
-    fn name(&self) -> &str {
-        "stub"
-    }
-
-    fn default_model(&self) -> &str {
-        "stub-1"
-    }
-
-    async fn stream(&self, request: CompletionRequest) -> Result<EventStream, LlmError> {
-        let model = request.model.clone();
-        let events = vec![
-            Ok(StreamEvent::TextDelta("o".into())),
-            Ok(StreamEvent::TextDelta("k".into())),
-            Ok(StreamEvent::Usage(Usage {
-                input_tokens: 3,
-                output_tokens: 1,
-            })),
-            Ok(StreamEvent::Done {
-                stop_reason: StopReason::EndTurn,
-                model,
-            }),
-        ];
-        Ok(stream::iter(events).boxed())
-    }
-}
-
-struct StubBackend {
-    asker: Arc<Asker>,
-}
-
-#[async_trait]
-impl Backend for StubBackend {
-    async fn asker(&self) -> Result<Arc<Asker>, BackendError> {
-        Ok(self.asker.clone())
-    }
-
-    async fn provider(&self, name: &str) -> Result<Arc<dyn Provider>, BackendError> {
-        if name == "stub" {
-            Ok(Arc::new(Stub))
-        } else {
-            Err(BackendError::NotFound(format!("no provider {name:?}")))
-        }
-    }
-
-    fn embedder(&self) -> Option<Arc<dyn Embedder>> {
-        None
-    }
-
-    fn memory(&self) -> Option<Arc<Memory>> {
-        None
-    }
-}
 
 struct Harness {
     rt: tokio::runtime::Runtime,
@@ -96,16 +32,6 @@ fn harness() -> &'static Harness {
             .build()
             .unwrap();
         let url = rt.block_on(async {
-            let store = Store::open_sqlite_memory().await.unwrap();
-            let asker = Asker::new(
-                store.clone(),
-                Arc::new(Stub),
-                ToolRegistry::new(),
-                AskSettings::default(),
-            );
-            let backend = Arc::new(StubBackend {
-                asker: Arc::new(asker),
-            });
             let addr: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
             let token = Token::resolve(
                 addr,
@@ -113,7 +39,7 @@ fn harness() -> &'static Harness {
                 std::path::Path::new("/nonexistent"),
             )
             .unwrap();
-            let router = ServerBuilder::new(store, backend, token).build();
+            let router = support::stub_builder(token).await.build();
             let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
             let url = format!(
                 "http://{}/v1/chat/completions",
