@@ -115,10 +115,15 @@ fn header<'a>(mail: &'a str, name: &str) -> Option<&'a str> {
 
 /// Receives until `want` new messages were recorded (mail takes a moment to show), at most
 /// 10 receives.
+/// One receive, which must not fail: how many messages it recorded.
+async fn receive(email: &Email, inbox: &Inbox) -> usize {
+    email.receive(inbox).await.unwrap_or_else(|e| panic!("{e}"))
+}
+
 async fn receive_until(email: &Email, inbox: &Inbox, want: usize) -> usize {
     let mut got = 0;
     for _ in 0..10 {
-        got += email.receive(inbox).await.unwrap_or_else(|e| panic!("{e}"));
+        got += receive(email, inbox).await;
         if got >= want {
             break;
         }
@@ -135,13 +140,7 @@ both_backends!(
         let inbox = Inbox::new(store);
         let email = email(&s, BOT_PASSWORD);
         // The first look only notes where the mailbox ends.
-        assert_eq!(
-            email
-                .receive(&inbox)
-                .await
-                .unwrap_or_else(|e| panic!("{e}")),
-            0
-        );
+        assert_eq!(receive(&email, &inbox).await, 0);
         let start = inbox
             .cursor("email")
             .await
@@ -182,13 +181,7 @@ both_backends!(
         assert_eq!(m.reply_to["from"], BOSS);
 
         // Nothing new: nothing recorded, the stranger's mail never.
-        assert_eq!(
-            email
-                .receive(&inbox)
-                .await
-                .unwrap_or_else(|e| panic!("{e}")),
-            0
-        );
+        assert_eq!(receive(&email, &inbox).await, 0);
         assert_eq!(
             inbox
                 .recent("email", 10)
@@ -225,13 +218,7 @@ both_backends!(idle_wakes_receive_when_mail_arrives, |store| async move {
     let mut email = email(&s, BOT_PASSWORD);
     email.idle = Duration::from_secs(20);
     let email = Arc::new(email);
-    assert_eq!(
-        email
-            .receive(&inbox)
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-        0
-    );
+    assert_eq!(receive(&email, &inbox).await, 0);
     let started = Instant::now();
     let waiting = {
         let (email, inbox) = (email.clone(), inbox.clone());
@@ -264,10 +251,7 @@ both_backends!(
         };
         let inbox = Inbox::new(store);
         let email = email(&s, BOT_PASSWORD);
-        email
-            .receive(&inbox)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        receive(&email, &inbox).await;
         send(
             &s,
             BOSS,
@@ -320,22 +304,13 @@ both_backends!(a_restart_does_not_take_old_mail_again, |store| async move {
     let inbox = Inbox::new(store);
     {
         let first = email(&s, BOT_PASSWORD);
-        first
-            .receive(&inbox)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        receive(&first, &inbox).await;
         send(&s, BOSS, &mail(BOSS, "one", "r1@example.org", "", "first")).await;
         send(&s, BOSS, &mail(BOSS, "two", "r2@example.org", "", "second")).await;
         assert_eq!(receive_until(&first, &inbox, 2).await, 2);
     }
     let again = email(&s, BOT_PASSWORD);
-    assert_eq!(
-        again
-            .receive(&inbox)
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-        0
-    );
+    assert_eq!(receive(&again, &inbox).await, 0);
     send(
         &s,
         BOSS,
@@ -372,13 +347,7 @@ both_backends!(
             .receive("email", &[], Some("1:0"))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            email
-                .receive(&inbox)
-                .await
-                .unwrap_or_else(|e| panic!("{e}")),
-            0
-        );
+        assert_eq!(receive(&email, &inbox).await, 0);
         let pos = inbox
             .cursor("email")
             .await
@@ -413,10 +382,7 @@ both_backends!(
         };
         let inbox = Inbox::new(store);
         let email = email(&s, BOT_PASSWORD);
-        email
-            .receive(&inbox)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        receive(&email, &inbox).await;
         // No From header at all.
         send(&s, BOSS, "Subject: who am I\r\n\r\nno sender here\r\n").await;
         // A multipart whose boundary never comes, with garbage base64.
@@ -551,21 +517,9 @@ both_backends!(
         email.idle = Duration::from_secs(60);
         let check = email.check().await.unwrap_or_else(|e| panic!("{e}"));
         assert!(check.contains("polling"), "{check}");
-        assert_eq!(
-            email
-                .receive(&inbox)
-                .await
-                .unwrap_or_else(|e| panic!("{e}")),
-            0
-        );
+        assert_eq!(receive(&email, &inbox).await, 0);
         let started = Instant::now();
-        assert_eq!(
-            email
-                .receive(&inbox)
-                .await
-                .unwrap_or_else(|e| panic!("{e}")),
-            0
-        );
+        assert_eq!(receive(&email, &inbox).await, 0);
         let waited = started.elapsed();
         assert!(
             waited >= Duration::from_millis(900) && waited < Duration::from_secs(10),
@@ -589,13 +543,7 @@ both_backends!(
         };
         let inbox = Inbox::new(store);
         let email = email(&s, BOT_PASSWORD);
-        assert_eq!(
-            email
-                .receive(&inbox)
-                .await
-                .unwrap_or_else(|e| panic!("{e}")),
-            0
-        );
+        assert_eq!(receive(&email, &inbox).await, 0);
         // The session kept from that receive dies with the server.
         s.restart_imap().await.unwrap_or_else(|e| panic!("{e}"));
         send(
@@ -649,10 +597,7 @@ both_backends!(
             .unwrap_or_else(|e| panic!("{e}\n{}", s.logs()));
         assert!(ok.contains("localhost"), "{ok}");
         let inbox = Inbox::new(store);
-        email
-            .receive(&inbox)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        receive(&email, &inbox).await;
         send(
             &s,
             BOSS,
