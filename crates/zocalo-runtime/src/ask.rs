@@ -86,8 +86,7 @@ impl Runtime {
         &self,
         id: &str,
     ) -> anyhow::Result<(ConversationId, Vec<zocalo_store::StoredMessage>)> {
-        let id: ConversationId = crate::parse_conversation(Some(id))?
-            .ok_or_else(|| usage("give a conversation id (conv_…)"))?;
+        let id = crate::runtime::parse_conversation_id(id)?;
         let store = self.store().await?;
         if store.get_conversation(&id).await?.is_none() {
             return Err(usage(format!("no conversation {id}")));

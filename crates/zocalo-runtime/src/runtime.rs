@@ -812,12 +812,14 @@ fn is_unknown_provider(e: &anyhow::Error) -> bool {
 
 /// Parse a `--conv` value, as a usage error when malformed.
 pub fn parse_conversation(id: Option<&str>) -> anyhow::Result<Option<ConversationId>> {
-    id.map(|s| {
-        s.parse::<ConversationId>().map_err(|_| {
-            usage(format!(
-                "invalid conversation id {s:?}: ids look like conv_0192f…"
-            ))
-        })
+    id.map(parse_conversation_id).transpose()
+}
+
+/// A conversation id as typed; a malformed one is bad input.
+pub fn parse_conversation_id(s: &str) -> anyhow::Result<ConversationId> {
+    s.parse::<ConversationId>().map_err(|_| {
+        usage(format!(
+            "invalid conversation id {s:?}: ids look like conv_0192f…"
+        ))
     })
-    .transpose()
 }
