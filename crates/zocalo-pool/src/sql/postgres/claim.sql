@@ -1,10 +1,11 @@
 -- Claim up to $5 ready jobs for node $2, highest priority first, then oldest. SKIP LOCKED lets
 -- concurrent claimers (any machine) pass over rows another transaction is claiming, so none is
--- claimed twice and nobody waits. $3: JSON array of kinds this node runs; $4: its labels.
+-- claimed twice and nobody waits. $3: the kinds this node runs (text[]); $4: its labels (a
+-- JSON array, only read for a job that has labels).
 WITH picked AS (
     SELECT id FROM pool_jobs
     WHERE state = 'queued' AND run_at <= $1
-      AND kind IN (SELECT jsonb_array_elements_text($3::jsonb))
+      AND kind = ANY($3::text[])
       AND (labels = '[]' OR labels::jsonb <@ $4::jsonb)
     ORDER BY priority DESC, run_at, id
     LIMIT $5
