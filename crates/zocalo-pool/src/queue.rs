@@ -344,7 +344,20 @@ impl SqlQueue {
             Pool::Sqlite(_) => Ok(None),
             Pool::Postgres(p) => {
                 let channel: String = sqlx::query_scalar(CHANNEL).fetch_one(p).await?;
-                let mut listener = sqlx::postgres::PgListener::connect_with(p).await?;
+                // The listener gets a one-connection pool of its own. PgListener reconnects
+                // through the pool it was made with, and a reconnect cut short (the claim
+                // loop's select! drops recv() whenever another branch wins) hands its
+                // half-set-up LISTEN connection back to that pool. In the worker's pool a
+                // claim then got that connection: it failed with "unexpected message:
+                // NotificationResponse", and the next statement on the out-of-step connection
+                // could wait forever (a `worker --drain` that never exited: 3 in 12 runs of
+                // the chaos test under load).
+                let own = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
+                    .connect_lazy_with((*p.connect_options()).clone());
+                let mut listener = sqlx::postgres::PgListener::connect_with(&own).await?;
                 listener.listen(&channel).await?;
                 Ok(Some(Wakeup { listener }))
             }
