@@ -170,9 +170,12 @@ pub async fn events(
             first: true,
             ..Seen::default()
         };
-        let _ = tx
-            .send(ev("hello", json!({"time": fmt_utc(chrono::Utc::now())})))
-            .await;
+        // No one to send to (the stream was refused past `max_streams`, or its client left
+        // at once): skip the poll, which is most of what a stream costs.
+        let hello = ev("hello", json!({"time": fmt_utc(chrono::Utc::now())}));
+        if tx.send(hello).await.is_err() {
+            return;
+        }
         loop {
             for e in poll(&state, &mut seen).await {
                 if tx.send(e).await.is_err() {
