@@ -177,7 +177,14 @@ pub async fn events(
             return;
         }
         loop {
-            for e in poll(&state, &mut seen).await {
+            // The poll waits for the database, behind every other stream's when many are
+            // open: a client that goes meanwhile ends its task at once, not after its poll.
+            let events = tokio::select! {
+                events = poll(&state, &mut seen) => events,
+                _ = tx.closed() => return,
+                _ = stopping.cancelled() => return,
+            };
+            for e in events {
                 if tx.send(e).await.is_err() {
                     return;
                 }

@@ -45,6 +45,9 @@ pub struct StreamsOptions {
     pub wave: usize,
     /// Longest any one step may take (a connection's answer, the streams' release).
     pub step_timeout: Duration,
+    /// Rounds of opening and releasing every connection after the first: a leak grows RSS
+    /// by the same amount each round, the allocator's reuse of what was freed less and less.
+    pub extra_rounds: usize,
 }
 
 impl StreamsOptions {
@@ -58,6 +61,7 @@ impl StreamsOptions {
             // a second later: 100 at a time opens 10,000 three times faster than 500.
             wave: 100,
             step_timeout: Duration::from_secs(60),
+            extra_rounds: 0,
         }
     }
 }
@@ -94,6 +98,13 @@ pub struct StreamsReport {
     pub rss_after_kib: u64,
     /// (held - idle) / streams.
     pub rss_per_stream_kib: f64,
+    /// The server's CPU time (user + system, ms) in the 2 s after the first round went:
+    /// the work of every stream should end with its client.
+    pub cpu_ms_after: u64,
+    /// Per extra round ([`StreamsOptions::extra_rounds`]): its streams and the RSS with them
+    /// all open.
+    pub extra_round_streams: Vec<usize>,
+    pub extra_round_rss_held_kib: Vec<u64>,
     /// The server's open descriptors at the same three points.
     pub fds_idle: u64,
     pub fds_held: u64,
@@ -112,7 +123,8 @@ impl StreamsReport {
              opened in {o:.1} s; healthz answered {h} times, slowest {hm:.0} ms\n\
              streams_open held {sh}, after {sa} (released in {rs:.1} s); one more: {om}\n\
              RSS KiB idle {ri} held {rh} after {ra}: {ps:.1} KiB per stream\n\
-             fds idle {fi} held {fh} after {fa}\n",
+             fds idle {fi} held {fh} after {fa}\n\
+             CPU in the 2 s after: {cpu} ms; extra rounds: streams {ss:?}, RSS KiB held {r2:?}\n",
             c = self.connections,
             m = self.streams_max,
             s = self.streams,
@@ -131,6 +143,9 @@ impl StreamsReport {
             fi = self.fds_idle,
             fh = self.fds_held,
             fa = self.fds_after,
+            cpu = self.cpu_ms_after,
+            ss = self.extra_round_streams,
+            r2 = self.extra_round_rss_held_kib,
         )
     }
 }
@@ -229,6 +244,27 @@ async fn open_one(addr: &str, limit: Duration) -> anyhow::Result<Opened> {
     })
     .await
     .map_err(|_| anyhow!("no stream nor refusal within {} s", limit.as_secs()))?
+}
+
+/// CPU time (user + system) of process `pid` so far, in ms.
+fn cpu_ms(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("/proc/{pid}/stat"))?;
+    // The fields after the command name (which may hold spaces, in parentheses): utime and
+    // stime are the 12th and 13th.
+    let rest = stat.rsplit(')').next().unwrap_or_default();
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|f| f.parse::<u64>().unwrap_or(0))
+        .sum();
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|&h| h > 0)
+        .unwrap_or(100) as u64;
+    Ok(ticks * 1000 / hz)
 }
 
 /// `GET /healthz` on a connection of its own: the body and how long it took.
@@ -433,6 +469,16 @@ async fn drive(opts: &StreamsOptions, server: &Proc, rest: &str) -> anyhow::Resu
     }
     let (v, _) = healthz(&client, &base).await?;
     r.streams_open_after = streams_open(&v)?;
+    let cpu_before = cpu_ms(pid)?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    r.cpu_ms_after = cpu_ms(pid)?.saturating_sub(cpu_before);
+    for _ in 0..opts.extra_rounds {
+        let (held, _) = open_many(&addr, opts.connections, opts.wave, opts.step_timeout).await?;
+        r.extra_round_streams.push(held.len());
+        r.extra_round_rss_held_kib.push(sample()?.rss_kib);
+        drop(held);
+        until_open(&client, &base, 0, opts.step_timeout).await?;
+    }
     r.reopened = matches!(open_one(&addr, opts.step_timeout).await?, Opened::Stream(_));
     Ok(r)
 }
