@@ -4,7 +4,8 @@
 //!   runs) at concurrency C, from the first claim to the last recorded success.
 //!
 //! `cargo bench -p zocalo-pool` (env: POOL_BENCH_JOBS, default 20000; POOL_BENCH_CONCURRENCY,
-//! default 10; POOL_BENCH_BACKENDS, default "sqlite,postgres").
+//! default 10; POOL_BENCH_BACKENDS, default "sqlite,postgres"; POOL_BENCH_PREFETCH, default
+//! the worker's own).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
@@ -23,6 +24,9 @@ fn env_usize(name: &str, default: usize) -> usize {
 async fn main() {
     let jobs = env_usize("POOL_BENCH_JOBS", 20_000);
     let concurrency = env_usize("POOL_BENCH_CONCURRENCY", 10);
+    let prefetch = std::env::var("POOL_BENCH_PREFETCH")
+        .ok()
+        .and_then(|v| v.parse().ok());
     let backends =
         std::env::var("POOL_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
     println!("pool bench: {jobs} noop jobs, concurrency {concurrency}");
@@ -47,6 +51,7 @@ async fn main() {
                 concurrency,
                 drain: true,
                 poll_interval: Duration::from_millis(10),
+                prefetch,
                 ..WorkerConfig::default()
             },
         )

@@ -50,11 +50,11 @@ const NODES: Sql = shared!("nodes.sql");
 const STATS: Sql = shared!("stats.sql");
 const JOB_SELECT: &str = include_str!("sql/job_select.sql");
 
-/// Rows per enqueue statement: one JSON document each, so a large `--count` is a handful of
-/// round trips.
+/// Rows per enqueue statement on SQLite: one JSON document each, so a large `--count` is a
+/// handful of statements.
 const ENQUEUE_CHUNK: usize = 5000;
-/// Enqueues at least this large refresh the planner's statistics on Postgres.
-const ANALYZE_AFTER: usize = 1000;
+/// Bytes of COPY data per message on Postgres (rows are never split across messages).
+const COPY_CHUNK: usize = 1 << 20;
 
 /// Runs `$body` with `$ex` an executor that may write: on SQLite inside `BEGIN IMMEDIATE`
 /// (taking the write lock up front, so a statement never has to upgrade a stale read snapshot,
@@ -266,7 +266,10 @@ impl SqlQueue {
             Pool::Postgres(p) => {
                 let options = (*p.connect_options())
                     .clone()
-                    .options([("synchronous_commit", "off")]);
+                    // enable_sort = off: the claim must read the ready index in claim order and
+                    // stop after the batch; planner statistics taken before a burst of
+                    // enqueues can make "read every queued row and sort" look cheaper.
+                    .options([("synchronous_commit", "off"), ("enable_sort", "off")]);
                 let pool = sqlx::postgres::PgPoolOptions::new()
                     .max_connections(connections.max(1))
                     .acquire_timeout(Duration::from_secs(5))
@@ -341,7 +344,20 @@ impl SqlQueue {
             Pool::Sqlite(_) => Ok(None),
             Pool::Postgres(p) => {
                 let channel: String = sqlx::query_scalar(CHANNEL).fetch_one(p).await?;
-                let mut listener = sqlx::postgres::PgListener::connect_with(p).await?;
+                // The listener gets a one-connection pool of its own. PgListener reconnects
+                // through the pool it was made with, and a reconnect cut short (the claim
+                // loop's select! drops recv() whenever another branch wins) hands its
+                // half-set-up LISTEN connection back to that pool. In the worker's pool a
+                // claim then got that connection: it failed with "unexpected message:
+                // NotificationResponse", and the next statement on the out-of-step connection
+                // could wait forever (a `worker --drain` that never exited: 3 in 12 runs of
+                // the chaos test under load).
+                let own = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
+                    .connect_lazy_with((*p.connect_options()).clone());
+                let mut listener = sqlx::postgres::PgListener::connect_with(&own).await?;
                 listener.listen(&channel).await?;
                 Ok(Some(Wakeup { listener }))
             }
@@ -368,6 +384,152 @@ impl Wakeup {
     }
 }
 
+/// A job as enqueue writes it.
+struct JobInsert {
+    id: String,
+    kind: String,
+    payload: String,
+    priority: i32,
+    labels: String,
+    key: Option<String>,
+    max_attempts: i32,
+    timeout_ms: i64,
+    run_at: i64,
+}
+
+/// Postgres: keyless jobs go in by COPY (the cheapest way in: no statement per row, no
+/// parameter decoding), keyed ones by one INSERT of parallel arrays that skips taken keys.
+/// Returns the existing job id of every key that was taken.
+async fn enqueue_postgres(
+    pool: &sqlx::PgPool,
+    rows: &[JobInsert],
+    now: i64,
+) -> Result<HashMap<String, String>, PoolError> {
+    let mut conn = pool.acquire().await?;
+    let mut tx = conn.begin().await?;
+    let (keyed, keyless): (Vec<&JobInsert>, Vec<&JobInsert>) =
+        rows.iter().partition(|r| r.key.is_some());
+    if !keyless.is_empty() {
+        let mut copy = tx
+            .copy_in_raw(
+                "COPY pool_jobs (id, kind, payload, priority, labels, max_attempts, timeout_ms, \
+                 run_at, created_at) FROM STDIN",
+            )
+            .await?;
+        let mut buf = String::with_capacity(COPY_CHUNK + 4096);
+        for row in keyless {
+            copy_row(&mut buf, row, now);
+            if buf.len() >= COPY_CHUNK {
+                copy.send(std::mem::take(&mut buf).into_bytes()).await?;
+            }
+        }
+        if !buf.is_empty() {
+            copy.send(buf.into_bytes()).await?;
+        }
+        copy.finish().await?;
+    }
+    let mut existing = HashMap::new();
+    if !keyed.is_empty() {
+        let col = |f: fn(&JobInsert) -> String| keyed.iter().map(|r| f(r)).collect::<Vec<_>>();
+        sqlx::query(ENQUEUE.postgres)
+            .bind(col(|r| r.id.clone()))
+            .bind(col(|r| r.kind.clone()))
+            .bind(col(|r| r.payload.clone()))
+            .bind(keyed.iter().map(|r| r.priority).collect::<Vec<_>>())
+            .bind(col(|r| r.labels.clone()))
+            .bind(keyed.iter().map(|r| r.key.clone()).collect::<Vec<_>>())
+            .bind(keyed.iter().map(|r| r.max_attempts).collect::<Vec<_>>())
+            .bind(keyed.iter().map(|r| r.timeout_ms).collect::<Vec<_>>())
+            .bind(keyed.iter().map(|r| r.run_at).collect::<Vec<_>>())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let keys: Vec<&str> = keyed.iter().filter_map(|r| r.key.as_deref()).collect();
+        let found: Vec<(String, String)> = sqlx::query_as(IDS_BY_KEY.postgres)
+            .bind(keys)
+            .fetch_all(&mut *tx)
+            .await?;
+        existing.extend(found);
+    }
+    tx.commit().await?;
+    Ok(existing)
+}
+
+/// Appends one row of COPY text format: tab-separated, newline-terminated, with the
+/// characters that format gives a meaning (backslash, tab, newline, carriage return) escaped.
+fn copy_row(buf: &mut String, r: &JobInsert, now: i64) {
+    use std::fmt::Write as _;
+    for text in [&r.id, &r.kind, &r.payload] {
+        copy_text(buf, text);
+        buf.push('\t');
+    }
+    let _ = std::write!(buf, "{}\t", r.priority);
+    copy_text(buf, &r.labels);
+    let _ = writeln!(
+        buf,
+        "\t{}\t{}\t{}\t{}",
+        r.max_attempts, r.timeout_ms, r.run_at, now
+    );
+}
+
+fn copy_text(buf: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '\\' => buf.push_str("\\\\"),
+            '\t' => buf.push_str("\\t"),
+            '\n' => buf.push_str("\\n"),
+            '\r' => buf.push_str("\\r"),
+            c => buf.push(c),
+        }
+    }
+}
+
+/// SQLite: one JSON document per chunk of rows, all in one write transaction.
+async fn enqueue_sqlite(
+    pool: &sqlx::SqlitePool,
+    rows: &[JobInsert],
+    now: i64,
+) -> Result<HashMap<String, String>, PoolError> {
+    let mut conn = pool.acquire().await?;
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    let mut existing = HashMap::new();
+    for chunk in rows.chunks(ENQUEUE_CHUNK) {
+        let docs: Vec<Value> = chunk
+            .iter()
+            .map(|r| {
+                json!({
+                    "id": r.id, "kind": r.kind, "payload": r.payload, "priority": r.priority,
+                    "labels": r.labels, "key": r.key, "max_attempts": r.max_attempts,
+                    "timeout_ms": r.timeout_ms, "run_at": r.run_at,
+                })
+            })
+            .collect();
+        sqlx::query(ENQUEUE.sqlite)
+            .bind(Value::from(docs).to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let keys: Vec<&str> = chunk.iter().filter_map(|r| r.key.as_deref()).collect();
+        if !keys.is_empty() {
+            let found: Vec<(String, String)> = sqlx::query_as(IDS_BY_KEY.sqlite)
+                .bind(serde_json::to_string(&keys).unwrap_or_default())
+                .fetch_all(&mut *tx)
+                .await?;
+            existing.extend(found);
+        }
+    }
+    tx.commit().await?;
+    Ok(existing)
+}
+
+/// Results as the parallel arrays (ids, attempts, JSON texts) the Postgres statements take.
+fn results_arrays(results: &[(Lease, Value)]) -> (Vec<&str>, Vec<i32>, Vec<String>) {
+    let ids = results.iter().map(|(l, _)| l.id.as_str()).collect();
+    let attempts = results.iter().map(|(l, _)| l.attempt).collect();
+    let values = results.iter().map(|(_, v)| v.to_string()).collect();
+    (ids, attempts, values)
+}
+
 fn results_json(results: &[(Lease, Value)]) -> String {
     let batch: Vec<Value> = results
         .iter()
@@ -391,83 +553,38 @@ impl JobQueue for SqlQueue {
             job.validate()?;
         }
         let now = now_ms();
-        let mut out = Vec::with_capacity(jobs.len());
-        let mut chunks = Vec::new();
-        for chunk in jobs.chunks(ENQUEUE_CHUNK) {
-            let mut rows = Vec::with_capacity(chunk.len());
-            let mut ids = Vec::with_capacity(chunk.len());
-            let mut keys = Vec::new();
-            for job in chunk {
-                let id = new_job_id();
-                rows.push(json!({
-                    "id": id,
-                    "kind": job.kind,
-                    "payload": job.payload.to_string(),
-                    "priority": job.priority,
-                    "labels": labels_json(&job.labels),
-                    "key": job.key,
-                    "max_attempts": job.max_attempts,
-                    "timeout_ms": duration_ms(job.timeout),
-                    "run_at": job.run_at.map_or(now, |t| t.timestamp_millis()),
-                }));
-                if let Some(k) = &job.key {
-                    keys.push(k.clone());
-                }
-                ids.push((id, job.key.clone()));
-            }
-            chunks.push((Value::from(rows).to_string(), ids, keys));
-        }
-        let (enqueue, by_key) = (
-            ENQUEUE.for_pool(self.pool()),
-            IDS_BY_KEY.for_pool(self.pool()),
-        );
+        let rows: Vec<JobInsert> = jobs
+            .iter()
+            .map(|job| JobInsert {
+                id: new_job_id(),
+                kind: job.kind.clone(),
+                payload: job.payload.to_string(),
+                priority: job.priority,
+                labels: labels_json(&job.labels),
+                key: job.key.clone(),
+                max_attempts: job.max_attempts,
+                timeout_ms: duration_ms(job.timeout),
+                run_at: job.run_at.map_or(now, |t| t.timestamp_millis()),
+            })
+            .collect();
         // One transaction for the whole batch: a failure enqueues nothing.
-        let existing: HashMap<String, String> = zocalo_store::with_pool!(self.pool(), |p| {
-            async {
-                let mut conn = p.acquire().await?;
-                let mut tx = match self.store.backend() {
-                    zocalo_store::Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
-                    zocalo_store::Backend::Postgres => conn.begin().await?,
-                };
-                let mut existing = HashMap::new();
-                for (rows, _, keys) in &chunks {
-                    sqlx::query(enqueue)
-                        .bind(rows)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                    if !keys.is_empty() {
-                        let found: Vec<(String, String)> = sqlx::query_as(by_key)
-                            .bind(Value::from(keys.clone()).to_string())
-                            .fetch_all(&mut *tx)
-                            .await?;
-                        existing.extend(found);
-                    }
-                }
-                tx.commit().await?;
-                Ok::<_, sqlx::Error>(existing)
-            }
-            .await
-        })?;
-        for (_, ids, _) in chunks {
-            for (id, key) in ids {
-                match key.and_then(|k| existing.get(&k)) {
-                    Some(found) => out.push(Enqueued {
-                        created: *found == id,
-                        id: found.clone(),
-                    }),
-                    None => out.push(Enqueued { id, created: true }),
-                }
-            }
-        }
-        if let (Pool::Postgres(p), true) = (self.pool(), jobs.len() >= ANALYZE_AFTER) {
-            // A burst into a table the planner has no statistics for (a fresh deployment, or a
-            // queue that was empty) makes it guess one queued row and plan the claim as "read
-            // them all and sort", tens of milliseconds per claim, until autovacuum catches up.
-            if let Err(e) = sqlx::query("ANALYZE pool_jobs").execute(p).await {
-                tracing::debug!("ANALYZE pool_jobs failed: {e}");
-            }
-        }
+        let existing = match self.pool() {
+            Pool::Postgres(p) => enqueue_postgres(p, &rows, now).await?,
+            Pool::Sqlite(p) => enqueue_sqlite(p, &rows, now).await?,
+        };
+        let out = rows
+            .into_iter()
+            .map(|row| match row.key.and_then(|k| existing.get(&k)) {
+                Some(found) => Enqueued {
+                    created: *found == row.id,
+                    id: found.clone(),
+                },
+                None => Enqueued {
+                    id: row.id,
+                    created: true,
+                },
+            })
+            .collect();
         self.notify().await?;
         Ok(out)
     }
@@ -482,20 +599,34 @@ impl JobQueue for SqlQueue {
         if max == 0 || kinds.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = CLAIM.for_pool(self.pool());
         let now = now_ms();
-        let (kinds, labels) = (labels_json(kinds), labels_json(labels));
         let max = i64::try_from(max).unwrap_or(i64::MAX);
-        let rows: Vec<ClaimRow> = write!(self.pool(), |ex| {
-            sqlx::query_as(sql)
-                .bind(now)
-                .bind(node)
-                .bind(&kinds)
-                .bind(&labels)
-                .bind(max)
-                .fetch_all(ex)
-                .await?
-        })?;
+        let labels = labels_json(labels);
+        let rows: Vec<ClaimRow> = match self.pool() {
+            Pool::Postgres(p) => {
+                sqlx::query_as(CLAIM.postgres)
+                    .bind(now)
+                    .bind(node)
+                    .bind(kinds)
+                    .bind(&labels)
+                    .bind(max)
+                    .fetch_all(p)
+                    .await?
+            }
+            Pool::Sqlite(_) => {
+                let kinds = labels_json(kinds);
+                write!(self.pool(), |ex| {
+                    sqlx::query_as(CLAIM.sqlite)
+                        .bind(now)
+                        .bind(node)
+                        .bind(&kinds)
+                        .bind(&labels)
+                        .bind(max)
+                        .fetch_all(ex)
+                        .await?
+                })?
+            }
+        };
         let mut jobs: Vec<ClaimedJob> = rows.into_iter().map(ClaimRow::decode).collect();
         // RETURNING has no order: run the most urgent first.
         jobs.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.id.cmp(&b.id)));
@@ -516,19 +647,21 @@ impl JobQueue for SqlQueue {
         if max == 0 || kinds.is_empty() {
             return Ok((self.succeed(node, results).await?, Vec::new()));
         }
-        let batch = results_json(results);
         let now = now_ms();
-        let (kinds, labels) = (labels_json(kinds), labels_json(labels));
+        let labels = labels_json(labels);
         let max = i64::try_from(max).unwrap_or(i64::MAX);
         let (done, rows) = match self.pool() {
             Pool::Postgres(p) => {
+                let (ids, attempts, values) = results_arrays(results);
                 let rows: Vec<DoneOrClaimed> = sqlx::query_as(SUCCEED_AND_CLAIM_PG)
                     .bind(now)
                     .bind(node)
-                    .bind(&kinds)
+                    .bind(kinds)
                     .bind(&labels)
                     .bind(max)
-                    .bind(&batch)
+                    .bind(ids)
+                    .bind(attempts)
+                    .bind(values)
                     .fetch_all(p)
                     .await?;
                 let done = rows.iter().filter(|r| r.done).count() as u64;
@@ -541,6 +674,7 @@ impl JobQueue for SqlQueue {
             Pool::Sqlite(_) => {
                 // One write transaction: one turn of the write lock instead of two.
                 let (succeed, claim) = (SUCCEED.sqlite, CLAIM.sqlite);
+                let (batch, kinds) = (results_json(results), labels_json(kinds));
                 write!(self.pool(), |ex| {
                     let done = sqlx::query(succeed)
                         .bind(&batch)
@@ -570,18 +704,33 @@ impl JobQueue for SqlQueue {
         if results.is_empty() {
             return Ok(0);
         }
-        let batch = results_json(results);
-        let sql = SUCCEED.for_pool(self.pool());
         let now = now_ms();
-        let n = write!(self.pool(), |ex| {
-            sqlx::query(sql)
-                .bind(&batch)
-                .bind(now)
-                .bind(node)
-                .execute(ex)
-                .await?
-                .rows_affected()
-        })?;
+        let n = match self.pool() {
+            Pool::Postgres(p) => {
+                let (ids, attempts, values) = results_arrays(results);
+                sqlx::query(SUCCEED.postgres)
+                    .bind(ids)
+                    .bind(attempts)
+                    .bind(values)
+                    .bind(now)
+                    .bind(node)
+                    .execute(p)
+                    .await?
+                    .rows_affected()
+            }
+            Pool::Sqlite(_) => {
+                let batch = results_json(results);
+                write!(self.pool(), |ex| {
+                    sqlx::query(SUCCEED.sqlite)
+                        .bind(&batch)
+                        .bind(now)
+                        .bind(node)
+                        .execute(ex)
+                        .await?
+                        .rows_affected()
+                })?
+            }
+        };
         Ok(n)
     }
 

@@ -2,9 +2,12 @@
 //! concurrency, runs them through the [`Registry`], and records what happened.
 //!
 //! Three tasks cooperate:
-//! - the claim loop: claims as many jobs as it has free slots, spawns one task per job, and
-//!   when nothing is ready sleeps until a slot frees, a Postgres NOTIFY arrives, the next
-//!   retry is due, or the poll interval passes;
+//! - the claim loop: claims as many jobs as it has free slots (plus, while jobs are short, a
+//!   few more that wait here for a slot: see [`WorkerConfig::prefetch`]), starts one task per
+//!   free slot, and when nothing is ready sleeps until a slot frees, a Postgres NOTIFY
+//!   arrives, the next retry is due, or the poll interval passes;
+//! - a job's task, when its job ends, runs the next claimed job waiting for a slot, so a
+//!   stream of short jobs flows without waking the claim loop for each;
 //! - successes are written by the claim loop together with its next claim (one statement on
 //!   Postgres, one write transaction on SQLite), so a slot is free again as soon as the handler
 //!   returns and the steady state costs one round trip per batch;
@@ -48,6 +51,15 @@ pub struct WorkerConfig {
     pub poll_interval: Duration,
     /// On shutdown, how long running jobs may take to finish before they are handed back.
     pub shutdown_grace: Duration,
+    /// At most this many claimed jobs wait on this node for a free slot (None: 10 x
+    /// concurrency, at most 100: on Postgres, no-op jobs drained no faster with 200 and
+    /// slower with 300 or more; 0: claim only what the free slots can start). The node
+    /// keeps only as many waiting as it would start within 10 ms at the mean run time of its
+    /// recent jobs, so short jobs are claimed in large batches (one statement per batch: the
+    /// database round trip, not the job, bounds a stream of short jobs) while long jobs are
+    /// never held back from other nodes. A waiting job counts as running in the queue; if the
+    /// node dies it is reclaimed like a running one, and on shutdown it is handed back.
+    pub prefetch: Option<usize>,
     /// After a job is told to stop, how long its handler may take to return before it is
     /// abandoned.
     pub stop_grace: Duration,
@@ -63,6 +75,7 @@ impl Default for WorkerConfig {
             poll_interval: Duration::from_millis(250),
             shutdown_grace: Duration::from_secs(10),
             stop_grace: Duration::from_secs(10),
+            prefetch: None,
         }
     }
 }
@@ -83,9 +96,23 @@ impl WorkerConfig {
         if self.poll_interval.is_zero() {
             return Err(PoolError::Invalid("poll interval must be positive".into()));
         }
+        if self.prefetch.is_some_and(|p| p > 100_000) {
+            return Err(PoolError::Invalid(
+                "prefetch out of range: use 0 to 100000".into(),
+            ));
+        }
         Ok(())
     }
+
+    /// The most claimed jobs that may wait here for a slot.
+    fn prefetch_max(&self) -> usize {
+        self.prefetch
+            .unwrap_or_else(|| self.concurrency.saturating_mul(10).min(100))
+    }
 }
+
+/// Waiting jobs are kept to what the node would start within this long.
+const PREFETCH_WINDOW: Duration = Duration::from_millis(10);
 
 /// What a worker did, returned when it exits.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -126,11 +153,23 @@ struct Done {
     outcome: Outcome,
 }
 
+/// A claimed job with the handle that stops it, from its claim on.
+struct Held {
+    job: ClaimedJob,
+    handle: Arc<StopHandle>,
+    signal: crate::handler::StopSignal,
+}
+
 struct Shared {
     queue: SqlQueue,
     node: String,
-    /// Jobs whose handler is running, with the handle that stops them.
+    /// Jobs claimed and not yet ended (running, or waiting for a slot), with the handle that
+    /// stops them.
     running: Mutex<HashMap<String, (Lease, Arc<StopHandle>)>>,
+    /// Claimed jobs waiting for a free slot, in claim order.
+    waiting: Mutex<std::collections::VecDeque<Held>>,
+    /// Mean run time of recent jobs in ns (an exponential moving average; 0: none yet).
+    mean_run_ns: AtomicU64,
     /// Outcomes not yet written (sent to the recorder, or successes waiting in `succeeded`).
     unrecorded: AtomicUsize,
     /// Successes waiting to be written with the next claim (one statement for both).
@@ -178,6 +217,50 @@ impl Shared {
         for (_, h) in self.lock().values() {
             h.stop(reason);
         }
+    }
+
+    /// Registers a claimed job as held by this node (the heartbeat then checks its lease).
+    fn hold(&self, job: ClaimedJob) -> Held {
+        let (handle, signal) = stop_pair();
+        let handle = Arc::new(handle);
+        self.lock()
+            .insert(job.id.clone(), (job.lease(), handle.clone()));
+        Held {
+            job,
+            handle,
+            signal,
+        }
+    }
+
+    /// The next job waiting for a slot, unless the worker is stopping.
+    fn next_waiting(&self) -> Option<Held> {
+        if self.stopping.load(Ordering::SeqCst) {
+            return None;
+        }
+        self.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()
+    }
+
+    fn ran_for(&self, took: Duration) {
+        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX).max(1);
+        let old = self.mean_run_ns.load(Ordering::Relaxed);
+        let new = if old == 0 { ns } else { old - old / 8 + ns / 8 };
+        self.mean_run_ns.store(new.max(1), Ordering::Relaxed);
+    }
+
+    /// How many claimed jobs may wait for a slot now: what the node would start within
+    /// [`PREFETCH_WINDOW`] at its recent jobs' mean run time, within the configured maximum.
+    fn prefetch(&self, cfg: &WorkerConfig) -> usize {
+        let max = cfg.prefetch_max();
+        let mean = self.mean_run_ns.load(Ordering::Relaxed);
+        if max == 0 || mean == 0 {
+            return 0;
+        }
+        let window = u64::try_from(PREFETCH_WINDOW.as_nanos()).unwrap_or(u64::MAX);
+        let n = window.saturating_mul(cfg.concurrency as u64) / mean;
+        usize::try_from(n).unwrap_or(usize::MAX).min(max)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Lease, Arc<StopHandle>)>> {
@@ -237,13 +320,21 @@ impl Worker {
             capacity: i32::try_from(cfg.concurrency).unwrap_or(i32::MAX),
             timeout: cfg.node_timeout,
         };
-        self.queue.register_node(&spec).await?;
+        // A database restarting while the worker starts is ridden out like one while it runs.
+        if retrying(|| self.queue.register_node(&spec)).await.is_none() {
+            return Err(PoolError::Worker(
+                "could not register this node: the database kept refusing (see the warnings above)"
+                    .into(),
+            ));
+        }
         tracing::info!(node = %self.node, kinds = ?kinds, "worker registered");
 
         let shared = Arc::new(Shared {
             queue: self.queue.clone(),
             node: self.node.clone(),
             running: Mutex::new(HashMap::new()),
+            waiting: Mutex::new(std::collections::VecDeque::new()),
+            mean_run_ns: AtomicU64::new(0),
             unrecorded: AtomicUsize::new(0),
             succeeded: Mutex::new(Vec::new()),
             slot_freed: Notify::new(),
@@ -267,22 +358,57 @@ impl Worker {
         tokio::pin!(shutdown);
         let mut errors = 0u32;
 
-        let half = cfg.concurrency.div_ceil(2);
         loop {
-            let mut free = slots.available_permits();
-            if free > 0 && free < half {
-                // Most slots are busy: give the running jobs a moment to free more, so claims
-                // stay batched. Bounded, so a waiting job is claimed within 2 ms regardless.
+            start_waiting(&shared, &registry, &cfg, &slots, &done_tx);
+            // Jobs got slower since these were claimed: keep what the prefetch now allows (and
+            // half the concurrency more, so a mean hovering at the edge does not make the node
+            // claim and hand back the same jobs), and hand the rest back for other nodes.
+            let excess = {
+                let keep = shared.prefetch(&cfg) + cfg.concurrency / 2;
+                let mut waiting = shared.waiting.lock().unwrap_or_else(|e| e.into_inner());
+                (waiting.len() > keep).then(|| waiting.split_off(keep))
+            };
+            if let Some(excess) = excess {
+                tracing::debug!(count = excess.len(), "handing back jobs claimed ahead");
+                hand_back(&shared, &done_tx, excess);
+            }
+            // Room for more claims: free slots, plus what may wait for a slot.
+            let room = |shared: &Shared| {
+                let target = cfg.concurrency + shared.prefetch(&cfg);
+                (target, target.saturating_sub(shared.lock().len()))
+            };
+            // Most of the room taken: let running jobs end first, so claims stay batched. While
+            // claimed jobs wait here the slots stay busy anyway, so wait for half the room;
+            // otherwise at most 2 ms, so a queued job is claimed within 2 ms of a slot freeing.
+            let deadline = Instant::now() + Duration::from_millis(2);
+            let free = loop {
+                let (target, free) = room(&shared);
+                if free == 0 || free >= target.div_ceil(2) {
+                    break free;
+                }
+                let ahead = !shared
+                    .waiting
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .is_empty();
+                if !ahead && Instant::now() >= deadline {
+                    break free;
+                }
+                let until = if ahead {
+                    Instant::now() + cfg.poll_interval
+                } else {
+                    deadline
+                };
                 tokio::select! {
                     _ = shared.slot_freed.notified() => {
                         for _ in 0..4 {
                             tokio::task::yield_now().await;
                         }
                     }
-                    _ = tokio::time::sleep(Duration::from_millis(2)) => {}
+                    _ = tokio::time::sleep_until(until) => {}
                 }
-                free = slots.available_permits();
-            }
+                start_waiting(&shared, &registry, &cfg, &slots, &done_tx);
+            };
             let mut claimed_any = false;
             if free > 0 {
                 let results = shared.take_successes();
@@ -298,14 +424,14 @@ impl Worker {
                         if claimed_any {
                             shared.counters.claims.fetch_add(1, Ordering::Relaxed);
                         }
-                        for job in jobs {
-                            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                                // Cannot happen (we claimed at most the free slots); hand back.
-                                let _ = self.queue.release(&self.node, &job.lease()).await;
-                                continue;
-                            };
-                            spawn_job(&shared, &registry, &cfg, job, permit, done_tx.clone());
+                        {
+                            let held: Vec<Held> =
+                                jobs.into_iter().map(|j| shared.hold(j)).collect();
+                            let mut waiting =
+                                shared.waiting.lock().unwrap_or_else(|e| e.into_inner());
+                            waiting.extend(held);
                         }
+                        start_waiting(&shared, &registry, &cfg, &slots, &done_tx);
                     }
                     Err(e) => {
                         shared.put_back_successes(results);
@@ -375,6 +501,10 @@ impl Worker {
         // Stop: no more claims; running jobs get the grace period, then are handed back.
         shared.stopping.store(true, Ordering::SeqCst);
         tracing::info!(node = %self.node, "worker stopping");
+        // Claimed jobs still waiting for a slot never started: hand them back now.
+        let waiting =
+            std::mem::take(&mut *shared.waiting.lock().unwrap_or_else(|e| e.into_inner()));
+        hand_back(&shared, &done_tx, waiting);
         let deadline = Instant::now() + cfg.shutdown_grace;
         while !shared.lock().is_empty() && Instant::now() < deadline {
             tokio::select! {
@@ -466,75 +596,138 @@ fn backoff(errors: u32) -> Duration {
     Duration::from_millis(ms)
 }
 
+/// Hands claimed jobs that never started back to the queue (through the recorder).
+fn hand_back(
+    shared: &Shared,
+    done: &mpsc::UnboundedSender<Done>,
+    held: std::collections::VecDeque<Held>,
+) {
+    for h in held {
+        shared.unrecorded.fetch_add(1, Ordering::SeqCst);
+        shared.lock().remove(&h.job.id);
+        let d = Done {
+            job: h.job,
+            outcome: Outcome::Stopped(StopReason::Shutdown),
+        };
+        if done.send(d).is_err() {
+            shared.unrecorded.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Starts waiting jobs while slots are free.
+fn start_waiting(
+    shared: &Arc<Shared>,
+    registry: &Arc<Registry>,
+    cfg: &WorkerConfig,
+    slots: &Arc<Semaphore>,
+    done: &mpsc::UnboundedSender<Done>,
+) {
+    while let Ok(permit) = slots.clone().try_acquire_owned() {
+        let Some(held) = shared.next_waiting() else {
+            return;
+        };
+        spawn_job(shared, registry, cfg, held, permit, done.clone());
+    }
+}
+
+/// Runs `held` on its slot, then, while claimed jobs wait for a slot, the next of them.
 fn spawn_job(
     shared: &Arc<Shared>,
     registry: &Arc<Registry>,
     cfg: &WorkerConfig,
-    job: ClaimedJob,
+    held: Held,
     permit: tokio::sync::OwnedSemaphorePermit,
     done: mpsc::UnboundedSender<Done>,
 ) {
-    let (handle, signal) = stop_pair();
-    let handle = Arc::new(handle);
-    shared
-        .lock()
-        .insert(job.id.clone(), (job.lease(), handle.clone()));
     let shared = shared.clone();
-    let handler = registry.handler(&job.kind);
+    let registry = registry.clone();
     let stop_grace = cfg.stop_grace;
     tokio::spawn(async move {
-        let outcome = match handler {
-            None => Outcome::Failed(JobError::fatal(format!(
-                "no handler for kind `{}` on this node",
-                job.kind
-            ))),
-            Some(handler) => {
-                let mut watch = signal.clone();
-                let run = JobRun {
-                    id: job.id.clone(),
-                    kind: job.kind.clone(),
-                    attempt: job.attempt,
-                    payload: job.payload.clone(),
-                    stop: signal,
-                };
-                let fut = handler.run(run);
-                tokio::pin!(fut);
-                let timeout = job.timeout;
-                let result = tokio::select! {
-                    r = &mut fut => Some(r),
-                    _ = async {
-                        tokio::select! {
-                            _ = watch.stopped() => {}
-                            _ = tokio::time::sleep(timeout) => handle.stop(StopReason::TimedOut),
-                        }
-                    } => tokio::time::timeout(stop_grace, &mut fut).await.ok(),
-                };
-                match (handle.reason(), result) {
-                    (None, Some(Ok(v))) | (Some(StopReason::Shutdown), Some(Ok(v))) => {
-                        Outcome::Succeeded(v)
-                    }
-                    (None, Some(Err(e))) => Outcome::Failed(e),
-                    (Some(reason), _) => Outcome::Stopped(reason),
-                    (None, None) => Outcome::Stopped(StopReason::Lost),
-                }
+        let mut next = Some(held);
+        let mut ran = 0u32;
+        while let Some(held) = next {
+            run_held(&shared, &registry, stop_grace, held, &done).await;
+            shared.slot_freed.notify_one();
+            ran += 1;
+            if ran.is_multiple_of(16) {
+                // Jobs that finish without ever waiting would otherwise keep this task on its
+                // thread and starve the claim loop and the heartbeat.
+                tokio::task::yield_now().await;
             }
-        };
-        // Counted as unrecorded before it leaves the running set, so a draining worker never
-        // sees neither and exits before this outcome is written.
-        shared.unrecorded.fetch_add(1, Ordering::SeqCst);
-        shared.lock().remove(&job.id);
-        if let Outcome::Succeeded(v) = outcome {
-            shared
-                .succeeded
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((job.lease(), v));
-        } else if done.send(Done { job, outcome }).is_err() {
-            shared.unrecorded.fetch_sub(1, Ordering::SeqCst);
+            next = shared.next_waiting();
         }
         drop(permit);
         shared.slot_freed.notify_one();
     });
+}
+
+async fn run_held(
+    shared: &Shared,
+    registry: &Registry,
+    stop_grace: Duration,
+    held: Held,
+    done: &mpsc::UnboundedSender<Done>,
+) {
+    let Held {
+        job,
+        handle,
+        signal,
+    } = held;
+    let started = Instant::now();
+    let outcome = match (handle.reason(), registry.handler(&job.kind)) {
+        // Stopped while it waited for a slot (cancelled, or the node lost its lease): it
+        // never starts.
+        (Some(reason), _) => Outcome::Stopped(reason),
+        (None, None) => Outcome::Failed(JobError::fatal(format!(
+            "no handler for kind `{}` on this node",
+            job.kind
+        ))),
+        (None, Some(handler)) => {
+            let mut watch = signal.clone();
+            let run = JobRun {
+                id: job.id.clone(),
+                kind: job.kind.clone(),
+                attempt: job.attempt,
+                payload: job.payload.clone(),
+                stop: signal,
+            };
+            let fut = handler.run(run);
+            tokio::pin!(fut);
+            let timeout = job.timeout;
+            let result = tokio::select! {
+                r = &mut fut => Some(r),
+                _ = async {
+                    tokio::select! {
+                        _ = watch.stopped() => {}
+                        _ = tokio::time::sleep(timeout) => handle.stop(StopReason::TimedOut),
+                    }
+                } => tokio::time::timeout(stop_grace, &mut fut).await.ok(),
+            };
+            shared.ran_for(started.elapsed());
+            match (handle.reason(), result) {
+                (None, Some(Ok(v))) | (Some(StopReason::Shutdown), Some(Ok(v))) => {
+                    Outcome::Succeeded(v)
+                }
+                (None, Some(Err(e))) => Outcome::Failed(e),
+                (Some(reason), _) => Outcome::Stopped(reason),
+                (None, None) => Outcome::Stopped(StopReason::Lost),
+            }
+        }
+    };
+    // Counted as unrecorded before it leaves the running set, so a draining worker never
+    // sees neither and exits before this outcome is written.
+    shared.unrecorded.fetch_add(1, Ordering::SeqCst);
+    shared.lock().remove(&job.id);
+    if let Outcome::Succeeded(v) = outcome {
+        shared
+            .succeeded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((job.lease(), v));
+    } else if done.send(Done { job, outcome }).is_err() {
+        shared.unrecorded.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Writes outcomes: a burst of successes in one statement, everything else one by one.
@@ -619,10 +812,10 @@ where
             Err(e) => {
                 errors += 1;
                 if errors > 15 {
-                    tracing::error!("giving up recording a job outcome: {e}");
+                    tracing::error!("giving up a database write after 15 tries: {e}");
                     return None;
                 }
-                tracing::warn!("recording a job outcome failed (retrying): {e}");
+                tracing::warn!("a database write failed (retrying): {e}");
                 tokio::time::sleep(backoff(errors)).await;
             }
         }

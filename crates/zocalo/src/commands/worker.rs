@@ -31,6 +31,10 @@ pub struct WorkerArgs {
     /// LISTEN/NOTIFY and polls only as a fallback).
     #[arg(long, value_name = "MS", default_value_t = 250)]
     pub poll_ms: u64,
+    /// Claimed jobs that may wait here for a slot while jobs are short (default: 10 x
+    /// concurrency, at most 100; 0: claim only what free slots can start).
+    #[arg(long, value_name = "N")]
+    pub prefetch: Option<usize>,
     /// First retry delay in milliseconds; it doubles per attempt (with jitter), up to an hour.
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     pub retry_base_ms: u64,
@@ -50,6 +54,7 @@ pub async fn run(ctx: &Runtime, args: WorkerArgs, json: bool) -> anyhow::Result<
         poll_interval: Duration::from_millis(args.poll_ms.max(1)),
         shutdown_grace: seconds("shutdown-grace", args.shutdown_grace)?,
         stop_grace: Duration::from_secs(10),
+        prefetch: args.prefetch,
     };
     let retry_base = Duration::from_millis(args.retry_base_ms);
     let r = zocalo_runtime::jobs::run_worker(ctx, config, retry_base, |node| {

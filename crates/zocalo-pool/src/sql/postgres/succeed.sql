@@ -1,8 +1,11 @@
--- Mark a batch of jobs succeeded: $1 is a JSON array of {"id","attempt","result"}. Only a lease
--- still held (running, owned by node $3, same attempt) is finished: a job reclaimed or
--- cancelled meanwhile is left alone.
+-- Mark a batch of jobs succeeded, given as parallel arrays: ids $1, attempts $2, results $3.
+-- Only a lease still held (running, owned by node $5, same attempt) is finished: a job
+-- reclaimed or cancelled meanwhile is left alone.
 UPDATE pool_jobs AS j
-SET state = 'succeeded', result = d.result, error = NULL, finished_at = $2,
+SET state = 'succeeded', result = d.result, error = NULL, finished_at = $4,
     lease_expires = NULL
-FROM jsonb_to_recordset($1::jsonb) AS d(id text, attempt int, result text)
-WHERE j.id = d.id AND j.state = 'running' AND j.lease_owner = $3 AND j.attempts = d.attempt
+FROM unnest($1::text[], $2::int[], $3::text[]) AS d(id, attempt, result)
+-- j.id = ANY(...): an index condition on the primary key, so a large batch is still found by
+-- key rather than by hashing the whole table.
+WHERE j.id = ANY($1::text[]) AND j.id = d.id AND j.state = 'running' AND j.lease_owner = $5
+  AND j.attempts = d.attempt
