@@ -6,6 +6,7 @@ use zocalo_core::config::{AskConfig, BudgetsConfig};
 use zocalo_core::protocol::{estimate_message_tokens, estimate_tokens};
 use zocalo_core::{CompletionRequest, ConversationId, Message, StopReason, ToolCall, Usage};
 use zocalo_llm::{collect_stream, Provider};
+use zocalo_store::conversations::PreparedTurn;
 use zocalo_store::{NewMessage, Store};
 
 use crate::approval::Approvals;
@@ -210,6 +211,21 @@ impl Asker {
         options: &AskOptions,
         on_event: &mut (dyn FnMut(AskEvent) + Send),
     ) -> Result<AskOutcome, AgentError> {
+        let (outcome, turn) = self.ask_uncommitted(request, options, on_event).await?;
+        turn.commit().await?;
+        Ok(outcome)
+    }
+
+    /// [`Asker::ask_with`] up to, not including, the commit: the turn is returned for the
+    /// caller to write, alone ([`PendingTurn::commit`]) or in one transaction with others
+    /// (the sub-agent spawner writes a burst of finished agents at once). Until then nothing
+    /// of it is stored and `outcome.conversation_id` may not exist yet.
+    pub async fn ask_uncommitted(
+        &self,
+        request: AskRequest,
+        options: &AskOptions,
+        on_event: &mut (dyn FnMut(AskEvent) + Send),
+    ) -> Result<(AskOutcome, PendingTurn), AgentError> {
         if request.message.trim().is_empty() {
             return Err(AgentError::EmptyMessage);
         }
@@ -417,18 +433,16 @@ impl Asker {
             }
         };
         let title = new_conversation.then(|| title_of(&request.message));
-        self.store
-            .append_turn(&conversation_id, title.as_deref(), &rows)
-            .await?;
-        if let Some(source) = &self.context {
-            if let Err(e) = source
-                .turn_committed(&conversation_id, &request.message)
-                .await
-            {
-                tracing::warn!("after-turn hook failed: {e}");
-            }
-        }
-        Ok(AskOutcome {
+        let turn = PendingTurn {
+            store: self.store.clone(),
+            turn: PreparedTurn::new(conversation_id.clone(), title, &rows)?,
+            hook: TurnHook {
+                conversation: conversation_id.clone(),
+                message: request.message,
+                context: self.context.clone(),
+            },
+        };
+        let outcome = AskOutcome {
             conversation_id,
             new_conversation,
             text,
@@ -438,7 +452,76 @@ impl Asker {
             steps,
             tool_calls: all_calls,
             stop_reason,
-        })
+        };
+        Ok((outcome, turn))
+    }
+}
+
+/// A finished ask's turn, not yet stored (see [`Asker::ask_uncommitted`]).
+pub struct PendingTurn {
+    store: Store,
+    turn: PreparedTurn,
+    hook: TurnHook,
+}
+
+impl std::fmt::Debug for PendingTurn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingTurn")
+            .field("turn", &self.turn)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PendingTurn {
+    /// The store the ask read from, where the turn belongs.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn conversation_id(&self) -> &ConversationId {
+        self.turn.conversation_id()
+    }
+
+    /// Writes the turn in its own transaction (all or nothing), then runs the after-turn hook.
+    pub async fn commit(self) -> Result<(), AgentError> {
+        let store = self.store.clone();
+        let (mut turn, hook) = self.into_parts();
+        store.append_turns(std::slice::from_mut(&mut turn)).await?;
+        hook.run().await;
+        Ok(())
+    }
+
+    /// The turn, to write in a transaction of the caller's
+    /// ([`zocalo_store::TurnWriter::append_turns`]), and the hook to run once that commits.
+    pub fn into_parts(self) -> (PreparedTurn, TurnHook) {
+        (self.turn, self.hook)
+    }
+}
+
+/// What runs once a [`PendingTurn`] is stored: the context source's (memory's) after-turn hook.
+pub struct TurnHook {
+    conversation: ConversationId,
+    /// The user's message.
+    message: String,
+    context: Option<Arc<dyn ContextSource>>,
+}
+
+impl TurnHook {
+    /// Whether there is nothing to run.
+    pub fn is_empty(&self) -> bool {
+        self.context.is_none()
+    }
+
+    /// Tells the context source the turn is stored; a failing hook is logged.
+    pub async fn run(self) {
+        if let Some(source) = &self.context {
+            if let Err(e) = source
+                .turn_committed(&self.conversation, &self.message)
+                .await
+            {
+                tracing::warn!("after-turn hook failed: {e}");
+            }
+        }
     }
 }
 

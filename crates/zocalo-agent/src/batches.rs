@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 use zocalo_core::ConversationId;
-use zocalo_store::{with_pool, Store, StoreError};
+use zocalo_store::{with_pool, PreparedTurn, Store, StoreError, TurnWriter};
 
 use crate::spawn::{AgentResult, AgentStatus, AgentTask, ErrorKind};
 
@@ -173,17 +173,21 @@ impl Batches {
         Ok(())
     }
 
-    /// Records how these agents ended, in one transaction (the spawner batches its writes:
-    /// one commit per agent would make a thousand agents queue behind SQLite's write lock).
+    /// Records how these agents ended, with the conversations of those that answered
+    /// (`turns`, written first: the rows point at them), in one transaction: each agent is
+    /// recorded whole or not at all. The spawner batches its writes: one commit per agent
+    /// would make a thousand agents queue behind SQLite's write lock.
     pub(crate) async fn finish_runs(
         &self,
         batch_id: &str,
         results: &[AgentResult],
+        turns: &mut [PreparedTurn],
     ) -> Result<(), StoreError> {
         let now = now_ms();
         with_pool!(self.store.pool(), |p| {
             async {
                 let mut tx = p.begin().await?;
+                (*tx).append_turns(turns).await?;
                 for result in results {
                     let (status, kind) = match (result.status, result.error_kind) {
                         (AgentStatus::Ok, _) => ("ok", None),

@@ -32,7 +32,10 @@ pub mod tools;
 pub use approval::{
     conversation_grants, revoke_grants, Approval, ApprovalRequest, Approvals, Approver, DecidedBy,
 };
-pub use ask::{AskEvent, AskOptions, AskOutcome, AskRequest, AskSettings, Asker, ContextSource};
+pub use ask::{
+    AskEvent, AskOptions, AskOutcome, AskRequest, AskSettings, Asker, ContextSource, PendingTurn,
+    TurnHook,
+};
 pub use audit::{audit, AuditRow, Outcome};
 pub use batches::{BatchDetail, BatchState, BatchSummary, Batches, RunRecord};
 pub use budget::{BudgetExceeded, BudgetScope, TokenLimit};

@@ -13,7 +13,11 @@
 //!   [`BatchReport::results`] keeps input order;
 //! - with a store ([`Spawner::with_store`]) the batch and every agent are recorded (see
 //!   [`crate::batches`]), each agent's conversation linked to its batch and the batch to the
-//!   conversation that spawned it.
+//!   conversation that spawned it. A finished agent's conversation is written together with
+//!   its result row, and with every other agent that finished meanwhile, in one transaction
+//!   ([`AgentRunner::run_uncommitted`]): each agent is recorded whole or not at all, and a
+//!   thousand agents are a few commits, not a thousand. The record is complete when the
+//!   batch's report is; an [`AgentEvent::Finished`] may come just before its agent's commit.
 //!
 //! Agents spawned by agents know their depth ([`current_depth`]), so the `spawn_agents` tool
 //! can refuse to go deeper than its limit.
@@ -27,8 +31,9 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use zocalo_core::ConversationId;
-use zocalo_store::Store;
+use zocalo_store::{PreparedTurn, Store};
 
+use crate::ask::{PendingTurn, TurnHook};
 use crate::batches::{BatchState, Batches, NewBatch};
 use crate::{AgentError, AskRequest, Asker};
 
@@ -216,6 +221,16 @@ pub trait AgentRunner: Send + Sync {
     }
 
     async fn run(&self, run: &AgentRun) -> Result<AgentAnswer, RunError>;
+
+    /// [`AgentRunner::run`], leaving the agent's conversation unwritten for the spawner to
+    /// store with its result row (many agents per transaction). The default runs `run` and
+    /// has nothing left to write.
+    async fn run_uncommitted(
+        &self,
+        run: &AgentRun,
+    ) -> Result<(AgentAnswer, Option<PendingTurn>), RunError> {
+        Ok((self.run(run).await?, None))
+    }
 }
 
 /// Each agent is one ask in a new conversation, unattended (nobody is there to approve: `ask`
@@ -227,6 +242,17 @@ impl AgentRunner for Asker {
     }
 
     async fn run(&self, run: &AgentRun) -> Result<AgentAnswer, RunError> {
+        let (answer, turn) = self.run_uncommitted(run).await?;
+        if let Some(turn) = turn {
+            turn.commit().await?;
+        }
+        Ok(answer)
+    }
+
+    async fn run_uncommitted(
+        &self,
+        run: &AgentRun,
+    ) -> Result<(AgentAnswer, Option<PendingTurn>), RunError> {
         let request = AskRequest {
             conversation: None,
             message: run.prompt.clone(),
@@ -236,12 +262,13 @@ impl AgentRunner for Asker {
             approvals: crate::Approvals::unattended(),
             token_limit: crate::TokenLimit::agent(self.budgets()),
         };
-        let outcome = self.ask_with(request, &options, &mut |_| {}).await?;
-        Ok(AgentAnswer {
+        let (outcome, turn) = self.ask_uncommitted(request, &options, &mut |_| {}).await?;
+        let answer = AgentAnswer {
             text: outcome.text,
             conversation_id: Some(outcome.conversation_id),
             job_id: None,
-        })
+        };
+        Ok((answer, Some(turn)))
     }
 }
 
@@ -532,18 +559,20 @@ impl Spawner {
         let why: Arc<OnceLock<ErrorKind>> = Arc::new(OnceLock::new());
         let deadline = options.deadline.map(|d| tokio::time::Instant::now() + d);
 
-        // Results are recorded by a task of their own, many per transaction, so the loop
-        // below never waits for the database before starting the next agent.
+        // Results, with the agents' conversations, are recorded by a task of their own, many
+        // agents per transaction, so the loop below never waits for the database before
+        // starting the next agent.
         let (record, recorder) = match &self.batches {
             Some(b) => {
-                let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<AgentResult>();
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Finished>();
                 let task = tokio::spawn(record_results(b.clone(), batch_id.clone(), rx));
                 (Some(tx), Some(task))
             }
             None => (None, None),
         };
+        let defer = record.is_some();
         let mut results: Vec<Option<AgentResult>> = vec![None; tasks.len()];
-        let mut set: JoinSet<AgentResult> = JoinSet::new();
+        let mut set: JoinSet<Finished> = JoinSet::new();
         let mut running: HashMap<tokio::task::Id, (usize, String)> = HashMap::new();
         let mut next = 0usize;
         let mut record_error: Option<AgentError> = None;
@@ -564,6 +593,7 @@ impl Spawner {
                     options.timeout,
                     stop.clone(),
                     Arc::clone(&why),
+                    defer,
                 );
                 let handle = set.spawn(SCOPE.scope(AgentScope { depth }, fut));
                 running.insert(handle.id(), (next, task.id.clone()));
@@ -588,25 +618,26 @@ impl Spawner {
                     continue;
                 }
             };
-            let result = match joined {
+            let (result, turn) = match joined {
                 Some(Ok((id, r))) => {
                     running.remove(&id);
                     r
                 }
                 Some(Err(e)) => {
                     let (index, task_id) = running.remove(&e.id()).unwrap_or_default();
-                    AgentResult::failed(
+                    let r = AgentResult::failed(
                         index,
                         &task_id,
                         ErrorKind::Failed,
                         format!("the agent's task ended abnormally: {e}"),
                         Duration::ZERO,
-                    )
+                    );
+                    (r, None)
                 }
                 None => break,
             };
             if let Some(record) = &record {
-                let _ = record.send(result.clone());
+                let _ = record.send((result.clone(), turn));
             }
             let index = result.index;
             on_event(AgentEvent::Finished(result.clone()));
@@ -640,15 +671,24 @@ impl Spawner {
         }
         if let Some(record) = record {
             for r in unstarted {
-                let _ = record.send(r);
+                let _ = record.send((r, None));
             }
         }
         if let Some(recorder) = recorder {
             match recorder.await {
-                Ok(Some(e)) => {
-                    record_error.get_or_insert(e.into());
+                Ok(recorded) => {
+                    // Agents whose conversation could not be stored are recorded, and
+                    // reported, as failed.
+                    for r in recorded.failed {
+                        let index = r.index;
+                        if let Some(slot) = results.get_mut(index) {
+                            *slot = Some(r);
+                        }
+                    }
+                    if let Some(e) = recorded.error {
+                        record_error.get_or_insert(e.into());
+                    }
                 }
-                Ok(None) => {}
                 Err(e) => {
                     record_error.get_or_insert(AgentError::BadTask {
                         line: None,
@@ -685,30 +725,153 @@ impl Spawner {
     }
 }
 
-/// Writes results as they come, all that are waiting in one transaction; returns the first
-/// error (the rest are still tried).
+/// An agent's result, and its conversation still to be written (see
+/// [`AgentRunner::run_uncommitted`]).
+type Finished = (AgentResult, Option<PendingTurn>);
+
+/// Agents at most per transaction of the recorder.
+const RECORD_BURST: usize = 500;
+
+/// What the recorder leaves behind.
+#[derive(Default)]
+struct Recorded {
+    /// The first error that left an agent unrecorded.
+    error: Option<zocalo_store::StoreError>,
+    /// Agents that answered but whose conversation could not be stored: recorded as failed.
+    failed: Vec<AgentResult>,
+}
+
+/// Writes results as they come, with the finished agents' conversations: all that are waiting
+/// (at most [`RECORD_BURST`]) in one transaction. If that transaction fails, each agent of it
+/// is tried in one of its own, so one agent the database refuses does not cost the others;
+/// an agent whose conversation still cannot be stored is recorded as failed, saying why.
 async fn record_results(
     batches: Batches,
     batch_id: String,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<AgentResult>,
-) -> Option<zocalo_store::StoreError> {
-    let mut first_error = None;
-    let mut pending = Vec::new();
-    while let Some(r) = rx.recv().await {
-        pending.push(r);
-        while pending.len() < 500 {
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Finished>,
+) -> Recorded {
+    let mut recorded = Recorded::default();
+    let mut hooks = JoinSet::new();
+    let mut pending: Vec<Finished> = Vec::new();
+    while let Some(f) = rx.recv().await {
+        pending.push(f);
+        while pending.len() < RECORD_BURST {
             match rx.try_recv() {
-                Ok(r) => pending.push(r),
+                Ok(f) => pending.push(f),
                 Err(_) => break,
             }
         }
-        if let Err(e) = batches.finish_runs(&batch_id, &pending).await {
-            tracing::error!(batch = %batch_id, "cannot record {} agent results: {e}", pending.len());
-            first_error.get_or_insert(e);
+        let mut burst = std::mem::take(&mut pending);
+        // A turn for another database than the record's cannot share its transaction: it is
+        // committed on its own first (the rare runner with a store of its own).
+        for (result, turn) in &mut burst {
+            if turn
+                .as_ref()
+                .is_some_and(|t| !t.store().same_pool(batches.store()))
+            {
+                if let Some(t) = turn.take() {
+                    if let Err(e) = t.commit().await {
+                        *result = unstored(result, &e.to_string());
+                        recorded.failed.push(result.clone());
+                    }
+                }
+            }
         }
-        pending.clear();
+        // One transaction for the burst: every conversation, then every result row.
+        let mut results = Vec::with_capacity(burst.len());
+        let mut prepared = Vec::with_capacity(burst.len());
+        let mut after = Vec::with_capacity(burst.len());
+        for (result, turn) in burst {
+            let at = turn.map(|t| {
+                let (turn, hook) = t.into_parts();
+                prepared.push(turn);
+                after.push(hook);
+                prepared.len() - 1
+            });
+            results.push((result, at));
+        }
+        let rows: Vec<AgentResult> = results.iter().map(|(r, _)| r.clone()).collect();
+        match batches.finish_runs(&batch_id, &rows, &mut prepared).await {
+            Ok(()) => run_hooks(&mut hooks, after),
+            Err(e) => {
+                tracing::warn!(
+                    batch = %batch_id,
+                    "cannot record {} agents at once ({e}); recording them one by one",
+                    rows.len()
+                );
+                let mut after = after.into_iter().map(Some).collect::<Vec<_>>();
+                for (result, at) in results {
+                    let turn = at.and_then(|i| Some((prepared[i].clone(), after[i].take()?)));
+                    record_alone(&batches, &batch_id, result, turn, &mut recorded, &mut hooks)
+                        .await;
+                }
+            }
+        }
     }
-    first_error
+    while hooks.join_next().await.is_some() {}
+    recorded
+}
+
+/// Records one agent (its conversation and result row) in a transaction of its own; if its
+/// conversation cannot be stored, records it as failed instead.
+async fn record_alone(
+    batches: &Batches,
+    batch_id: &str,
+    result: AgentResult,
+    turn: Option<(PreparedTurn, TurnHook)>,
+    recorded: &mut Recorded,
+    hooks: &mut JoinSet<()>,
+) {
+    let (mut prepared, hook): (Vec<PreparedTurn>, Option<TurnHook>) = match turn {
+        Some((t, h)) => (vec![t], Some(h)),
+        None => (Vec::new(), None),
+    };
+    let e = match batches
+        .finish_runs(batch_id, std::slice::from_ref(&result), &mut prepared)
+        .await
+    {
+        Ok(()) => return run_hooks(hooks, hook),
+        Err(e) => e,
+    };
+    let failed = if hook.is_some() {
+        unstored(&result, &e.to_string())
+    } else {
+        result
+    };
+    match batches
+        .finish_runs(batch_id, std::slice::from_ref(&failed), &mut [])
+        .await
+    {
+        Ok(()) if hook.is_some() => recorded.failed.push(failed),
+        Ok(()) => {}
+        Err(e) => {
+            tracing::error!(batch = %batch_id, "cannot record agent {}: {e}", failed.id);
+            recorded.error.get_or_insert(e);
+        }
+    }
+}
+
+/// `result` of an agent whose answer could not be stored.
+fn unstored(result: &AgentResult, why: &str) -> AgentResult {
+    let mut r = AgentResult::failed(
+        result.index,
+        &result.id,
+        ErrorKind::Failed,
+        format!("the agent answered but its conversation could not be stored: {why}"),
+        Duration::from_millis(result.elapsed_ms),
+    );
+    r.job_id = result.job_id.clone();
+    r
+}
+
+/// Runs the after-turn hooks (memory) of stored turns, in the background; the recorder waits
+/// for them before it ends.
+fn run_hooks(hooks: &mut JoinSet<()>, after: impl IntoIterator<Item = TurnHook>) {
+    for hook in after {
+        if !hook.is_empty() {
+            hooks.spawn(hook.run());
+        }
+    }
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
@@ -736,9 +899,17 @@ async fn run_one(
     timeout: Option<Duration>,
     stop: CancellationToken,
     why: Arc<OnceLock<ErrorKind>>,
-) -> AgentResult {
+    defer: bool,
+) -> Finished {
     let started = Instant::now();
-    let work = runner.run(&run);
+    // With a recorder, the conversation is left for it to write with the result row.
+    let work = async {
+        if defer {
+            runner.run_uncommitted(&run).await
+        } else {
+            runner.run(&run).await.map(|a| (a, None))
+        }
+    };
     let limited = async {
         match timeout {
             Some(t) => tokio::time::timeout(t, work).await.map_err(|_| ()),
@@ -754,18 +925,21 @@ async fn run_one(
         },
     };
     let elapsed = started.elapsed();
-    match outcome {
-        Ok(Ok(answer)) => AgentResult {
-            index: run.index,
-            id: run.task_id,
-            status: AgentStatus::Ok,
-            output: Some(answer.text),
-            elapsed_ms: elapsed.as_millis() as u64,
-            error: None,
-            error_kind: None,
-            conversation_id: answer.conversation_id,
-            job_id: answer.job_id,
-        },
+    let result = match outcome {
+        Ok(Ok((answer, turn))) => {
+            let r = AgentResult {
+                index: run.index,
+                id: run.task_id,
+                status: AgentStatus::Ok,
+                output: Some(answer.text),
+                elapsed_ms: elapsed.as_millis() as u64,
+                error: None,
+                error_kind: None,
+                conversation_id: answer.conversation_id,
+                job_id: answer.job_id,
+            };
+            return (r, turn);
+        }
         Ok(Err(e)) => AgentResult::failed(
             run.index,
             &run.task_id,
@@ -780,7 +954,8 @@ async fn run_one(
             stop_message(kind, timeout),
             elapsed,
         ),
-    }
+    };
+    (result, None)
 }
 
 #[cfg(test)]

@@ -439,3 +439,85 @@ async fn requests_per_minute_spaces_the_requests() {
     );
     db.cleanup().await;
 }
+
+/// Makes the database refuse (raise on) any message `content` equal to `poison`: a real
+/// failure of the agent's conversation write, from the database itself.
+async fn refuse_messages(store: &Store, poison: &str) {
+    let statements: Vec<String> = match store.backend() {
+        zocalo_store::Backend::Sqlite => vec![format!(
+            "CREATE TRIGGER refuse BEFORE INSERT ON messages WHEN NEW.content = '{poison}' \
+             BEGIN SELECT RAISE(ABORT, 'refused by the test trigger'); END"
+        )],
+        zocalo_store::Backend::Postgres => vec![
+            format!(
+                "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN \
+                 IF NEW.content = '{poison}' THEN \
+                 RAISE EXCEPTION 'refused by the test trigger'; END IF; \
+                 RETURN NEW; END $$ LANGUAGE plpgsql"
+            ),
+            "CREATE TRIGGER refuse BEFORE INSERT ON messages FOR EACH ROW \
+             EXECUTE FUNCTION refuse()"
+                .to_owned(),
+        ],
+    };
+    for sql in statements {
+        zocalo_store::with_pool!(store.pool(), |p| sqlx::query(&sql)
+            .execute(p)
+            .await
+            .map(drop))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
+zocalo_testkit::both_backends!(
+    an_agent_whose_answer_cannot_be_stored_fails_alone,
+    |store| async move {
+        let server = FakeServer::start().await;
+        echo(&server, Duration::from_millis(20));
+        refuse_messages(&store, "echo: q3").await;
+        // All six answer at once, so their conversations share the recorder's transactions;
+        // the one the database refuses must not take the others down with it.
+        let report = spawner(&store, &server)
+            .spawn_all(
+                tasks(6, |i| format!("q{i}")),
+                SpawnOptions {
+                    concurrency: 6,
+                    ..SpawnOptions::default()
+                },
+                |_| {},
+            )
+            .await
+            .unwrap();
+        let bad = &report.results[3];
+        assert_eq!(bad.error_kind, Some(ErrorKind::Failed), "{bad:?}");
+        assert_eq!(bad.conversation_id, None);
+        let why = bad.error.as_deref().unwrap();
+        assert!(
+            why.contains("could not be stored") && why.contains("refused by the test trigger"),
+            "{why}"
+        );
+        assert_eq!(report.ok_count(), 5);
+
+        let shown = zocalo_agent::Batches::new(store.clone())
+            .show(&report.batch_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((shown.batch.ok, shown.batch.error), (5, 1));
+        for (i, a) in shown.agents.iter().enumerate() {
+            if i == 3 {
+                assert_eq!(a.status, "error");
+                assert_eq!(a.conversation_id, None);
+                assert!(a.error.as_deref().unwrap().contains("refused"), "{a:?}");
+                continue;
+            }
+            assert_eq!(a.status, "ok", "{a:?}");
+            let conv = a.conversation_id.as_deref().unwrap().parse().unwrap();
+            let m = store.messages(&conv).await.unwrap();
+            let contents: Vec<&str> = m.iter().map(|m| m.message.content.as_str()).collect();
+            assert_eq!(contents, [format!("q{i}"), format!("echo: q{i}")]);
+        }
+        // Nothing half-written: the refused agent left no conversation, not even its question.
+        assert_eq!(store.list_conversations(100).await.unwrap().len(), 5);
+    }
+);

@@ -66,6 +66,9 @@ struct Inner {
     started: std::time::Instant,
     background: Background,
     approvals: Arc<api::approvals::Pending>,
+    /// One permit per event stream open (see [`limits::cap_streams`]).
+    streams: Arc<tokio::sync::Semaphore>,
+    max_streams: usize,
 }
 
 impl AppState {
@@ -197,6 +200,7 @@ impl ServerBuilder {
     }
 
     pub fn build(self) -> Router {
+        let streams = Arc::new(tokio::sync::Semaphore::new(self.max_streams));
         let state = AppState {
             inner: Arc::new(Inner {
                 store: self.store,
@@ -207,6 +211,8 @@ impl ServerBuilder {
                 started: std::time::Instant::now(),
                 background: self.background,
                 approvals: Arc::default(),
+                streams: streams.clone(),
+                max_streams: self.max_streams,
             }),
         };
         let v1 = Router::new()
@@ -223,7 +229,6 @@ impl ServerBuilder {
         ));
         let timeout = self.timeout;
         let body_limit = self.body_limit;
-        let streams = Arc::new(tokio::sync::Semaphore::new(self.max_streams));
         let origins: Arc<[String]> = self.cors_origins.into();
         let mut public = Router::new();
         for (path, router) in self.public {
@@ -379,6 +384,11 @@ pub struct Health {
     /// `sqlite` or `postgres`.
     pub database: String,
     pub uptime_secs: u64,
+    /// Event streams open now (`/api/events`, streamed answers, MCP): each holds its place
+    /// until its client goes.
+    pub streams_open: usize,
+    /// Event streams allowed at once (`[server] max_streams`); past it, 503.
+    pub streams_max: usize,
 }
 
 /// Liveness: no token needed.
@@ -392,6 +402,11 @@ pub async fn healthz(State(state): State<AppState>) -> error::Json<Health> {
             zocalo_store::Backend::Postgres => "postgres".into(),
         },
         uptime_secs: state.inner.started.elapsed().as_secs(),
+        streams_open: state
+            .inner
+            .max_streams
+            .saturating_sub(state.inner.streams.available_permits()),
+        streams_max: state.inner.max_streams,
     })
 }
 

@@ -523,3 +523,49 @@ async fn thousands_of_idle_connections_and_streams_leave_healthz_answering() {
     }
     drop(idle);
 }
+
+#[tokio::test]
+async fn healthz_counts_the_streams_open() {
+    let addr = start(|b| b.max_streams(3), ServeOptions::default()).await;
+    let c = client();
+    let health = async || -> Value {
+        c.get(format!("http://{addr}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    };
+    let h = health().await;
+    assert_eq!(
+        (h["streams_open"].as_u64(), h["streams_max"].as_u64()),
+        (Some(0), Some(3)),
+        "{h}"
+    );
+    let path = "/api/events?interval_ms=60000";
+    let mut open = Vec::new();
+    for n in 1..=3 {
+        let (s, head) = open_stream(addr, path).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        open.push(s);
+        assert_eq!(health().await["streams_open"], n, "after opening {n}");
+    }
+    // A refused stream is not counted.
+    let (_, head) = open_stream(addr, path).await;
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+    assert_eq!(health().await["streams_open"], 3);
+    // Each client that goes gives its place back (the server sees the connection close).
+    for left in (0..3).rev() {
+        drop(open.pop());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = health().await["streams_open"].as_u64().unwrap();
+            if now == left {
+                break;
+            }
+            assert!(Instant::now() < deadline, "still {now} open, not {left}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

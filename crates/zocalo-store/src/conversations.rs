@@ -78,7 +78,7 @@ const CONVERSATION_TOUCH: &str = include_str!("sql/conversation_touch.sql");
 const CONVERSATION_KEY_GET: &str = include_str!("sql/conversation_key_get.sql");
 const CONVERSATION_KEY_INSERT: &str = include_str!("sql/conversation_key_insert.sql");
 const CONVERSATION_DELETE: &str = "DELETE FROM conversations WHERE id = $1";
-const MESSAGE_INSERT: &str = include_str!("sql/message_insert.sql");
+const MESSAGE_INSERT_INTO: &str = include_str!("sql/message_insert_into.sql");
 const MESSAGE_MAX_SEQ: &str =
     "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conversation_id = $1";
 const MESSAGES_ALL: &str = concat!(
@@ -246,9 +246,64 @@ impl Store {
         title: Option<&str>,
         messages: &[NewMessage],
     ) -> Result<Vec<StoredMessage>, StoreError> {
+        let mut turn = PreparedTurn::new(id.clone(), title.map(str::to_owned), messages)?;
+        self.append_turns(std::slice::from_mut(&mut turn)).await?;
+        Ok(turn.stored)
+    }
+
+    /// [`Store::append_turn`] of every turn, in ONE transaction (see [`TurnWriter`]).
+    pub async fn append_turns(&self, turns: &mut [PreparedTurn]) -> Result<(), StoreError> {
+        with_pool!(self.pool(), |p| {
+            async {
+                let mut tx = p.begin().await?;
+                (*tx).append_turns(turns).await?;
+                tx.commit().await
+            }
+            .await
+        })?;
+        Ok(())
+    }
+}
+
+/// Rows per multi-row INSERT of conversations (4 parameters each).
+const CONVERSATION_CHUNK: usize = 500;
+/// Rows per multi-row INSERT of messages (13 parameters each: 6,500 per statement, under both
+/// SQLite's 32,766 and Postgres' 65,535).
+const MESSAGE_CHUNK: usize = 500;
+
+/// A turn checked and stamped, ready to be written: by [`Store::append_turn`], or by
+/// [`TurnWriter::append_turns`] inside a transaction of the caller's (many turns and the
+/// caller's own rows committed together, as the sub-agent spawner does).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PreparedTurn {
+    id: ConversationId,
+    title: Option<String>,
+    now: DateTime<Utc>,
+    /// `seq` is 0 until written.
+    stored: Vec<StoredMessage>,
+    /// (input, output) tokens of each message.
+    tokens: Vec<(Option<i64>, Option<i64>)>,
+}
+
+impl PreparedTurn {
+    /// `messages` for conversation `id` (created with `title` if it does not exist), stamped
+    /// now. Fails only on a token count out of range.
+    pub fn new(
+        id: ConversationId,
+        title: Option<String>,
+        messages: &[NewMessage],
+    ) -> Result<Self, StoreError> {
         let now = ts::now();
         let mut stored = Vec::with_capacity(messages.len());
+        let mut tokens = Vec::with_capacity(messages.len());
         for new in messages {
+            tokens.push(match new.usage {
+                Some(u) => (
+                    Some(to_i64(u.input_tokens)?),
+                    Some(to_i64(u.output_tokens)?),
+                ),
+                None => (None, None),
+            });
             stored.push(StoredMessage {
                 id: MessageId::new(),
                 conversation_id: id.clone(),
@@ -260,65 +315,136 @@ impl Store {
                 created_at: now,
             });
         }
-        let mut tokens = Vec::with_capacity(messages.len());
-        for m in &stored {
-            tokens.push(match m.usage {
-                Some(u) => (
-                    Some(to_i64(u.input_tokens)?),
-                    Some(to_i64(u.output_tokens)?),
-                ),
-                None => (None, None),
-            });
-        }
+        Ok(Self {
+            id,
+            title,
+            now,
+            stored,
+            tokens,
+        })
+    }
 
-        let stored: Vec<StoredMessage> = with_pool!(self.pool(), |p| {
-            async move {
-                let mut tx = p.begin().await?;
-                sqlx::query(CONVERSATION_UPSERT)
-                    .bind(id.as_str())
-                    .bind(title)
-                    .bind(Ts(now))
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(CONVERSATION_TOUCH)
-                    .bind(id.as_str())
-                    .bind(Ts(now))
-                    .bind(title)
-                    .execute(&mut *tx)
-                    .await?;
-                let last: i64 = sqlx::query_scalar(MESSAGE_MAX_SEQ)
-                    .bind(id.as_str())
-                    .fetch_one(&mut *tx)
-                    .await?;
-                for (i, (m, (input, output))) in stored.iter_mut().zip(&tokens).enumerate() {
-                    m.seq = last + 1 + i as i64;
-                    let msg = &m.message;
-                    let calls = (!msg.tool_calls.is_empty()).then_some(Json(&msg.tool_calls));
-                    sqlx::query(MESSAGE_INSERT)
-                        .bind(m.id.as_str())
-                        .bind(id.as_str())
-                        .bind(m.seq)
-                        .bind(msg.role.as_str())
-                        .bind(msg.content.as_str())
-                        .bind(calls)
-                        .bind(msg.tool_call_id.as_deref())
-                        .bind(msg.is_error)
-                        .bind(m.model.as_deref())
-                        .bind(*input)
-                        .bind(*output)
-                        .bind(Ts(m.created_at))
-                        .bind(m.provider.as_deref())
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                Ok::<_, sqlx::Error>(stored)
-            }
-            .await
-        })?;
-        Ok(stored)
+    pub fn conversation_id(&self) -> &ConversationId {
+        &self.id
+    }
+
+    /// The messages as stored (their `seq` set once written).
+    pub fn messages(&self) -> &[StoredMessage] {
+        &self.stored
     }
 }
+
+/// Writes turns on a connection inside the caller's transaction (`&mut *tx` of either
+/// backend), so they commit or roll back with the caller's other writes.
+pub trait TurnWriter {
+    /// Appends every turn as [`Store::append_turn`] would, numbering each turn's messages on
+    /// from its conversation's last `seq` (and setting them in `turns`). New conversations
+    /// and all the messages go in multi-row INSERTs: a thousand one-turn conversations are a
+    /// handful of statements, not thousands. Turns of one conversation are appended in order.
+    fn append_turns<'a>(
+        &'a mut self,
+        turns: &'a mut [PreparedTurn],
+    ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'a;
+}
+
+macro_rules! turn_writer {
+    ($conn:ty) => {
+        impl TurnWriter for $conn {
+            fn append_turns<'a>(
+                &'a mut self,
+                turns: &'a mut [PreparedTurn],
+            ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'a {
+                async move {
+                    let conn = self;
+                    // A conversation named twice: its later turn must number on from the earlier
+                    // one, so the turns go in runs of distinct conversations, one after another.
+                    let mut rest = turns;
+                    while !rest.is_empty() {
+                        let n = {
+                            let mut seen = std::collections::HashSet::with_capacity(rest.len());
+                            rest.iter()
+                                .take_while(|t| seen.insert(t.id.as_str()))
+                                .count()
+                        };
+                        let (turns, tail) = std::mem::take(&mut rest).split_at_mut(n);
+                        rest = tail;
+                        // The first statement is a write, so SQLite takes its write lock here (waiting
+                        // on busy_timeout) instead of failing a read-to-write upgrade later; Postgres
+                        // waits here on a concurrent creator of the same id. RETURNING names the
+                        // conversations this created: their turns start at seq 1 and need no touch.
+                        let mut created = std::collections::HashSet::with_capacity(turns.len());
+                        for chunk in turns.chunks(CONVERSATION_CHUNK) {
+                            let mut q = sqlx::QueryBuilder::new(
+                                "INSERT INTO conversations (id, title, created_at, updated_at) ",
+                            );
+                            q.push_values(chunk, |mut row, t| {
+                                row.push_bind(t.id.as_str())
+                                    .push_bind(t.title.as_deref())
+                                    .push_bind(Ts(t.now))
+                                    .push_bind(Ts(t.now));
+                            });
+                            q.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
+                            let ids: Vec<String> = q
+                                .build_query_scalar::<String>()
+                                .fetch_all(&mut *conn)
+                                .await?;
+                            created.extend(ids);
+                        }
+                        for t in turns.iter_mut() {
+                            let last: i64 = if created.contains(t.id.as_str()) {
+                                0
+                            } else {
+                                sqlx::query(CONVERSATION_TOUCH)
+                                    .bind(t.id.as_str())
+                                    .bind(Ts(t.now))
+                                    .bind(t.title.as_deref())
+                                    .execute(&mut *conn)
+                                    .await?;
+                                sqlx::query_scalar(MESSAGE_MAX_SEQ)
+                                    .bind(t.id.as_str())
+                                    .fetch_one(&mut *conn)
+                                    .await?
+                            };
+                            for (i, m) in t.stored.iter_mut().enumerate() {
+                                m.seq = last + 1 + i as i64;
+                            }
+                        }
+                        let rows: Vec<(&StoredMessage, &(Option<i64>, Option<i64>))> = turns
+                            .iter()
+                            .flat_map(|t| t.stored.iter().zip(&t.tokens))
+                            .collect();
+                        for chunk in rows.chunks(MESSAGE_CHUNK) {
+                            let mut q = sqlx::QueryBuilder::new(MESSAGE_INSERT_INTO);
+                            q.push_values(chunk, |mut row, (m, (input, output))| {
+                                let msg = &m.message;
+                                let calls =
+                                    (!msg.tool_calls.is_empty()).then_some(Json(&msg.tool_calls));
+                                row.push_bind(m.id.as_str())
+                                    .push_bind(m.conversation_id.as_str())
+                                    .push_bind(m.seq)
+                                    .push_bind(msg.role.as_str())
+                                    .push_bind(msg.content.as_str())
+                                    .push_bind(calls)
+                                    .push_bind(msg.tool_call_id.as_deref())
+                                    .push_bind(msg.is_error)
+                                    .push_bind(m.model.as_deref())
+                                    .push_bind(*input)
+                                    .push_bind(*output)
+                                    .push_bind(Ts(m.created_at))
+                                    .push_bind(m.provider.as_deref());
+                            });
+                            q.build().execute(&mut *conn).await?;
+                        }
+                    }
+                    Ok(())
+                }
+            }
+        }
+    };
+}
+
+turn_writer!(sqlx::SqliteConnection);
+turn_writer!(sqlx::PgConnection);
 
 /// PostgreSQL `text` and `jsonb` cannot hold U+0000, so one NUL from a model or a tool would
 /// fail the whole turn there. Store it as U+FFFD on both backends, so they keep the same data.

@@ -26,7 +26,7 @@ mod ts;
 mod url;
 pub mod usage;
 
-pub use conversations::{Conversation, NewMessage, StoredMessage};
+pub use conversations::{Conversation, NewMessage, PreparedTurn, StoredMessage, TurnWriter};
 pub use dialect::Dialects;
 pub use error::{redact_url, StoreError};
 pub use settings::ConversationSettings;

@@ -174,6 +174,20 @@ impl Store {
         &self.pool
     }
 
+    /// Whether `other` is this store (a clone of it: the same pool), so writes for both can
+    /// share one transaction. Two stores opened on one database separately are not.
+    pub fn same_pool(&self, other: &Store) -> bool {
+        match (&self.pool, &other.pool) {
+            (Pool::Sqlite(a), Pool::Sqlite(b)) => {
+                std::sync::Arc::ptr_eq(&a.connect_options(), &b.connect_options())
+            }
+            (Pool::Postgres(a), Pool::Postgres(b)) => {
+                std::sync::Arc::ptr_eq(&a.connect_options(), &b.connect_options())
+            }
+            _ => false,
+        }
+    }
+
     /// The highest migration applied (0 for none).
     pub async fn schema_version(&self) -> Result<i64, StoreError> {
         let sql = "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success";

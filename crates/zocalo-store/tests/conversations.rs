@@ -542,3 +542,101 @@ both_backends!(
         );
     }
 );
+
+both_backends!(
+    append_turns_writes_many_conversations_in_one_transaction,
+    |store| async move {
+        use zocalo_store::PreparedTurn;
+        let old = ConversationId::new();
+        store
+            .append_turn(
+                &old,
+                Some("old"),
+                &[user("first"), assistant("one", "m", 1, 1)],
+            )
+            .await
+            .unwrap();
+        let before = store.get_conversation(&old).await.unwrap().unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+
+        // New conversations, more turns on the existing one, and one conversation named twice
+        // in the same call.
+        let (a, b) = (ConversationId::new(), ConversationId::new());
+        let prepare = |id: &ConversationId, title: Option<&str>, turn: &[NewMessage]| {
+            PreparedTurn::new(id.clone(), title.map(str::to_owned), turn).unwrap()
+        };
+        let mut turns = vec![
+            prepare(&a, Some("a"), &tool_turn()),
+            prepare(&old, Some("ignored"), &[user("second")]),
+            prepare(&b, None, &[user("b1"), assistant("b2", "m", 3, 4)]),
+            prepare(&a, Some("not a"), &[user("a again")]),
+            prepare(&old, None, &[user("third"), assistant("three", "m", 5, 6)]),
+        ];
+        store.append_turns(&mut turns).await.unwrap();
+
+        let seqs = |id: ConversationId| {
+            let store = store.clone();
+            async move {
+                let m = store.messages(&id).await.unwrap();
+                m.iter()
+                    .map(|m| (m.seq, m.message.content.clone()))
+                    .collect::<Vec<_>>()
+            }
+        };
+        let a_msgs = store.messages(&a).await.unwrap();
+        assert_eq!(a_msgs.len(), 6);
+        assert_eq!(&a_msgs[..5], turns[0].messages(), "stored as returned");
+        assert_eq!(a_msgs[5].seq, 6);
+        assert_eq!(a_msgs[5].message.content, "a again");
+        assert_eq!(
+            seqs(b.clone()).await,
+            [(1, "b1".to_owned()), (2, "b2".to_owned())]
+        );
+        assert_eq!(
+            seqs(old.clone()).await,
+            [
+                (1, "first".to_owned()),
+                (2, "one".to_owned()),
+                (3, "second".to_owned()),
+                (4, "third".to_owned()),
+                (5, "three".to_owned())
+            ]
+        );
+        let conv = |id: ConversationId| {
+            let store = store.clone();
+            async move { store.get_conversation(&id).await.unwrap().unwrap() }
+        };
+        assert_eq!(conv(a.clone()).await.title.as_deref(), Some("a"));
+        assert_eq!(conv(b.clone()).await.title, None);
+        let after = conv(old.clone()).await;
+        assert_eq!(after.title.as_deref(), Some("old"));
+        assert_eq!(after.created_at, before.created_at);
+        assert!(after.updated_at > before.updated_at);
+        let b_answer = &store.messages(&b).await.unwrap()[1];
+        assert_eq!(
+            b_answer.usage.map(|u| (u.input_tokens, u.output_tokens)),
+            Some((3, 4))
+        );
+        assert_eq!(b_answer.provider.as_deref(), Some("openai"));
+
+        // One bad turn and the whole call is rolled back: nothing of the others either.
+        let bad_tool = NewMessage::plain(Message {
+            role: Role::Tool,
+            content: "orphan".into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+            is_error: false,
+        });
+        let c = ConversationId::new();
+        let mut turns = vec![
+            prepare(&c, Some("c"), &[user("c1")]),
+            prepare(&old, None, &[user("fourth")]),
+            prepare(&ConversationId::new(), None, &[user("q"), bad_tool]),
+        ];
+        let err = store.append_turns(&mut turns).await.unwrap_err();
+        assert!(matches!(err, StoreError::Db(_)), "{err:?}");
+        assert!(store.get_conversation(&c).await.unwrap().is_none());
+        assert_eq!(store.messages(&old).await.unwrap().len(), 5);
+        assert_eq!(count_rows(&store, "conversations").await, 3);
+    }
+);

@@ -11,8 +11,11 @@
 //!   run` over a number of their occurrences, samples it the same way, then reads every run
 //!   back with `zocalo schedule runs --json`: runs expected vs completed, failures, and how
 //!   late each started after its occurrence.
+//! - [`run_streams`] holds thousands of event streams open on `zocalo serve` at once (this
+//!   process is every client, the server a child, so each stays under its descriptor limit)
+//!   and reads what they cost the server and whether they all come back.
 //!
-//! Both return a report ([`ServeReport`], [`DaemonReport`]) that prints as a table
+//! The first two return a report ([`ServeReport`], [`DaemonReport`]) that prints as a table
 //! ([`ServeReport::table`]) or serializes to JSON; [`ServeReport::failures`] and
 //! [`DaemonReport::failures`] say what broke the rules (a 5xx, a request not answered, a run
 //! not completed, ...). The `soak` example is the command-line entry point.
@@ -30,6 +33,9 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+
+mod streams;
+pub use streams::{fd_room, run_streams, StreamsOptions, StreamsReport};
 
 use crate::fake::{openai_text_sse, FakeServer, RecordedRequest, Reply};
 

@@ -9,7 +9,8 @@
 //! process wall time, the overhead per agent over the ideal `ceil(N / C) × 50 ms`, CPU time
 //! per agent (user + sys of the whole process, start-up included), and peak RSS (GNU time).
 //! `ZOCALO_BENCH_AGENTS` changes N; `ZOCALO_BENCH_ROUNDS` repeats each measurement (the
-//! best round is kept, as the least disturbed by other load).
+//! best round is kept, as the least disturbed by other load); `ZOCALO_BENCH_BIN` measures
+//! another zocalo binary (an older build, for a before/after comparison).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
@@ -84,7 +85,13 @@ fn timed(mut cmd: Command) -> (String, String, f64, f64, f64) {
 fn zocalo(home: &Path, url: &str, tasks: &Path, c: usize, n: usize) -> Measure {
     let _ = std::fs::remove_dir_all(home);
     std::fs::create_dir_all(home).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_zocalo"));
+    // ZOCALO_BENCH_BIN: another build of zocalo to measure with this harness (an older
+    // commit's, for a before/after comparison in the same conditions).
+    let bin = std::env::var("ZOCALO_BENCH_BIN")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_zocalo").to_owned());
+    let mut cmd = Command::new(bin);
     cmd.env("ZOCALO_HOME", home)
         .env("ZOCALO_MEMORY", "off")
         .env("OPENAI_BASE_URL", format!("{url}/v1"))

@@ -170,11 +170,21 @@ pub async fn events(
             first: true,
             ..Seen::default()
         };
-        let _ = tx
-            .send(ev("hello", json!({"time": fmt_utc(chrono::Utc::now())})))
-            .await;
+        // No one to send to (the stream was refused past `max_streams`, or its client left
+        // at once): skip the poll, which is most of what a stream costs.
+        let hello = ev("hello", json!({"time": fmt_utc(chrono::Utc::now())}));
+        if tx.send(hello).await.is_err() {
+            return;
+        }
         loop {
-            for e in poll(&state, &mut seen).await {
+            // The poll waits for the database, behind every other stream's when many are
+            // open: a client that goes meanwhile ends its task at once, not after its poll.
+            let events = tokio::select! {
+                events = poll(&state, &mut seen) => events,
+                _ = tx.closed() => return,
+                _ = stopping.cancelled() => return,
+            };
+            for e in events {
                 if tx.send(e).await.is_err() {
                     return;
                 }
