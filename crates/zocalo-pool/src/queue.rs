@@ -430,13 +430,16 @@ async fn enqueue_postgres(
     }
     let mut existing = HashMap::new();
     if !keyed.is_empty() {
-        let col = |f: fn(&JobInsert) -> String| keyed.iter().map(|r| f(r)).collect::<Vec<_>>();
+        // Text columns bound as borrowed `text[]`: no copy of the payloads.
+        let col = |f: for<'a> fn(&'a JobInsert) -> &'a str| {
+            keyed.iter().map(|r| f(r)).collect::<Vec<_>>()
+        };
         sqlx::query(ENQUEUE.postgres)
-            .bind(col(|r| r.id.clone()))
-            .bind(col(|r| r.kind.clone()))
-            .bind(col(|r| r.payload.clone()))
+            .bind(col(|r| r.id.as_str()))
+            .bind(col(|r| r.kind.as_str()))
+            .bind(col(|r| r.payload.as_str()))
             .bind(keyed.iter().map(|r| r.priority).collect::<Vec<_>>())
-            .bind(col(|r| r.labels.clone()))
+            .bind(col(|r| r.labels.as_str()))
             .bind(keyed.iter().map(|r| r.key.clone()).collect::<Vec<_>>())
             .bind(keyed.iter().map(|r| r.max_attempts).collect::<Vec<_>>())
             .bind(keyed.iter().map(|r| r.timeout_ms).collect::<Vec<_>>())
