@@ -220,3 +220,27 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// The lane-split softmax against an f64 softmax of the same rows: row lengths below,
+    /// at and past the 16 lanes (remainders), scores as spread as attention's.
+    #[test]
+    fn softmax_rows_matches_f64(
+        (row, x) in (1usize..70, 1usize..4).prop_flat_map(|(row, rows)| {
+            (Just(row), proptest::collection::vec(-40.0f32..40.0, row * rows))
+        })
+    ) {
+        let mut got = x.clone();
+        softmax_rows(&mut got, row);
+        for (g, r) in got.chunks(row).zip(x.chunks(row)) {
+            let max = r.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(f64::from(b)));
+            let e: Vec<f64> = r.iter().map(|&v| (f64::from(v) - max).exp()).collect();
+            let sum: f64 = e.iter().sum();
+            for (gv, ev) in g.iter().zip(&e) {
+                let want = ev / sum;
+                prop_assert!((f64::from(*gv) - want).abs() <= 1e-6 * want.max(1e-30) + 1e-7,
+                    "{gv} vs {want}");
+            }
+        }
+    }
+}
