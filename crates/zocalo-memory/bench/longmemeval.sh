@@ -46,20 +46,20 @@ unset ZOCALO_DATABASE_URL
 
 echo "binary: $zocalo ($(stat -c %y "$zocalo" | cut -d. -f1))"
 if [ "${LOCOMO_ONLY:-0}" != 1 ]; then
-echo "$questions questions, $memories memories, $chars characters; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-# Wall and CPU seconds: on a shared machine the CPU time per character is the steadier number.
-/usr/bin/time -f "%e %U %S" -o "$run.time" "$zocalo" memory import "$run/import.jsonl" --json > /dev/null
-read -r wall user sys < "$run.time"
-python3 -c 'import sys; m,c,w,u,s=int(sys.argv[1]),int(sys.argv[2]),*map(float,sys.argv[3:]); print(f"import: {w:.1f} s wall, {u+s:.1f} s CPU; {m/w:.1f} memories/s, {c/w:.0f} characters/s; {c/(u+s):.0f} characters per CPU second")' \
-  "$memories" "$chars" "$wall" "$user" "$sys"
-echo "load average after import: $(cut -d' ' -f1-3 /proc/loadavg)"
-[ "${IMPORT_ONLY:-0}" = 1 ] && exit 0
+  echo "$questions questions, $memories memories, $chars characters; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+  # Wall and CPU seconds: on a shared machine the CPU time per character is the steadier number.
+  /usr/bin/time -f "%e %U %S" -o "$run.time" "$zocalo" memory import "$run/import.jsonl" --json > /dev/null
+  read -r wall user sys < "$run.time"
+  python3 -c 'import sys; m,c,w,u,s=int(sys.argv[1]),int(sys.argv[2]),*map(float,sys.argv[3:]); print(f"import: {w:.1f} s wall, {u+s:.1f} s CPU; {m/w:.1f} memories/s, {c/w:.0f} characters/s; {c/(u+s):.0f} characters per CPU second")' \
+    "$memories" "$chars" "$wall" "$user" "$sys"
+  echo "load average after import: $(cut -d' ' -f1-3 /proc/loadavg)"
+  [ "${IMPORT_ONLY:-0}" = 1 ] && exit 0
 
-t0=$(date +%s.%N)
-"$zocalo" memory search --batch "$run/queries.jsonl" --limit 10 --json > "$run/results.json"
-t1=$(date +%s.%N)
-echo "search --batch: $(echo "$t1 - $t0" | bc) s for $questions queries (includes loading the index)"
-"$bench" score "$json" "$per_type" "$run/results.json"
+  t0=$(date +%s.%N)
+  "$zocalo" memory search --batch "$run/queries.jsonl" --limit 10 --json > "$run/results.json"
+  t1=$(date +%s.%N)
+  echo "search --batch: $(echo "$t1 - $t0" | bc) s for $questions queries (includes loading the index)"
+  "$bench" score "$json" "$per_type" "$run/results.json"
 fi
 
 if [ "${LOCOMO:-0}" = 1 ] || [ "${LOCOMO_ONLY:-0}" = 1 ]; then
