@@ -255,6 +255,12 @@ async fn sqlite_file_is_private_and_in_wal_mode() {
         .await
         .unwrap();
     assert_eq!(fk, 1);
+    // A bounded page cache (SQLite's own default is -2000, i.e. 2 MiB per connection).
+    let cache: i64 = sqlx::query_scalar("PRAGMA cache_size")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(cache, -256, "page cache in KiB");
     store.close().await;
 
     // The URL forms reach the same file.
