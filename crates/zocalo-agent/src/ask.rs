@@ -484,8 +484,11 @@ impl PendingTurn {
 
     /// Writes the turn in its own transaction (all or nothing), then runs the after-turn hook.
     pub async fn commit(self) -> Result<(), AgentError> {
-        let store = self.store.clone();
-        let (mut turn, hook) = self.into_parts();
+        let PendingTurn {
+            store,
+            mut turn,
+            hook,
+        } = self;
         store.append_turns(std::slice::from_mut(&mut turn)).await?;
         hook.run().await;
         Ok(())

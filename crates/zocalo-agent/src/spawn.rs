@@ -778,19 +778,20 @@ async fn record_results(
             }
         }
         // One transaction for the burst: every conversation, then every result row.
-        let mut results = Vec::with_capacity(burst.len());
+        // Each row, and where its turn is in `prepared` (and its hook in `after`).
+        let mut rows = Vec::with_capacity(burst.len());
+        let mut turn_at = Vec::with_capacity(burst.len());
         let mut prepared = Vec::with_capacity(burst.len());
         let mut after = Vec::with_capacity(burst.len());
         for (result, turn) in burst {
-            let at = turn.map(|t| {
+            turn_at.push(turn.map(|t| {
                 let (turn, hook) = t.into_parts();
                 prepared.push(turn);
                 after.push(hook);
                 prepared.len() - 1
-            });
-            results.push((result, at));
+            }));
+            rows.push(result);
         }
-        let rows: Vec<AgentResult> = results.iter().map(|(r, _)| r.clone()).collect();
         match batches.finish_runs(&batch_id, &rows, &mut prepared).await {
             Ok(()) => run_hooks(&mut hooks, after),
             Err(e) => {
@@ -800,7 +801,7 @@ async fn record_results(
                     rows.len()
                 );
                 let mut after = after.into_iter().map(Some).collect::<Vec<_>>();
-                for (result, at) in results {
+                for (result, at) in rows.into_iter().zip(turn_at) {
                     let turn = at.and_then(|i| Some((prepared[i].clone(), after[i].take()?)));
                     record_alone(&batches, &batch_id, result, turn, &mut recorded, &mut hooks)
                         .await;

@@ -356,6 +356,19 @@ fn upstream_env(cmd: &mut Command, fake: &FakeServer) {
         .env("ZOCALO_PROVIDER", "openai");
 }
 
+/// Starts `cmd` as `zocalo serve` on a free local port: the process and its base URL
+/// (`http://127.0.0.1:PORT`, from its "listening on" line).
+async fn start_serve(mut cmd: Command) -> anyhow::Result<(Proc, String)> {
+    cmd.args(["serve", "--bind", "127.0.0.1:0"]);
+    let (server, rest) = spawn_until(cmd, "listening on ").await?;
+    let base = rest
+        .split_whitespace()
+        .next()
+        .ok_or_else(|| anyhow!("no address after \"listening on\""))?
+        .to_owned();
+    Ok((server, base))
+}
+
 /// Spawns `cmd` with stderr piped; returns once a stderr line contains `ready` (with the
 /// text after it) or fails with what it printed.
 async fn spawn_until(mut cmd: Command, ready: &str) -> anyhow::Result<(Proc, String)> {
@@ -864,14 +877,8 @@ pub async fn run_serve(opts: &ServeOptions) -> anyhow::Result<ServeReport> {
     let mut cmd = base_command(&opts.binary, home.path(), opts.database_url.as_deref());
     upstream_env(&mut cmd, &fake);
     cmd.env("ZOCALO_SERVER_TOKEN", TOKEN)
-        .env("ZOCALO_EMBEDDER", &opts.embedder)
-        .args(["serve", "--bind", "127.0.0.1:0"]);
-    let (server, rest) = spawn_until(cmd, "listening on ").await?;
-    let base = rest
-        .split_whitespace()
-        .next()
-        .ok_or_else(|| anyhow!("no address after \"listening on\""))?
-        .to_owned();
+        .env("ZOCALO_EMBEDDER", &opts.embedder);
+    let (server, base) = start_serve(cmd).await?;
     let pid = server.pid()?;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))

@@ -23,7 +23,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{base_command, sample_process, spawn_until, Proc, TOKEN};
+use super::{base_command, sample_process, start_serve, Proc, TOKEN};
 
 /// The stream every connection opens: the first poll at once, the next a minute later.
 const EVENTS_PATH: &str = "/api/events?interval_ms=60000";
@@ -357,10 +357,9 @@ pub async fn run_streams(opts: &StreamsOptions) -> anyhow::Result<StreamsReport>
     }
     let mut cmd = base_command(&opts.binary, home.path(), None);
     cmd.env("ZOCALO_SERVER_TOKEN", TOKEN)
-        .env("ZOCALO_EMBEDDER", "none")
-        .args(["serve", "--bind", "127.0.0.1:0"]);
-    let (server, rest) = spawn_until(cmd, "listening on ").await?;
-    let result = drive(opts, &server, &rest).await;
+        .env("ZOCALO_EMBEDDER", "none");
+    let (server, base) = start_serve(cmd).await?;
+    let result = drive(opts, &server, &base).await;
     let error_log_lines = server.error_lines.load(Ordering::SeqCst);
     let error_log_sample = server.errors.lock().map(|v| v.clone()).unwrap_or_default();
     let clean_exit = server.terminate(Duration::from_secs(30)).await?;
@@ -371,12 +370,8 @@ pub async fn run_streams(opts: &StreamsOptions) -> anyhow::Result<StreamsReport>
     Ok(report)
 }
 
-async fn drive(opts: &StreamsOptions, server: &Proc, rest: &str) -> anyhow::Result<StreamsReport> {
-    let base = rest
-        .split_whitespace()
-        .next()
-        .ok_or_else(|| anyhow!("no address after \"listening on\""))?
-        .to_owned();
+async fn drive(opts: &StreamsOptions, server: &Proc, base: &str) -> anyhow::Result<StreamsReport> {
+    let base = base.to_owned();
     let addr = base
         .strip_prefix("http://")
         .ok_or_else(|| anyhow!("not an http:// address: {base}"))?
